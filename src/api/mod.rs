@@ -1,0 +1,243 @@
+//! The `LoadBalancerPool` custom resource (`weir.dev/v1alpha1`): its types, defaults, bounds and
+//! the validation weir runs itself (the API server runs the same bounds from the generated schema).
+
+mod validate;
+
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+pub use validate::{ValidationError, validate_spec};
+
+/// Upper bounds that also keep the CEL rules of the CRD within the API server's cost budget.
+pub const MAX_ROUTES: usize = 64;
+pub const MAX_BACKENDS: usize = 32;
+pub const MAX_WEIGHT: u32 = 1000;
+
+/// A pool of pods that takes a share of ingress traffic.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "weir.dev",
+    version = "v1alpha1",
+    kind = "LoadBalancerPool",
+    plural = "loadbalancerpools",
+    shortname = "lbp",
+    namespaced,
+    status = "LoadBalancerPoolStatus",
+    printcolumn = r#"{"name":"Hosts","type":"string","jsonPath":".status.hosts"}"#,
+    printcolumn = r#"{"name":"Algorithm","type":"string","jsonPath":".spec.algorithm"}"#,
+    printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.endpoints.ready"}"#,
+    printcolumn = r#"{"name":"Healthy","type":"integer","jsonPath":".status.endpoints.healthy"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[x_kube(validation = Rule::new("self.backends.exists(b, b.weight > 0)").message("at least one backend needs a weight above 0"))]
+#[x_kube(validation = Rule::new("self.routes.all(r, self.routes.exists_one(s, s.host == r.host && s.pathPrefix == r.pathPrefix))").message("routes must not repeat the same host and pathPrefix"))]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancerPoolSpec {
+    /// Which ingress traffic this pool takes. No routes: the pool takes nothing.
+    #[serde(default)]
+    #[schemars(length(max = 64))]
+    pub routes: Vec<Route>,
+    /// Services whose ready pod addresses serve the pool.
+    #[schemars(length(min = 1, max = 32))]
+    pub backends: Vec<Backend>,
+    /// How a request picks an endpoint.
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    /// Upstream timeouts.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+}
+
+/// One host and path prefix the pool answers for.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    /// An exact host (`shop.example.com`), a wildcard for one DNS label (`*.example.com`), or
+    /// empty for any host.
+    #[serde(default)]
+    #[schemars(length(max = 253), regex(pattern = r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$|^$"))]
+    pub host: String,
+    /// A path prefix, matched segment by segment (`/api` takes `/api` and `/api/x`, not
+    /// `/apix`). The longest matching prefix wins.
+    #[serde(default = "default_path_prefix")]
+    #[schemars(length(min = 1, max = 1024), regex(pattern = r"^/"))]
+    pub path_prefix: String,
+}
+
+fn default_path_prefix() -> String {
+    "/".to_string()
+}
+
+/// A Service whose ready endpoints serve the pool, and its share of the traffic.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Backend {
+    /// Name of a Service in the pool's namespace.
+    #[schemars(length(min = 1, max = 63))]
+    pub service: String,
+    /// The Service port, by name or number.
+    pub port: ServicePort,
+    /// Relative share of the pool's traffic, 0 to 1000. 0 takes no new traffic.
+    #[serde(default = "default_weight")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// A Service port, by number or by name, as in Ingress.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+#[serde(untagged)]
+pub enum ServicePort {
+    Number(u16),
+    Name(String),
+}
+
+impl std::fmt::Display for ServicePort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServicePort::Number(n) => write!(f, "{n}"),
+            ServicePort::Name(s) => f.write_str(s),
+        }
+    }
+}
+
+impl schemars::JsonSchema for ServicePort {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ServicePort".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        // The Kubernetes int-or-string form, as Service targetPort uses it.
+        schemars::json_schema!({
+            "x-kubernetes-int-or-string": true,
+            "description": "The Service port, by name or number."
+        })
+    }
+}
+
+/// How a request picks one endpoint among the eligible ones.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Algorithm {
+    /// Smooth weighted round robin, as nginx does it.
+    #[default]
+    RoundRobin,
+}
+
+impl Algorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::RoundRobin => "RoundRobin",
+        }
+    }
+}
+
+/// Upstream timeouts.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Timeouts {
+    /// Time to open a TCP connection to a pod.
+    #[serde(default = "default_connect_millis")]
+    #[schemars(range(min = 1, max = 60000))]
+    pub connect_millis: u32,
+    /// Time from sending a request upstream to its response headers. Bodies stream without a
+    /// deadline of their own, so downloads and WebSockets are not cut.
+    #[serde(default = "default_request_seconds")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub request_seconds: u32,
+    /// How long an idle keep-alive connection to a pod is kept.
+    #[serde(default = "default_idle_seconds")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub idle_seconds: u32,
+}
+
+fn default_connect_millis() -> u32 {
+    1000
+}
+fn default_request_seconds() -> u32 {
+    60
+}
+fn default_idle_seconds() -> u32 {
+    300
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect_millis: default_connect_millis(),
+            request_seconds: default_request_seconds(),
+            idle_seconds: default_idle_seconds(),
+        }
+    }
+}
+
+/// What weir observed of a pool, written by the leader.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancerPoolStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The hosts the pool serves, comma-separated (`*` for any host), for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<String>,
+    #[serde(default)]
+    pub endpoints: EndpointCounts,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+/// Endpoint counts over all backends of a pool.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+pub struct EndpointCounts {
+    /// Endpoints listed in the backends' EndpointSlices.
+    pub total: u32,
+    /// Endpoints Kubernetes reports ready.
+    pub ready: u32,
+    /// Ready endpoints that also pass weir's own checks.
+    pub healthy: u32,
+}
+
+/// A status condition, in the shape of `metav1.Condition`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// `Accepted`, `ResolvedRefs` or `Ready`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// A CamelCase word saying why.
+    pub reason: String,
+    /// What is wrong, or what is right, in plain words.
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+impl Condition {
+    pub fn new(type_: &str, ok: bool, reason: &str, message: impl Into<String>) -> Self {
+        Condition {
+            type_: type_.to_string(),
+            status: if ok { "True" } else { "False" }.to_string(),
+            reason: reason.to_string(),
+            message: message.into(),
+            last_transition_time: None,
+            observed_generation: None,
+        }
+    }
+
+    pub fn is_true(&self) -> bool {
+        self.status == "True"
+    }
+}
+
+/// The CRD as YAML, exactly as `weir crd` prints it and `crds/` holds it.
+pub fn crd_yaml() -> Result<String, serde_saphyr::ser_error::Error> {
+    use kube::CustomResourceExt;
+    serde_saphyr::to_string(&LoadBalancerPool::crd())
+}

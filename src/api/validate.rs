@@ -1,0 +1,180 @@
+//! The checks weir runs on a pool spec itself. They repeat the schema bounds (a file source has
+//! no API server to enforce them) and add the rules that span fields.
+
+use super::{LoadBalancerPoolSpec, MAX_BACKENDS, MAX_ROUTES, MAX_WEIGHT};
+use std::collections::HashSet;
+
+/// One thing wrong with a spec: the field path and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    pub field: String,
+    pub message: String,
+}
+
+fn err(field: impl Into<String>, message: impl Into<String>) -> ValidationError {
+    ValidationError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Every problem of the spec, in field order. Empty means valid.
+pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
+    let mut errors = Vec::new();
+    if spec.routes.len() > MAX_ROUTES {
+        errors.push(err("spec.routes", format!("at most {MAX_ROUTES} routes")));
+    }
+    let mut seen = HashSet::new();
+    for (i, route) in spec.routes.iter().enumerate() {
+        if let Some(problem) = host_problem(&route.host) {
+            errors.push(err(format!("spec.routes[{i}].host"), problem));
+        }
+        if !route.path_prefix.starts_with('/') {
+            errors.push(err(format!("spec.routes[{i}].pathPrefix"), "must start with /"));
+        }
+        if !seen.insert((&route.host, &route.path_prefix)) {
+            errors.push(err(
+                format!("spec.routes[{i}]"),
+                format!("repeats host {:?} and pathPrefix {:?}", route.host, route.path_prefix),
+            ));
+        }
+    }
+    if spec.backends.is_empty() {
+        errors.push(err("spec.backends", "must list at least one backend"));
+    }
+    if spec.backends.len() > MAX_BACKENDS {
+        errors.push(err("spec.backends", format!("at most {MAX_BACKENDS} backends")));
+    }
+    for (i, backend) in spec.backends.iter().enumerate() {
+        if backend.service.is_empty() {
+            errors.push(err(format!("spec.backends[{i}].service"), "must not be empty"));
+        }
+        if backend.weight > MAX_WEIGHT {
+            errors.push(err(
+                format!("spec.backends[{i}].weight"),
+                format!("{} is above the maximum {MAX_WEIGHT}", backend.weight),
+            ));
+        }
+        match &backend.port {
+            super::ServicePort::Number(0) => {
+                errors.push(err(format!("spec.backends[{i}].port"), "must be 1 to 65535"))
+            }
+            super::ServicePort::Name(name) if name.is_empty() => {
+                errors.push(err(format!("spec.backends[{i}].port"), "must not be empty"))
+            }
+            _ => {}
+        }
+    }
+    if !spec.backends.is_empty() && spec.backends.iter().all(|b| b.weight == 0) {
+        errors.push(err("spec.backends", "at least one backend needs a weight above 0"));
+    }
+    let t = &spec.timeouts;
+    let bounds = [
+        ("spec.timeouts.connectMillis", t.connect_millis, 60_000),
+        ("spec.timeouts.requestSeconds", t.request_seconds, 3600),
+        ("spec.timeouts.idleSeconds", t.idle_seconds, 86_400),
+    ];
+    for (field, value, max) in bounds {
+        if value == 0 || value > max {
+            errors.push(err(field, format!("{value} is outside 1 to {max}")));
+        }
+    }
+    errors
+}
+
+/// Why a route host is not an exact DNS name, a one-label wildcard, or empty.
+fn host_problem(host: &str) -> Option<String> {
+    if host.is_empty() {
+        return None;
+    }
+    if host.len() > 253 {
+        return Some("longer than 253 characters".into());
+    }
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    for label in name.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return Some(format!(
+                "{host:?} is not a lowercase DNS name or a wildcard like *.example.com"
+            ));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Backend, Route, ServicePort, Timeouts};
+
+    fn spec() -> LoadBalancerPoolSpec {
+        LoadBalancerPoolSpec {
+            routes: vec![Route {
+                host: "shop.example.com".into(),
+                path_prefix: "/".into(),
+            }],
+            backends: vec![Backend {
+                service: "web".into(),
+                port: ServicePort::Name("http".into()),
+                weight: 1,
+            }],
+            algorithm: Default::default(),
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    #[test]
+    fn a_good_spec_passes() {
+        assert!(validate_spec(&spec()).is_empty());
+    }
+
+    #[test]
+    fn empty_backends_are_named() {
+        let mut s = spec();
+        s.backends.clear();
+        let errors = validate_spec(&s);
+        assert_eq!(errors[0].field, "spec.backends");
+    }
+
+    #[test]
+    fn bad_hosts_and_paths_are_named() {
+        let mut s = spec();
+        s.routes[0].host = "Shop..example".into();
+        s.routes.push(Route {
+            host: "*.example.com".into(),
+            path_prefix: "api".into(),
+        });
+        let fields: Vec<_> = validate_spec(&s).into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["spec.routes[0].host", "spec.routes[1].pathPrefix"]);
+    }
+
+    #[test]
+    fn weights_and_timeouts_are_bounded() {
+        let mut s = spec();
+        s.backends[0].weight = 1001;
+        s.timeouts.connect_millis = 0;
+        let fields: Vec<_> = validate_spec(&s).into_iter().map(|e| e.field).collect();
+        assert_eq!(
+            fields,
+            ["spec.backends[0].weight", "spec.timeouts.connectMillis"]
+        );
+        s.backends[0].weight = 0;
+        s.timeouts.connect_millis = 5;
+        let fields: Vec<_> = validate_spec(&s).into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["spec.backends"]);
+    }
+
+    #[test]
+    fn repeated_routes_are_refused() {
+        let mut s = spec();
+        s.routes.push(s.routes[0].clone());
+        assert_eq!(validate_spec(&s)[0].field, "spec.routes[1]");
+    }
+}

@@ -1,0 +1,10 @@
+//! weir: a Kubernetes-native ingress controller and software load balancer.
+//!
+//! Data flows one way: sources → store → `routing::compile` → `RoutingTable` → proxy.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod balance;
+pub mod endpoint;
+pub mod routing;
+pub mod store;

@@ -1,0 +1,382 @@
+//! `compile`: the object store in, a routing table and one status per pool out. Pure.
+
+use super::host::normalize_prefix;
+use super::pool::{BackendSet, Pool};
+use super::table::{PathRoutes, RoutingTable};
+use crate::api::{
+    Algorithm, Backend, Condition, EndpointCounts, LoadBalancerPool, LoadBalancerPoolStatus,
+    ServicePort, validate_spec,
+};
+use crate::balance::{Balance, RoundRobin};
+use crate::endpoint::Endpoint;
+use crate::store::{ObjectKey, SERVICE_NAME_LABEL, Store};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+/// What `compile` produces.
+#[derive(Debug, Default)]
+pub struct Compiled {
+    pub table: RoutingTable,
+    /// One status per pool in the store, whether it serves or not.
+    pub statuses: BTreeMap<ObjectKey, LoadBalancerPoolStatus>,
+}
+
+/// Builds the routing table and every pool's status from the store.
+///
+/// `previous` is the table in service now: endpoints that stay keep their `Arc<Endpoint>` (and
+/// with it their live counters). A problem in one pool shows in that pool's status and never
+/// keeps another pool from serving.
+pub fn compile(store: &Store, previous: Option<&RoutingTable>) -> Compiled {
+    let slices = SliceIndex::new(store);
+    let mut compiled = Compiled::default();
+    // The older pool keeps a contested route: creation time, then namespace/name. A pool
+    // without a creation time (from a file) counts as the newest.
+    let mut order: Vec<&LoadBalancerPool> = store.pools.values().map(|p| p.as_ref()).collect();
+    order.sort_by(|a, b| {
+        let created = |p: &LoadBalancerPool| p.metadata.creation_timestamp.clone().map(|t| t.0);
+        match (created(a), created(b)) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        }
+        .then_with(|| ObjectKey::of(&a.metadata).cmp(&ObjectKey::of(&b.metadata)))
+    });
+    // (host, normalized prefix) → the pool holding it.
+    let mut holders: HashMap<(String, String), ObjectKey> = HashMap::new();
+    for resource in order {
+        let key = ObjectKey::of(&resource.metadata);
+        let previous_pool = previous.and_then(|t| t.pool(&key));
+        let (pool, status) = compile_pool(&key, resource, &slices, previous_pool, &mut holders);
+        if let Some((pool, routes)) = pool {
+            let pool = Arc::new(pool);
+            for (host, prefix) in routes {
+                compiled.table.insert_route(&host, &prefix, pool.clone());
+            }
+            compiled.table.pools.insert(key.clone(), pool);
+        }
+        compiled.statuses.insert(key, status);
+    }
+    compiled
+}
+
+impl RoutingTable {
+    fn insert_route(&mut self, host: &str, prefix: &str, pool: Arc<Pool>) {
+        let routes: &mut PathRoutes = if host.is_empty() {
+            &mut self.any_host
+        } else if let Some(parent) = host.strip_prefix("*.") {
+            self.wildcard.entry(parent.into()).or_default()
+        } else {
+            self.exact.entry(host.into()).or_default()
+        };
+        routes.insert(prefix, pool);
+    }
+}
+
+type Routes = Vec<(String, String)>;
+
+fn compile_pool(
+    key: &ObjectKey,
+    resource: &LoadBalancerPool,
+    slices: &SliceIndex<'_>,
+    previous: Option<&Arc<Pool>>,
+    holders: &mut HashMap<(String, String), ObjectKey>,
+) -> (Option<(Pool, Routes)>, LoadBalancerPoolStatus) {
+    let spec = &resource.spec;
+    let mut status = LoadBalancerPoolStatus {
+        observed_generation: resource.metadata.generation,
+        hosts: Some(hosts_column(resource)),
+        ..Default::default()
+    };
+    let errors = validate_spec(spec);
+    if !errors.is_empty() {
+        let message = errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
+        status.conditions = vec![
+            Condition::new("Accepted", false, "Invalid", message),
+            Condition::new("ResolvedRefs", false, "Invalid", "the spec is invalid"),
+            Condition::new("Ready", false, "Invalid", "the spec is invalid"),
+        ];
+        return (None, status);
+    }
+
+    // Routes: claim each, unless an older pool holds it.
+    let mut routes = Vec::new();
+    let mut conflicts = Vec::new();
+    for route in &spec.routes {
+        let claim = (route.host.clone(), normalize_prefix(&route.path_prefix).to_string());
+        match holders.get(&claim) {
+            Some(holder) if holder != key => conflicts.push(format!(
+                "route {}{} is held by pool {holder}",
+                display_host(&claim.0),
+                claim.1
+            )),
+            Some(_) => {} // the same route twice in one pool
+            None => {
+                holders.insert(claim.clone(), key.clone());
+                routes.push(claim);
+            }
+        }
+    }
+    let accepted = if conflicts.is_empty() {
+        Condition::new(
+            "Accepted",
+            true,
+            "Accepted",
+            format!("{} route(s)", routes.len()),
+        )
+    } else {
+        Condition::new("Accepted", false, "RouteConflict", conflicts.join("; "))
+    };
+
+    // Backends: resolve each Service port to slice endpoints.
+    let reuse: HashMap<SocketAddr, &Arc<Endpoint>> = previous
+        .map(|p| p.all_endpoints().map(|e| (e.addr, e)).collect())
+        .unwrap_or_default();
+    let mut missing = Vec::new();
+    let mut backends = Vec::new();
+    let mut notes = Vec::new();
+    for backend in &spec.backends {
+        let service_key = ObjectKey::new(key.namespace.clone(), backend.service.clone());
+        match slices.resolve(&service_key, backend) {
+            Err(problem) => missing.push(problem),
+            Ok(resolved) => {
+                if resolved.is_empty() {
+                    notes.push(format!(
+                        "Service {service_key} lists no endpoints for port {}",
+                        backend.port
+                    ));
+                }
+                backends.push(backend_set(
+                    service_key,
+                    backend,
+                    resolved,
+                    spec.algorithm,
+                    &reuse,
+                ));
+            }
+        }
+    }
+    let resolved_refs = if missing.is_empty() {
+        Condition::new("ResolvedRefs", true, "ResolvedRefs", "all backends resolved")
+    } else {
+        let reason = if missing.iter().any(|m| m.contains("not found")) {
+            "BackendNotFound"
+        } else {
+            "PortNotFound"
+        };
+        Condition::new("ResolvedRefs", false, reason, missing.join("; "))
+    };
+
+    let counts = count(&backends);
+    status.endpoints = counts;
+    let ready = if counts.healthy > 0 {
+        Condition::new(
+            "Ready",
+            true,
+            "HealthyEndpoints",
+            format!("{} of {} endpoints healthy", counts.healthy, counts.total),
+        )
+    } else {
+        let mut why = vec![format!(
+            "0 of {} endpoints healthy ({} not ready, {} terminating)",
+            counts.total,
+            backends.iter().map(|b| b.not_ready).sum::<u32>(),
+            backends.iter().map(|b| b.fenced.len()).sum::<usize>(),
+        )];
+        why.extend(notes);
+        Condition::new("Ready", false, "NoHealthyEndpoints", why.join("; "))
+    };
+    status.conditions = vec![accepted, resolved_refs, ready];
+
+    let pool = Pool::new(key.clone(), spec.algorithm, spec.timeouts, backends);
+    (Some((pool, routes)), status)
+}
+
+fn count(backends: &[BackendSet]) -> EndpointCounts {
+    let ready: usize = backends.iter().map(|b| b.endpoints.len()).sum();
+    let fenced: usize = backends.iter().map(|b| b.fenced.len()).sum();
+    let not_ready: u32 = backends.iter().map(|b| b.not_ready).sum();
+    EndpointCounts {
+        total: (ready + fenced) as u32 + not_ready,
+        ready: ready as u32,
+        healthy: ready as u32,
+    }
+}
+
+fn backend_set(
+    service: ObjectKey,
+    backend: &Backend,
+    resolved: Vec<SliceEndpoint>,
+    algorithm: Algorithm,
+    reuse: &HashMap<SocketAddr, &Arc<Endpoint>>,
+) -> BackendSet {
+    let mut endpoints = Vec::new();
+    let mut fenced = Vec::new();
+    let mut not_ready = 0;
+    let mut seen = HashSet::new();
+    for e in resolved {
+        // The same address in two slices (during a slice split) is one endpoint.
+        if !seen.insert(e.addr) {
+            continue;
+        }
+        let endpoint = || match reuse.get(&e.addr) {
+            Some(existing) => Arc::clone(existing),
+            None => Arc::new(Endpoint::new(e.addr, e.identity.clone())),
+        };
+        if e.ready {
+            endpoints.push(endpoint());
+        } else if e.serving && e.terminating {
+            fenced.push(endpoint());
+        } else {
+            not_ready += 1;
+        }
+    }
+    let balancer: Box<dyn Balance> = match algorithm {
+        Algorithm::RoundRobin => Box::new(RoundRobin::new(&vec![1; endpoints.len()])),
+    };
+    BackendSet {
+        service,
+        weight: backend.weight,
+        endpoints,
+        fenced,
+        not_ready,
+        balancer,
+    }
+}
+
+fn hosts_column(resource: &LoadBalancerPool) -> String {
+    let mut hosts: Vec<&str> = resource
+        .spec
+        .routes
+        .iter()
+        .map(|r| display_host(&r.host))
+        .collect();
+    hosts.dedup();
+    hosts.join(",")
+}
+
+fn display_host(host: &str) -> &str {
+    if host.is_empty() { "*" } else { host }
+}
+
+/// One endpoint of a slice, on the port a backend resolved to.
+#[derive(Debug)]
+struct SliceEndpoint {
+    addr: SocketAddr,
+    identity: String,
+    ready: bool,
+    serving: bool,
+    terminating: bool,
+}
+
+/// Services and their slices, indexed once per compile.
+struct SliceIndex<'a> {
+    services: &'a BTreeMap<ObjectKey, Arc<Service>>,
+    by_service: HashMap<ObjectKey, Vec<&'a EndpointSlice>>,
+}
+
+impl<'a> SliceIndex<'a> {
+    fn new(store: &'a Store) -> Self {
+        let mut by_service: HashMap<ObjectKey, Vec<&EndpointSlice>> = HashMap::new();
+        for (key, slice) in &store.slices {
+            let service = slice
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL));
+            if let Some(service) = service {
+                by_service
+                    .entry(ObjectKey::new(key.namespace.clone(), service.clone()))
+                    .or_default()
+                    .push(slice);
+            }
+        }
+        SliceIndex {
+            services: &store.services,
+            by_service,
+        }
+    }
+
+    /// The endpoints serving a backend's Service port, or what could not be found.
+    fn resolve(
+        &self,
+        service_key: &ObjectKey,
+        backend: &Backend,
+    ) -> Result<Vec<SliceEndpoint>, String> {
+        let service = self
+            .services
+            .get(service_key)
+            .ok_or_else(|| format!("Service {service_key} not found"))?;
+        let ports = service
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.as_deref())
+            .unwrap_or_default();
+        // Slices name their ports after the Service port's name ("" when it has none).
+        let port_name = match &backend.port {
+            ServicePort::Number(n) => ports
+                .iter()
+                .find(|p| p.port == i32::from(*n))
+                .map(|p| p.name.clone().unwrap_or_default())
+                .ok_or_else(|| format!("Service {service_key} has no port {n}"))?,
+            ServicePort::Name(name) => ports
+                .iter()
+                .find(|p| p.name.as_deref() == Some(name))
+                .map(|_| name.clone())
+                .ok_or_else(|| format!("Service {service_key} has no port named {name}"))?,
+        };
+        let mut out = Vec::new();
+        for slice in self.by_service.get(service_key).into_iter().flatten() {
+            if slice.address_type != "IPv4" && slice.address_type != "IPv6" {
+                continue;
+            }
+            let port = slice.ports.iter().flatten().find(|p| {
+                p.name.as_deref().unwrap_or_default() == port_name
+                    && p.protocol.as_deref().unwrap_or("TCP") == "TCP"
+            });
+            let Some(port) = port.and_then(|p| p.port).and_then(|p| u16::try_from(p).ok()) else {
+                continue;
+            };
+            for endpoint in slice.endpoints.iter().flatten() {
+                // Consumers use the first address (the API says the others are equivalent).
+                let Some(ip) = endpoint
+                    .addresses
+                    .first()
+                    .and_then(|a| a.parse::<IpAddr>().ok())
+                else {
+                    continue;
+                };
+                let addr = SocketAddr::new(ip, port);
+                let conditions = endpoint.conditions.clone().unwrap_or_default();
+                // The API: a nil `ready` means ready; a nil `serving` means as `ready`.
+                let ready = conditions.ready.unwrap_or(true);
+                let identity = match &endpoint.target_ref {
+                    Some(r) if r.kind.as_deref() == Some("Pod") => format!(
+                        "{}/{}",
+                        r.namespace.as_deref().unwrap_or(&service_key.namespace),
+                        r.name.as_deref().unwrap_or_default()
+                    ),
+                    _ => addr.to_string(),
+                };
+                out.push(SliceEndpoint {
+                    addr,
+                    identity,
+                    ready,
+                    serving: conditions.serving.unwrap_or(ready),
+                    terminating: conditions.terminating.unwrap_or(false),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests;

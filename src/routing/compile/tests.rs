@@ -1,0 +1,400 @@
+use super::*;
+use serde_json::json;
+
+fn pool(ns: &str, name: &str, created: Option<&str>, spec: serde_json::Value) -> LoadBalancerPool {
+    let mut metadata = json!({"name": name, "namespace": ns, "generation": 3});
+    if let Some(t) = created {
+        metadata["creationTimestamp"] = json!(t);
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "weir.dev/v1alpha1", "kind": "LoadBalancerPool",
+        "metadata": metadata, "spec": spec,
+    }))
+    .expect("test pool")
+}
+
+fn service(ns: &str, name: &str, ports: serde_json::Value) -> Service {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": ns}, "spec": {"ports": ports},
+    }))
+    .expect("test service")
+}
+
+/// A slice of `service` with endpoints `(ip, ready, serving, terminating)`.
+fn slice(
+    ns: &str,
+    service: &str,
+    name: &str,
+    ports: serde_json::Value,
+    endpoints: &[(&str, bool, bool, bool)],
+) -> EndpointSlice {
+    let endpoints: Vec<_> = endpoints
+        .iter()
+        .map(|(ip, ready, serving, terminating)| {
+            json!({"addresses": [ip], "conditions": {
+                "ready": ready, "serving": serving, "terminating": terminating},
+                "targetRef": {"kind": "Pod", "name": format!("pod-{ip}"), "namespace": ns}})
+        })
+        .collect();
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": ns,
+                     "labels": {SERVICE_NAME_LABEL: service}},
+        "addressType": "IPv4", "ports": ports, "endpoints": endpoints,
+    }))
+    .expect("test slice")
+}
+
+fn ready(ip: &str) -> (&str, bool, bool, bool) {
+    (ip, true, true, false)
+}
+
+#[derive(Default)]
+struct World(Store);
+
+impl World {
+    fn pool(mut self, p: LoadBalancerPool) -> Self {
+        self.0
+            .pools
+            .insert(ObjectKey::of(&p.metadata), Arc::new(p));
+        self
+    }
+    fn service(mut self, s: Service) -> Self {
+        self.0.services.insert(ObjectKey::of(&s.metadata), Arc::new(s));
+        self
+    }
+    fn slice(mut self, s: EndpointSlice) -> Self {
+        self.0.slices.insert(ObjectKey::of(&s.metadata), Arc::new(s));
+        self
+    }
+    /// A Service `name` with port 80 named http, and one slice with these endpoints on 8080.
+    fn web(self, ns: &str, name: &str, endpoints: &[(&str, bool, bool, bool)]) -> Self {
+        self.service(service(ns, name, json!([{"name": "http", "port": 80}])))
+            .slice(slice(
+                ns,
+                name,
+                &format!("{name}-abc"),
+                json!([{"name": "http", "port": 8080}]),
+                endpoints,
+            ))
+    }
+    fn compile(&self) -> Compiled {
+        compile(&self.0, None)
+    }
+}
+
+fn simple_spec(host: &str, prefix: &str, service: &str) -> serde_json::Value {
+    json!({"routes": [{"host": host, "pathPrefix": prefix}],
+           "backends": [{"service": service, "port": "http"}]})
+}
+
+fn routed(c: &Compiled, host: &str, path: &str) -> Option<String> {
+    c.table.route(host, path).map(|p| p.name.to_string())
+}
+
+fn condition<'a>(c: &'a Compiled, ns: &str, name: &str, type_: &str) -> &'a Condition {
+    c.statuses[&ObjectKey::new(ns, name)]
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .expect("condition present")
+}
+
+#[test]
+fn routes_by_host_then_longest_prefix() {
+    let c = World::default()
+        .web("shop", "web", &[ready("10.0.0.1")])
+        .pool(pool("shop", "root", None, simple_spec("shop.example.com", "/", "web")))
+        .pool(pool("shop", "api", None, simple_spec("shop.example.com", "/api", "web")))
+        .pool(pool("shop", "v2", None, simple_spec("shop.example.com", "/api/v2/", "web")))
+        .compile();
+    assert_eq!(routed(&c, "shop.example.com", "/").as_deref(), Some("shop/root"));
+    assert_eq!(routed(&c, "shop.example.com", "/apix").as_deref(), Some("shop/root"));
+    assert_eq!(routed(&c, "shop.example.com", "/api").as_deref(), Some("shop/api"));
+    assert_eq!(routed(&c, "SHOP.example.com:8080", "/api/v1").as_deref(), Some("shop/api"));
+    assert_eq!(routed(&c, "shop.example.com", "/api/v2/x").as_deref(), Some("shop/v2"));
+    assert_eq!(routed(&c, "other.example.com", "/"), None);
+}
+
+#[test]
+fn exact_host_beats_wildcard_beats_any_host() {
+    let c = World::default()
+        .web("ns", "web", &[ready("10.0.0.1")])
+        .pool(pool("ns", "exact", None, simple_spec("a.example.com", "/", "web")))
+        .pool(pool("ns", "wild", None, simple_spec("*.example.com", "/", "web")))
+        .pool(pool("ns", "any", None, simple_spec("", "/", "web")))
+        .compile();
+    assert_eq!(routed(&c, "a.example.com", "/").as_deref(), Some("ns/exact"));
+    assert_eq!(routed(&c, "b.example.com", "/").as_deref(), Some("ns/wild"));
+    // A wildcard covers one label only, as in Ingress and TLS certificates.
+    assert_eq!(routed(&c, "x.b.example.com", "/").as_deref(), Some("ns/any"));
+    assert_eq!(routed(&c, "example.com", "/").as_deref(), Some("ns/any"));
+    assert_eq!(routed(&c, "elsewhere.org", "/").as_deref(), Some("ns/any"));
+}
+
+#[test]
+fn an_exact_host_without_the_path_falls_back_to_wider_hosts() {
+    let c = World::default()
+        .web("ns", "web", &[ready("10.0.0.1")])
+        .pool(pool("ns", "api", None, simple_spec("a.example.com", "/api", "web")))
+        .pool(pool("ns", "wild", None, simple_spec("*.example.com", "/", "web")))
+        .compile();
+    assert_eq!(routed(&c, "a.example.com", "/api/x").as_deref(), Some("ns/api"));
+    assert_eq!(routed(&c, "a.example.com", "/other").as_deref(), Some("ns/wild"));
+}
+
+#[test]
+fn the_older_pool_keeps_a_contested_route() {
+    let c = World::default()
+        .web("ns", "web", &[ready("10.0.0.1")])
+        .pool(pool(
+            "ns",
+            "newer",
+            Some("2026-02-01T00:00:00Z"),
+            json!({"routes": [{"host": "a.example.com", "pathPrefix": "/"},
+                              {"host": "b.example.com"}],
+                   "backends": [{"service": "web", "port": "http"}]}),
+        ))
+        .pool(pool(
+            "ns",
+            "older",
+            Some("2026-01-01T00:00:00Z"),
+            simple_spec("a.example.com", "/", "web"),
+        ))
+        .compile();
+    assert_eq!(routed(&c, "a.example.com", "/").as_deref(), Some("ns/older"));
+    // The loser keeps the routes nobody contests.
+    assert_eq!(routed(&c, "b.example.com", "/").as_deref(), Some("ns/newer"));
+    let accepted = condition(&c, "ns", "newer", "Accepted");
+    assert!(!accepted.is_true());
+    assert_eq!(accepted.reason, "RouteConflict");
+    assert!(accepted.message.contains("ns/older"), "{}", accepted.message);
+    assert!(condition(&c, "ns", "older", "Accepted").is_true());
+}
+
+#[test]
+fn same_age_conflicts_go_by_name_and_trailing_slashes_do_not_dodge_them() {
+    let c = World::default()
+        .web("ns", "web", &[ready("10.0.0.1")])
+        .pool(pool("ns", "b", None, simple_spec("a.example.com", "/api/", "web")))
+        .pool(pool("ns", "a", None, simple_spec("a.example.com", "/api", "web")))
+        .compile();
+    assert_eq!(routed(&c, "a.example.com", "/api").as_deref(), Some("ns/a"));
+    assert_eq!(condition(&c, "ns", "b", "Accepted").reason, "RouteConflict");
+}
+
+#[test]
+fn missing_service_and_port_are_named() {
+    let c = World::default()
+        .web("ns", "web", &[ready("10.0.0.1")])
+        .pool(pool("ns", "nosvc", None, simple_spec("a.test", "/", "ghost")))
+        .pool(pool(
+            "ns",
+            "noport",
+            None,
+            json!({"routes": [{"host": "b.test"}],
+                   "backends": [{"service": "web", "port": "grpc"}]}),
+        ))
+        .pool(pool(
+            "ns",
+            "nonumber",
+            None,
+            json!({"routes": [{"host": "c.test"}],
+                   "backends": [{"service": "web", "port": 8443}]}),
+        ))
+        .compile();
+    let nosvc = condition(&c, "ns", "nosvc", "ResolvedRefs");
+    assert_eq!((nosvc.is_true(), nosvc.reason.as_str()), (false, "BackendNotFound"));
+    assert!(nosvc.message.contains("ns/ghost"), "{}", nosvc.message);
+    let noport = condition(&c, "ns", "noport", "ResolvedRefs");
+    assert_eq!(noport.reason, "PortNotFound");
+    assert!(noport.message.contains("grpc"), "{}", noport.message);
+    assert!(condition(&c, "ns", "nonumber", "ResolvedRefs").message.contains("8443"));
+    // They keep their routes and answer 503 (no endpoints), not 404.
+    let p = c.table.route("a.test", "/").expect("route kept");
+    assert!(p.pick(&|_| true).is_none());
+}
+
+#[test]
+fn ports_resolve_by_name_and_by_number() {
+    let w = World::default()
+        .service(service(
+            "ns",
+            "multi",
+            json!([{"name": "http", "port": 80}, {"name": "admin", "port": 9000}]),
+        ))
+        .slice(slice(
+            "ns",
+            "multi",
+            "multi-1",
+            json!([{"name": "http", "port": 8080}, {"name": "admin", "port": 9090}]),
+            &[ready("10.0.0.1")],
+        ))
+        .service(service("ns", "unnamed", json!([{"port": 80}])))
+        .slice(slice("ns", "unnamed", "unnamed-1", json!([{"port": 3000}]), &[ready("10.0.0.2")]));
+    let by = |port: serde_json::Value, svc: &str| {
+        let c = World(w.0.clone())
+            .pool(pool(
+                "ns",
+                "p",
+                None,
+                json!({"routes": [{"host": "a.test"}],
+                       "backends": [{"service": svc, "port": port}]}),
+            ))
+            .compile();
+        let p = c.table.route("a.test", "/").expect("routed").clone();
+        p.pick(&|_| true).map(|e| e.addr.to_string())
+    };
+    assert_eq!(by(json!("admin"), "multi").as_deref(), Some("10.0.0.1:9090"));
+    assert_eq!(by(json!(80), "multi").as_deref(), Some("10.0.0.1:8080"));
+    assert_eq!(by(json!(9000), "multi").as_deref(), Some("10.0.0.1:9090"));
+    assert_eq!(by(json!(80), "unnamed").as_deref(), Some("10.0.0.2:3000"));
+}
+
+#[test]
+fn unready_endpoints_take_no_traffic_and_terminating_serving_ones_are_fenced() {
+    let c = World::default()
+        .web(
+            "ns",
+            "web",
+            &[
+                ready("10.0.0.1"),
+                ("10.0.0.2", false, false, false),
+                ("10.0.0.3", false, true, true),
+                ready("10.0.0.4"),
+            ],
+        )
+        .pool(pool("ns", "p", None, simple_spec("a.test", "/", "web")))
+        .compile();
+    let p = c.table.route("a.test", "/").expect("routed");
+    let picked: HashSet<String> = (0..20)
+        .filter_map(|_| p.pick(&|_| true))
+        .map(|e| e.addr.ip().to_string())
+        .collect();
+    assert_eq!(picked, HashSet::from(["10.0.0.1".into(), "10.0.0.4".into()]));
+    assert_eq!(p.backends[0].fenced[0].addr.to_string(), "10.0.0.3:8080");
+    assert_eq!(p.backends[0].fenced[0].identity, "ns/pod-10.0.0.3");
+    let status = &c.statuses[&ObjectKey::new("ns", "p")];
+    assert_eq!(
+        status.endpoints,
+        EndpointCounts {
+            total: 4,
+            ready: 2,
+            healthy: 2
+        }
+    );
+    assert_eq!(status.observed_generation, Some(3));
+    assert!(condition(&c, "ns", "p", "Ready").message.contains("2 of 4"));
+}
+
+#[test]
+fn no_ready_endpoints_says_why() {
+    let c = World::default()
+        .web("ns", "web", &[("10.0.0.2", false, false, false)])
+        .pool(pool("ns", "p", None, simple_spec("a.test", "/", "web")))
+        .compile();
+    let r = condition(&c, "ns", "p", "Ready");
+    assert_eq!((r.is_true(), r.reason.as_str()), (false, "NoHealthyEndpoints"));
+    assert!(r.message.contains("1 not ready"), "{}", r.message);
+}
+
+#[test]
+fn backend_weights_split_traffic() {
+    let w = World::default()
+        .web("ns", "v1", &[ready("10.0.1.1"), ready("10.0.1.2")])
+        .web("ns", "v2", &[ready("10.0.2.1")])
+        .pool(pool(
+            "ns",
+            "canary",
+            None,
+            json!({"routes": [{"host": "a.test"}],
+                   "backends": [{"service": "v1", "port": "http", "weight": 90},
+                                {"service": "v2", "port": "http", "weight": 10}]}),
+        ));
+    let c = w.compile();
+    let p = c.table.route("a.test", "/").expect("routed");
+    let mut v2 = 0;
+    for _ in 0..1000 {
+        let e = p.pick(&|_| true).expect("an endpoint");
+        if e.addr.ip().to_string().starts_with("10.0.2.") {
+            v2 += 1;
+        }
+    }
+    assert_eq!(v2, 100);
+}
+
+#[test]
+fn a_backend_without_endpoints_gives_its_share_to_the_others() {
+    let c = World::default()
+        .web("ns", "v1", &[ready("10.0.1.1")])
+        .web("ns", "v2", &[])
+        .pool(pool(
+            "ns",
+            "p",
+            None,
+            json!({"routes": [{"host": "a.test"}],
+                   "backends": [{"service": "v1", "port": "http", "weight": 1},
+                                {"service": "v2", "port": "http", "weight": 9}]}),
+        ))
+        .compile();
+    let p = c.table.route("a.test", "/").expect("routed");
+    assert!((0..50).all(|_| p.pick(&|_| true).is_some()));
+}
+
+#[test]
+fn one_bad_pool_leaves_the_others_intact() {
+    let c = World::default()
+        .web("ns", "web", &[ready("10.0.0.1")])
+        .pool(pool("ns", "good", None, simple_spec("good.test", "/", "web")))
+        .pool(pool("ns", "empty", None, json!({"routes": [{"host": "bad.test"}], "backends": []})))
+        .pool(pool(
+            "ns",
+            "heavy",
+            None,
+            json!({"routes": [{"host": "bad2.test"}],
+                   "backends": [{"service": "web", "port": "http", "weight": 5000}]}),
+        ))
+        .pool(pool("ns", "ghost", None, simple_spec("ghost.test", "/", "nothing")))
+        .compile();
+    assert_eq!(routed(&c, "good.test", "/").as_deref(), Some("ns/good"));
+    assert!(c.table.route("good.test", "/").unwrap().pick(&|_| true).is_some());
+    assert_eq!(routed(&c, "bad.test", "/"), None);
+    let empty = condition(&c, "ns", "empty", "Accepted");
+    assert_eq!((empty.is_true(), empty.reason.as_str()), (false, "Invalid"));
+    assert!(empty.message.contains("spec.backends"), "{}", empty.message);
+    assert!(condition(&c, "ns", "heavy", "Accepted").message.contains("spec.backends[0].weight"));
+    assert!(condition(&c, "ns", "good", "Ready").is_true());
+    assert_eq!(c.statuses.len(), 4);
+}
+
+#[test]
+fn endpoints_that_stay_keep_their_state_across_rebuilds() {
+    let w = World::default()
+        .web("ns", "web", &[ready("10.0.0.1"), ready("10.0.0.2")])
+        .pool(pool("ns", "p", None, simple_spec("a.test", "/", "web")));
+    let first = w.compile();
+    let e1 = first.table.pool(&ObjectKey::new("ns", "p")).unwrap().backends[0].endpoints[0].clone();
+    let _guard = e1.start_request();
+    let w = w.web("ns", "web", &[ready("10.0.0.1"), ready("10.0.0.3")]);
+    let second = compile(&w.0, Some(&first.table));
+    let p = second.table.pool(&ObjectKey::new("ns", "p")).unwrap();
+    let kept = p.endpoints().find(|e| e.addr == e1.addr).unwrap();
+    assert!(Arc::ptr_eq(kept, &e1));
+    assert_eq!(kept.in_flight(), 1);
+    assert!(p.endpoints().all(|e| e.addr.ip().to_string() != "10.0.0.2"));
+}
+
+#[test]
+fn duplicate_addresses_across_slices_count_once() {
+    let c = World::default()
+        .web("ns", "web", &[ready("10.0.0.1")])
+        .slice(slice(
+            "ns",
+            "web",
+            "web-def",
+            json!([{"name": "http", "port": 8080}]),
+            &[ready("10.0.0.1"), ready("10.0.0.2")],
+        ))
+        .pool(pool("ns", "p", None, simple_spec("a.test", "/", "web")))
+        .compile();
+    assert_eq!(c.statuses[&ObjectKey::new("ns", "p")].endpoints.total, 2);
+}

@@ -1,0 +1,13 @@
+//! From objects to a routing table: `compile` (pure) and the table the proxy reads.
+//!
+//! Nothing here does I/O: objects in, `(RoutingTable, status per pool)` out.
+
+mod compile;
+mod host;
+mod pool;
+mod table;
+
+pub use compile::{Compiled, compile};
+pub use host::{normalize_host, normalize_prefix, prefix_matches};
+pub use pool::{BackendSet, Pool};
+pub use table::RoutingTable;

@@ -1,0 +1,85 @@
+//! A compiled pool: its endpoints grouped by backend, and how it picks one.
+
+use crate::api::{Algorithm, Timeouts};
+use crate::balance::{Balance, WeightedSequence};
+use crate::endpoint::Endpoint;
+use crate::store::ObjectKey;
+use std::sync::Arc;
+
+/// A pool as the proxy sees it.
+#[derive(Debug)]
+pub struct Pool {
+    pub key: ObjectKey,
+    /// `namespace/name`, shared by logs and metric labels without re-formatting.
+    pub name: Arc<str>,
+    pub algorithm: Algorithm,
+    pub timeouts: Timeouts,
+    pub backends: Vec<BackendSet>,
+    /// Backend picks, by backend weight, over the backends that have endpoints.
+    backend_order: Option<WeightedSequence>,
+}
+
+/// The endpoints of one backend Service of a pool.
+#[derive(Debug)]
+pub struct BackendSet {
+    /// The Service.
+    pub service: ObjectKey,
+    pub weight: u32,
+    /// Ready endpoints: the ones that take new traffic.
+    pub endpoints: Vec<Arc<Endpoint>>,
+    /// Terminating but still serving: no new traffic; kept for clients pinned to them.
+    pub fenced: Vec<Arc<Endpoint>>,
+    /// Endpoints the slices list as neither ready nor serving.
+    pub not_ready: u32,
+    pub balancer: Box<dyn Balance>,
+}
+
+impl Pool {
+    pub fn new(
+        key: ObjectKey,
+        algorithm: Algorithm,
+        timeouts: Timeouts,
+        backends: Vec<BackendSet>,
+    ) -> Self {
+        let weights: Vec<u32> = backends
+            .iter()
+            .map(|b| if b.endpoints.is_empty() { 0 } else { b.weight })
+            .collect();
+        Pool {
+            name: key.to_string().into(),
+            key,
+            algorithm,
+            timeouts,
+            backend_order: WeightedSequence::new(&weights),
+            backends,
+        }
+    }
+
+    /// The endpoint for the next request: a backend by weight, then an endpoint of it by the
+    /// pool's algorithm, among endpoints `accept` takes. When the chosen backend has none, the
+    /// others are tried in order, so a split never fails while any backend can serve.
+    pub fn pick(&self, accept: &dyn Fn(&Endpoint) -> bool) -> Option<&Arc<Endpoint>> {
+        let first = self.backend_order.as_ref()?.next();
+        let n = self.backends.len();
+        (0..n).find_map(|step| {
+            let backend = &self.backends[(first + step) % n];
+            if step > 0 && backend.weight == 0 {
+                return None;
+            }
+            let i = backend.balancer.pick(&backend.endpoints, accept)?;
+            backend.endpoints.get(i)
+        })
+    }
+
+    /// Every endpoint that takes new traffic, over all backends.
+    pub fn endpoints(&self) -> impl Iterator<Item = &Arc<Endpoint>> {
+        self.backends.iter().flat_map(|b| b.endpoints.iter())
+    }
+
+    /// Every endpoint the pool knows (ready and fenced), for reuse across rebuilds.
+    pub fn all_endpoints(&self) -> impl Iterator<Item = &Arc<Endpoint>> {
+        self.backends
+            .iter()
+            .flat_map(|b| b.endpoints.iter().chain(b.fenced.iter()))
+    }
+}

@@ -1,0 +1,67 @@
+//! The routing table: immutable once built, swapped whole by the proxy's owner.
+
+use super::host::{normalize_host, prefix_matches};
+use super::pool::Pool;
+use crate::store::ObjectKey;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Routes of one host, longest prefix first.
+#[derive(Debug, Default)]
+pub(super) struct PathRoutes {
+    routes: Vec<(Box<str>, Arc<Pool>)>,
+}
+
+impl PathRoutes {
+    pub(super) fn insert(&mut self, prefix: &str, pool: Arc<Pool>) {
+        self.routes.push((prefix.into(), pool));
+        self.routes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+    }
+
+    fn lookup(&self, path: &str) -> Option<&Arc<Pool>> {
+        self.routes
+            .iter()
+            .find(|(prefix, _)| prefix_matches(prefix, path))
+            .map(|(_, pool)| pool)
+    }
+}
+
+/// Which pool takes a request, by host then path.
+#[derive(Debug, Default)]
+pub struct RoutingTable {
+    pub(super) exact: HashMap<Box<str>, PathRoutes>,
+    /// Keyed by what follows `*.`: `*.example.com` is stored as `example.com`.
+    pub(super) wildcard: HashMap<Box<str>, PathRoutes>,
+    pub(super) any_host: PathRoutes,
+    pub(super) pools: BTreeMap<ObjectKey, Arc<Pool>>,
+}
+
+impl RoutingTable {
+    /// The pool for a request's host (as sent, any case, maybe with a port) and path.
+    ///
+    /// Exact host routes come first, then the wildcard for the host's parent domain, then
+    /// routes for any host; within each, the longest matching prefix.
+    pub fn route(&self, host: &str, path: &str) -> Option<&Arc<Pool>> {
+        let host = normalize_host(host);
+        let host = host.as_ref();
+        if let Some(pool) = self.exact.get(host).and_then(|r| r.lookup(path)) {
+            return Some(pool);
+        }
+        if let Some((_, parent)) = host.split_once('.')
+            && let Some(pool) = self.wildcard.get(parent).and_then(|r| r.lookup(path))
+        {
+            return Some(pool);
+        }
+        self.any_host.lookup(path)
+    }
+
+    /// A pool by key, whether or not it holds any route.
+    pub fn pool(&self, key: &ObjectKey) -> Option<&Arc<Pool>> {
+        self.pools.get(key)
+    }
+
+    /// Every compiled pool, in key order.
+    pub fn pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
+        self.pools.values()
+    }
+}
