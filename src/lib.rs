@@ -8,3 +8,5 @@ pub mod balance;
 pub mod endpoint;
 pub mod routing;
 pub mod store;
+pub mod metrics;
+pub mod source;

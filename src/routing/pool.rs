@@ -11,7 +11,7 @@ use std::sync::Arc;
 pub struct Pool {
     pub key: ObjectKey,
     /// `namespace/name`, shared by logs and metric labels without re-formatting.
-    pub name: Arc<str>,
+    pub name: Arc<String>,
     pub algorithm: Algorithm,
     pub timeouts: Timeouts,
     pub backends: Vec<BackendSet>,
@@ -46,7 +46,7 @@ impl Pool {
             .map(|b| if b.endpoints.is_empty() { 0 } else { b.weight })
             .collect();
         Pool {
-            name: key.to_string().into(),
+            name: Arc::new(key.to_string()),
             key,
             algorithm,
             timeouts,

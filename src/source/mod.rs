@@ -1,0 +1,3 @@
+//! Sources fill the object store. They know nothing of routing.
+
+pub mod file;
