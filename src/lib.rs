@@ -10,3 +10,7 @@ pub mod routing;
 pub mod store;
 pub mod metrics;
 pub mod source;
+pub mod proxy;
+pub mod admin;
+pub mod app;
+pub mod demo;

@@ -1,1 +1,217 @@
-fn main() {}
+//! The weir binary: parses the command line and runs one of the commands.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use weir::app::{self, Options};
+use weir::source::file;
+use weir::store::Store;
+
+#[derive(Parser, Debug)]
+#[command(name = "weir", version, about = "A Kubernetes-native ingress controller and load balancer")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log level or filter (RUST_LOG syntax); RUST_LOG wins when set.
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve pools from a YAML file of Services, EndpointSlices, Secrets and LoadBalancerPools,
+    /// reloading it when it changes. No cluster needed.
+    Serve {
+        /// The file (multi-document YAML, or a `kind: List` as `kubectl get -o yaml` prints).
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        #[command(flatten)]
+        listen: Listen,
+        /// How often to look for changes in the file.
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        reload_interval: Duration,
+    },
+    /// Start three local backends and a pool in front of them, to try weir in one command.
+    Demo {
+        #[command(flatten)]
+        listen: DemoListen,
+        /// Print the demo's configuration (a `weir serve` file) and exit.
+        #[arg(long)]
+        print_config: bool,
+    },
+    /// Print the LoadBalancerPool CustomResourceDefinition as YAML.
+    Crd,
+}
+
+#[derive(clap::Args, Debug)]
+struct Listen {
+    /// Ingress HTTP listener (HTTP/1.1 and HTTP/2 prior knowledge).
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    http_addr: SocketAddr,
+    /// Admin listener: /healthz, /readyz, /metrics.
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    admin_addr: SocketAddr,
+    #[command(flatten)]
+    process: Process,
+}
+
+#[derive(clap::Args, Debug)]
+struct DemoListen {
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http_addr: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    admin_addr: SocketAddr,
+    #[command(flatten)]
+    process: Process,
+}
+
+#[derive(clap::Args, Debug)]
+struct Process {
+    /// On SIGTERM or SIGINT, how long in-flight requests get to finish.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    shutdown_grace: Duration,
+    /// Proxy worker threads (default: one per CPU).
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `30s`, `500ms`, `2m`, or plain seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a duration like 30s, 500ms or 2m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("{s:?}: the unit must be ms, s or m")),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log_level);
+    // One crypto provider for every rustls user in the binary (kube's client, our listeners).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match cli.command {
+        Command::Crd => {
+            print!("{}", weir::api::crd_yaml().context("rendering the CRD")?);
+            Ok(())
+        }
+        Command::Serve {
+            config,
+            listen,
+            reload_interval,
+        } => {
+            let options = Options {
+                http_addr: listen.http_addr,
+                admin_addr: listen.admin_addr,
+                shutdown_grace: listen.process.shutdown_grace,
+            };
+            runtime(listen.process.workers)?.block_on(serve(config, options, reload_interval))
+        }
+        Command::Demo {
+            listen,
+            print_config,
+        } => {
+            if print_config {
+                print!("{}", weir::demo::config(8000, 3));
+                return Ok(());
+            }
+            let options = Options {
+                http_addr: listen.http_addr,
+                admin_addr: listen.admin_addr,
+                shutdown_grace: listen.process.shutdown_grace,
+            };
+            runtime(listen.process.workers)?.block_on(demo(options))
+        }
+    }
+}
+
+fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n.max(1));
+    }
+    builder.enable_all().build().context("starting the runtime")
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn serve(config: PathBuf, options: Options, reload_interval: Duration) -> anyhow::Result<()> {
+    // The first load must succeed: there is no last good state to fall back on yet.
+    let store = file::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (tx, rx) = watch::channel(Arc::new(Store::default()));
+    let _ = tx.send(Arc::new(store));
+    let running = app::start(options, rx)
+        .await
+        .context("binding the listeners")?;
+    let metrics = running.admin.metrics.clone();
+    let watcher = tokio::spawn(file::watch(config, reload_interval, tx, move |e| {
+        metrics.config_errors.inc();
+        tracing::error!(error = %e, "configuration refused; the last good one keeps serving");
+    }));
+    wait_for_signal().await;
+    watcher.abort();
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn demo(options: Options) -> anyhow::Result<()> {
+    let port = weir::demo::start_backends(3)
+        .await
+        .context("starting the demo backends")?;
+    let store = file::parse("demo", &weir::demo::config(port, 3)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (_tx, rx) = watch::channel(Arc::new(Store::default()));
+    let _ = _tx.send(Arc::new(store));
+    let running = app::start(options, rx)
+        .await
+        .context("binding the listeners (is something else on the port? try --http-addr)")?;
+    println!("{}", weir::demo::instructions(running.http_addr, running.admin_addr));
+    wait_for_signal().await;
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,96 @@
+//! The admin server: `/healthz`, `/readyz` and `/metrics`, on its own address, never on the
+//! ingress listeners.
+
+use crate::metrics::Metrics;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// What the admin endpoints report on.
+#[derive(Debug, Default)]
+pub struct AdminState {
+    pub metrics: Arc<Metrics>,
+    /// Set once the first routing table is in service.
+    pub synced: AtomicBool,
+    /// Set when shutdown starts, so load balancers stop sending new connections.
+    pub draining: AtomicBool,
+}
+
+impl AdminState {
+    fn answer(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
+        }
+        match req.uri().path() {
+            "/healthz" => text(StatusCode::OK, "ok\n"),
+            "/readyz" => {
+                if self.draining.load(Ordering::Relaxed) {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+                } else if self.synced.load(Ordering::Relaxed) {
+                    text(StatusCode::OK, "ready\n")
+                } else {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "no routing table yet\n")
+                }
+            }
+            "/metrics" => {
+                let mut r = text(StatusCode::OK, self.metrics.encode());
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                );
+                r
+            }
+            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// Serves the admin endpoints until `shutdown` turns true.
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut shutdown: watch::Receiver<bool>) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => return,
+        };
+        let state = state.clone();
+        let service = service_fn(move |req| {
+            let response = state.answer(&req);
+            async move { Ok::<_, Infallible>(response) }
+        });
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+}

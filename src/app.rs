@@ -1,0 +1,150 @@
+//! Wires the parts together: a store feed → compile → the table → proxy and admin servers.
+
+use crate::admin::{self, AdminState};
+use crate::api::LoadBalancerPoolStatus;
+use crate::metrics::Metrics;
+use crate::proxy::{self, Proxy};
+use crate::routing::{RoutingTable, compile};
+use crate::store::{ObjectKey, Store};
+use arc_swap::ArcSwap;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Where to listen and how to stop.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub http_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    /// How long open connections get to finish once shutdown starts.
+    pub shutdown_grace: Duration,
+}
+
+/// A running weir: listeners bound, table following the store feed.
+#[derive(Debug)]
+pub struct Running {
+    pub http_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub table: Arc<ArcSwap<RoutingTable>>,
+    pub admin: Arc<AdminState>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Binds the listeners and starts serving. The table follows `stores`: every value sent is
+/// compiled and swapped in; until the first one, `/readyz` says not ready and every request
+/// gets 404.
+pub async fn start(options: Options, stores: watch::Receiver<Arc<Store>>) -> std::io::Result<Running> {
+    let http = TcpListener::bind(options.http_addr).await?;
+    let admin_listener = TcpListener::bind(options.admin_addr).await?;
+    let metrics = Arc::new(Metrics::default());
+    let table = Arc::new(ArcSwap::from_pointee(RoutingTable::default()));
+    let admin = Arc::new(AdminState {
+        metrics: metrics.clone(),
+        ..Default::default()
+    });
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let proxy = Arc::new(Proxy::new(table.clone(), metrics.clone()));
+    let running = Running {
+        http_addr: http.local_addr()?,
+        admin_addr: admin_listener.local_addr()?,
+        table: table.clone(),
+        admin: admin.clone(),
+        tasks: vec![
+            tokio::spawn(follow_store(stores, table, admin.clone(), shutdown_rx.clone())),
+            tokio::spawn(proxy::serve(
+                http,
+                proxy,
+                "http",
+                shutdown_rx.clone(),
+                options.shutdown_grace,
+            )),
+            tokio::spawn(admin::serve(admin_listener, admin, shutdown_rx)),
+        ],
+        shutdown,
+    };
+    tracing::info!(http = %running.http_addr, admin = %running.admin_addr, "listening");
+    Ok(running)
+}
+
+impl Running {
+    /// Stops accepting, lets open requests finish (within the grace period), and returns
+    /// when everything has stopped.
+    pub async fn shutdown(self) {
+        self.admin.draining.store(true, Ordering::Relaxed);
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Compiles every store the feed sends and swaps the result in.
+async fn follow_store(
+    mut stores: watch::Receiver<Arc<Store>>,
+    table: Arc<ArcSwap<RoutingTable>>,
+    admin: Arc<AdminState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut statuses: BTreeMap<ObjectKey, LoadBalancerPoolStatus> = BTreeMap::new();
+    loop {
+        tokio::select! {
+            changed = stores.changed() => if changed.is_err() { return },
+            _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => return,
+        }
+        let store = stores.borrow_and_update().clone();
+        let previous = table.load_full();
+        let started = Instant::now();
+        // compile is CPU work that grows with the cluster: keep it off the proxy's threads.
+        let compiled = match tokio::task::spawn_blocking(move || compile(&store, Some(&previous))).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "compile failed; keeping the table in service");
+                continue;
+            }
+        };
+        let metrics = &admin.metrics;
+        metrics.table_rebuilds.inc();
+        metrics.pools.set(compiled.table.pools().count() as i64);
+        metrics
+            .endpoints
+            .set(compiled.table.pools().map(|p| p.endpoints().count() as i64).sum());
+        table.store(Arc::new(compiled.table));
+        admin.synced.store(true, Ordering::Relaxed);
+        tracing::info!(
+            pools = compiled.statuses.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "routing table swapped in"
+        );
+        log_status_changes(&statuses, &compiled.statuses);
+        statuses = compiled.statuses;
+    }
+}
+
+/// Logs each pool whose status changed: its conditions, at warn when one is not true.
+fn log_status_changes(
+    before: &BTreeMap<ObjectKey, LoadBalancerPoolStatus>,
+    after: &BTreeMap<ObjectKey, LoadBalancerPoolStatus>,
+) {
+    for (key, status) in after {
+        if before.get(key) == Some(status) {
+            continue;
+        }
+        let e = status.endpoints;
+        for c in &status.conditions {
+            if c.is_true() {
+                tracing::info!(pool = %key, condition = %c.type_, reason = %c.reason, message = %c.message, ready = e.ready, total = e.total, "pool status");
+            } else {
+                tracing::warn!(pool = %key, condition = %c.type_, reason = %c.reason, message = %c.message, ready = e.ready, total = e.total, "pool status");
+            }
+        }
+    }
+    for key in before.keys().filter(|k| !after.contains_key(k)) {
+        tracing::info!(pool = %key, "pool removed");
+    }
+}

@@ -1,0 +1,73 @@
+//! The response body the proxy returns: the upstream's, streamed as it comes, or a short local
+//! answer. It carries the endpoint's in-flight mark, so a request counts until its body ends.
+
+use crate::endpoint::InFlight;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+#[derive(Debug)]
+pub struct ProxyBody {
+    inner: Inner,
+    _in_flight: Option<InFlight>,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Upstream(Incoming),
+    Local(Option<Bytes>),
+}
+
+impl ProxyBody {
+    pub fn upstream(body: Incoming, in_flight: InFlight) -> Self {
+        ProxyBody {
+            inner: Inner::Upstream(body),
+            _in_flight: Some(in_flight),
+        }
+    }
+
+    pub fn local(text: impl Into<Bytes>) -> Self {
+        ProxyBody {
+            inner: Inner::Local(Some(text.into())),
+            _in_flight: None,
+        }
+    }
+
+    pub fn empty() -> Self {
+        ProxyBody {
+            inner: Inner::Local(None),
+            _in_flight: None,
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut self.get_mut().inner {
+            Inner::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Inner::Local(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Upstream(body) => body.is_end_stream(),
+            Inner::Local(data) => data.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Upstream(body) => body.size_hint(),
+            Inner::Local(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+        }
+    }
+}

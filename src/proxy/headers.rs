@@ -1,0 +1,126 @@
+//! Header rewriting between client and upstream: hop-by-hop headers out, forwarding headers in.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use std::net::IpAddr;
+
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Whether a request asks to switch protocols (WebSocket and the like): an HTTP/1.1 request
+/// with `Upgrade` and a `Connection` header that names it.
+pub fn upgrade_requested(headers: &HeaderMap) -> Option<HeaderValue> {
+    let upgrade = headers.get(header::UPGRADE)?;
+    connection_tokens(headers)
+        .any(|t| t.eq_ignore_ascii_case("upgrade"))
+        .then(|| upgrade.clone())
+}
+
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Removes hop-by-hop headers, and those the `Connection` header names. When `upgrade` is set,
+/// the message keeps asking for (or agreeing to) that protocol switch.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) {
+    let named: Vec<HeaderName> = connection_tokens(headers)
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+    if let Some(protocol) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol);
+    }
+}
+
+/// Adds `X-Forwarded-For` (appended to what the client sent), `-Proto` and `-Host`.
+pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static str, host: &str) {
+    let client = client.to_string();
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {client}"),
+        _ => client,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    if let Ok(v) = HeaderValue::from_str(host) {
+        headers.insert(X_FORWARDED_HOST, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_go() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("x-kept", "yes"),
+        ]);
+        remove_hop_by_hop(&mut h, None);
+        let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-kept"]);
+    }
+
+    #[test]
+    fn upgrades_keep_their_headers() {
+        let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        let up = upgrade_requested(&h);
+        assert_eq!(up.as_ref().map(|v| v.as_bytes()), Some(&b"websocket"[..]));
+        remove_hop_by_hop(&mut h, up);
+        assert_eq!(h["connection"], "upgrade");
+        assert_eq!(h["upgrade"], "websocket");
+        assert!(upgrade_requested(&map(&[("upgrade", "websocket")])).is_none());
+    }
+
+    #[test]
+    fn forwarded_for_appends() {
+        let mut h = map(&[("x-forwarded-for", "203.0.113.7")]);
+        add_forwarded(&mut h, "127.0.0.1".parse().unwrap(), "http", "a.test");
+        assert_eq!(h["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "a.test");
+    }
+}

@@ -1,0 +1,74 @@
+//! The ingress listener: accepts connections, serves HTTP/1.1 and HTTP/2 (prior knowledge) on
+//! them, and drains them gracefully on shutdown.
+
+use super::{Connection, Proxy};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Time a client has to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves `listener` until `shutdown` turns true, then stops accepting and gives open
+/// connections `grace` to finish their requests.
+pub async fn serve(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    scheme: &'static str,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, client) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = Connection { client, scheme };
+        let proxy = proxy.clone();
+        let service = service_fn(move |req| {
+            let proxy = proxy.clone();
+            async move { Ok::<_, Infallible>(proxy.handle(req, conn).await) }
+        });
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, %client, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    let open = graceful.count();
+    tracing::info!(open, "listener closed; draining connections");
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(grace_seconds = grace.as_secs(), "connections still open after the grace period");
+    }
+}
