@@ -1,0 +1,267 @@
+//! Shared test fixtures: backends that answer with their identity, a config builder that writes
+//! the same YAML a user would, weir started in-process, and an HTTP client.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use weir::app::{Options, Running};
+use weir::store::Store;
+
+/// A test backend. Answers:
+/// - `/slow?ms=N`: waits N ms, then answers its name;
+/// - `/count`: reads the request body and answers how many bytes it had;
+/// - `/bytes?n=N`: streams N bytes of `x`;
+/// - `/headers`: the request headers, one `name: value` a line;
+/// - anything else: its name.
+pub struct Backend {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Backend {
+    pub async fn start(name: &str) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+        let addr = listener.local_addr().expect("backend addr");
+        let hits = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(serve_backend(listener, name.to_string(), hits.clone()));
+        Backend {
+            name: name.to_string(),
+            addr,
+            hits,
+            task,
+        }
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting. Open connections die with their tasks when the runtime ends.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+async fn serve_backend(listener: TcpListener, name: String, hits: Arc<AtomicUsize>) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let name = name.clone();
+        let hits = hits.clone();
+        let service = service_fn(move |req: Request<Incoming>| {
+            hits.fetch_add(1, Ordering::SeqCst);
+            backend_answer(name.clone(), req)
+        });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        tokio::spawn(conn);
+    }
+}
+
+type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+fn query(req: &Request<Incoming>, key: &str) -> Option<u64> {
+    req.uri().query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == key).then(|| v.parse().ok()).flatten()
+    })
+}
+
+async fn backend_answer(name: String, req: Request<Incoming>) -> Result<Response<BoxBody>, Infallible> {
+    let text = |s: String| Response::new(Full::new(Bytes::from(s)).boxed());
+    match req.uri().path() {
+        "/slow" => {
+            let ms = query(&req, "ms").unwrap_or(1000);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(text(name))
+        }
+        "/count" => {
+            let mut body = req.into_body();
+            let mut n = 0usize;
+            while let Some(frame) = body.frame().await {
+                match frame {
+                    Ok(f) => n += f.data_ref().map_or(0, |d| d.len()),
+                    Err(_) => break,
+                }
+            }
+            Ok(text(n.to_string()))
+        }
+        "/bytes" => {
+            let total = query(&req, "n").unwrap_or(0);
+            let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+            let stream = futures_util::stream::unfold(total, move |left| {
+                let chunk = chunk.clone();
+                async move {
+                    if left == 0 {
+                        return None;
+                    }
+                    let n = left.min(chunk.len() as u64);
+                    Some((Ok::<_, Infallible>(Frame::data(chunk.slice(..n as usize))), left - n))
+                }
+            });
+            Ok(Response::new(BodyExt::boxed(StreamBody::new(stream))))
+        }
+        "/headers" => {
+            let mut lines = String::new();
+            for (k, v) in req.headers() {
+                lines.push_str(&format!("{k}: {}\n", v.to_str().unwrap_or("?")));
+            }
+            Ok(text(lines))
+        }
+        _ => Ok(text(name)),
+    }
+}
+
+/// Builds a `weir serve` file: Services with one slice each, and pools.
+#[derive(Default, Clone)]
+pub struct Config {
+    docs: Vec<String>,
+}
+
+impl Config {
+    /// A Service `name` (port `http`: 80) whose endpoints are these addresses, all ready.
+    pub fn service(self, name: &str, addrs: &[SocketAddr]) -> Self {
+        let eps: Vec<(SocketAddr, bool)> = addrs.iter().map(|a| (*a, true)).collect();
+        self.service_with(name, &eps)
+    }
+
+    /// A Service with endpoints `(address, ready)`; one slice per endpoint, since each test
+    /// backend has its own port.
+    pub fn service_with(mut self, name: &str, endpoints: &[(SocketAddr, bool)]) -> Self {
+        self.docs.push(format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{ name: {name}, namespace: test }}\nspec:\n  ports: [{{ name: http, port: 80 }}]\n"
+        ));
+        for (i, (addr, ready)) in endpoints.iter().enumerate() {
+            self.docs.push(format!(
+                "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-{i}\n  namespace: test\n  labels: {{ kubernetes.io/service-name: {name} }}\naddressType: IPv4\nports: [{{ name: http, port: {} }}]\nendpoints:\n  - addresses: [\"{}\"]\n    conditions: {{ ready: {ready} }}\n",
+                addr.port(),
+                addr.ip()
+            ));
+        }
+        self
+    }
+
+    /// A pool on `host` (empty: any host) over `(service, weight)` backends.
+    pub fn pool(self, name: &str, host: &str, backends: &[(&str, u32)]) -> Self {
+        self.pool_with(name, host, backends, "")
+    }
+
+    /// A pool with extra spec lines (indented two spaces), e.g. timeouts.
+    pub fn pool_with(mut self, name: &str, host: &str, backends: &[(&str, u32)], extra: &str) -> Self {
+        let backends: String = backends
+            .iter()
+            .map(|(s, w)| format!("    - {{ service: {s}, port: http, weight: {w} }}\n"))
+            .collect();
+        self.docs.push(format!(
+            "apiVersion: weir.dev/v1alpha1\nkind: LoadBalancerPool\nmetadata: {{ name: {name}, namespace: test }}\nspec:\n  routes: [{{ host: \"{host}\" }}]\n  backends:\n{backends}{extra}"
+        ));
+        self
+    }
+
+    pub fn yaml(&self) -> String {
+        self.docs.join("---\n")
+    }
+
+    pub fn store(&self) -> Store {
+        weir::source::file::parse("test.yaml", &self.yaml()).expect("test config parses")
+    }
+}
+
+/// weir in this process, on ephemeral loopback ports, fed by a channel the test controls.
+pub struct Weir {
+    pub running: Running,
+    pub feed: watch::Sender<Arc<Store>>,
+}
+
+impl Weir {
+    pub async fn start(config: &Config) -> Weir {
+        let (feed, rx) = watch::channel(Arc::new(Store::default()));
+        feed.send(Arc::new(config.store())).expect("feed open");
+        let options = Options {
+            http_addr: "127.0.0.1:0".parse().expect("addr"),
+            admin_addr: "127.0.0.1:0".parse().expect("addr"),
+            shutdown_grace: Duration::from_secs(5),
+        };
+        let running = weir::app::start(options, rx).await.expect("weir starts");
+        let weir = Weir { running, feed };
+        weir.wait_ready().await;
+        weir
+    }
+
+    pub async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if self.running.admin.synced.load(Ordering::Relaxed) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("weir never built a table");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.running.http_addr)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.running.admin_addr)
+    }
+}
+
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+pub fn http1_client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub fn http2_client() -> HttpClient {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
+/// A GET with this Host header; returns status and body text.
+pub async fn get(client: &HttpClient, url: &str, host: &str) -> Result<(StatusCode, String), String> {
+    let req = Request::get(url)
+        .header("host", host)
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| format!("{e:?}"))?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
