@@ -39,7 +39,10 @@ pub struct Running {
 /// Binds the listeners and starts serving. The table follows `stores`: every value sent is
 /// compiled and swapped in; until the first one, `/readyz` says not ready and every request
 /// gets 404.
-pub async fn start(options: Options, stores: watch::Receiver<Arc<Store>>) -> std::io::Result<Running> {
+pub async fn start(
+    options: Options,
+    stores: watch::Receiver<Arc<Store>>,
+) -> std::io::Result<Running> {
     let http = TcpListener::bind(options.http_addr).await?;
     let admin_listener = TcpListener::bind(options.admin_addr).await?;
     let metrics = Arc::new(Metrics::default());
@@ -56,7 +59,12 @@ pub async fn start(options: Options, stores: watch::Receiver<Arc<Store>>) -> std
         table: table.clone(),
         admin: admin.clone(),
         tasks: vec![
-            tokio::spawn(follow_store(stores, table, admin.clone(), shutdown_rx.clone())),
+            tokio::spawn(follow_store(
+                stores,
+                table,
+                admin.clone(),
+                shutdown_rx.clone(),
+            )),
             tokio::spawn(proxy::serve(
                 http,
                 proxy,
@@ -101,19 +109,24 @@ async fn follow_store(
         let previous = table.load_full();
         let started = Instant::now();
         // compile is CPU work that grows with the cluster: keep it off the proxy's threads.
-        let compiled = match tokio::task::spawn_blocking(move || compile(&store, Some(&previous))).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "compile failed; keeping the table in service");
-                continue;
-            }
-        };
+        let compiled =
+            match tokio::task::spawn_blocking(move || compile(&store, Some(&previous))).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "compile failed; keeping the table in service");
+                    continue;
+                }
+            };
         let metrics = &admin.metrics;
         metrics.table_rebuilds.inc();
         metrics.pools.set(compiled.table.pools().count() as i64);
-        metrics
-            .endpoints
-            .set(compiled.table.pools().map(|p| p.endpoints().count() as i64).sum());
+        metrics.endpoints.set(
+            compiled
+                .table
+                .pools()
+                .map(|p| p.endpoints().count() as i64)
+                .sum(),
+        );
         table.store(Arc::new(compiled.table));
         admin.synced.store(true, Ordering::Relaxed);
         tracing::info!(

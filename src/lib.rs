@@ -3,14 +3,14 @@
 //! Data flows one way: sources → store → `routing::compile` → `RoutingTable` → proxy.
 #![forbid(unsafe_code)]
 
-pub mod api;
-pub mod balance;
-pub mod endpoint;
-pub mod routing;
-pub mod store;
-pub mod metrics;
-pub mod source;
-pub mod proxy;
 pub mod admin;
+pub mod api;
 pub mod app;
+pub mod balance;
 pub mod demo;
+pub mod endpoint;
+pub mod metrics;
+pub mod proxy;
+pub mod routing;
+pub mod source;
+pub mod store;

@@ -12,7 +12,11 @@ use weir::source::file;
 use weir::store::Store;
 
 #[derive(Parser, Debug)]
-#[command(name = "weir", version, about = "A Kubernetes-native ingress controller and load balancer")]
+#[command(
+    name = "weir",
+    version,
+    about = "A Kubernetes-native ingress controller and load balancer"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -158,7 +162,9 @@ fn init_logging(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -188,13 +194,17 @@ async fn demo(options: Options) -> anyhow::Result<()> {
     let port = weir::demo::start_backends(3)
         .await
         .context("starting the demo backends")?;
-    let store = file::parse("demo", &weir::demo::config(port, 3)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store =
+        file::parse("demo", &weir::demo::config(port, 3)).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (_tx, rx) = watch::channel(Arc::new(Store::default()));
     let _ = _tx.send(Arc::new(store));
     let running = app::start(options, rx)
         .await
         .context("binding the listeners (is something else on the port? try --http-addr)")?;
-    println!("{}", weir::demo::instructions(running.http_addr, running.admin_addr));
+    println!(
+        "{}",
+        weir::demo::instructions(running.http_addr, running.admin_addr)
+    );
     wait_for_signal().await;
     running.shutdown().await;
     Ok(())

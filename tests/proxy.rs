@@ -20,7 +20,11 @@ async fn names(client: &HttpClient, weir: &Weir, host: &str, n: usize) -> Vec<St
 
 #[tokio::test]
 async fn round_robin_visits_each_endpoint_in_turn() {
-    let backends = [Backend::start("a").await, Backend::start("b").await, Backend::start("c").await];
+    let backends = [
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+    ];
     let addrs: Vec<_> = backends.iter().map(|b| b.addr).collect();
     let config = Config::default()
         .service("web", &addrs)
@@ -92,13 +96,21 @@ async fn errors_are_short_plain_answers_with_the_right_status() {
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert!(body.contains("cannot connect"), "{body}");
 
-    let (status, body) = get(&client, &weir.url("/slow?ms=3000"), "slow.test").await.unwrap();
+    let (status, body) = get(&client, &weir.url("/slow?ms=3000"), "slow.test")
+        .await
+        .unwrap();
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
     assert!(body.contains("did not answer"), "{body}");
 
     // The healthy pool is untouched by its neighbours.
-    assert_eq!(get(&client, &weir.url("/"), "up.test").await.unwrap(), (StatusCode::OK, "up".into()));
-    let metrics = get(&client, &weir.admin_url("/metrics"), "admin").await.unwrap().1;
+    assert_eq!(
+        get(&client, &weir.url("/"), "up.test").await.unwrap(),
+        (StatusCode::OK, "up".into())
+    );
+    let metrics = get(&client, &weir.admin_url("/metrics"), "admin")
+        .await
+        .unwrap()
+        .1;
     for line in [
         r#"weir_requests_total{pool="",code="404"} 1"#,
         r#"weir_requests_total{pool="test/unready",code="503"} 1"#,
@@ -114,7 +126,10 @@ async fn errors_are_short_plain_answers_with_the_right_status() {
 #[tokio::test]
 async fn forwarding_headers_are_set_and_hop_by_hop_ones_dropped() {
     let b = Backend::start("b").await;
-    let config = Config::default().service("web", &[b.addr]).pool("web", "shop.test", &[("web", 1)]);
+    let config =
+        Config::default()
+            .service("web", &[b.addr])
+            .pool("web", "shop.test", &[("web", 1)]);
     let weir = Weir::start(&config).await;
     let client = http1_client();
     let req = http::Request::get(weir.url("/headers"))
@@ -127,7 +142,10 @@ async fn forwarding_headers_are_set_and_hop_by_hop_ones_dropped() {
         .body(http_body_util::Full::new(bytes::Bytes::new()))
         .unwrap();
     let resp = client.request(req).await.expect("response");
-    let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
     let seen: HashMap<String, String> = String::from_utf8_lossy(&body)
         .lines()
         .filter_map(|l| l.split_once(": "))
@@ -146,7 +164,9 @@ async fn forwarding_headers_are_set_and_hop_by_hop_ones_dropped() {
 #[tokio::test]
 async fn http2_prior_knowledge_clients_are_served() {
     let b = Backend::start("h2-backend").await;
-    let config = Config::default().service("web", &[b.addr]).pool("web", "", &[("web", 1)]);
+    let config = Config::default()
+        .service("web", &[b.addr])
+        .pool("web", "", &[("web", 1)]);
     let weir = Weir::start(&config).await;
     let client = http2_client();
     let req = http::Request::get(weir.url("/"))
@@ -155,7 +175,10 @@ async fn http2_prior_knowledge_clients_are_served() {
     let resp = client.request(req).await.expect("h2 response");
     assert_eq!(resp.version(), http::Version::HTTP_2);
     assert_eq!(resp.status(), StatusCode::OK);
-    let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
     assert_eq!(&body[..], b"h2-backend");
     // Many streams on the one connection.
     let mut tasks = Vec::new();
@@ -188,15 +211,22 @@ async fn websockets_pass_through() {
             });
         }
     });
-    let config = Config::default().service("ws", &[ws_addr]).pool("ws", "ws.test", &[("ws", 1)]);
+    let config = Config::default()
+        .service("ws", &[ws_addr])
+        .pool("ws", "ws.test", &[("ws", 1)]);
     let weir = Weir::start(&config).await;
-    let stream = tokio::net::TcpStream::connect(weir.running.http_addr).await.unwrap();
+    let stream = tokio::net::TcpStream::connect(weir.running.http_addr)
+        .await
+        .unwrap();
     let request = http::Request::get("ws://ws.test/chat")
         .header("host", "ws.test")
         .header("connection", "Upgrade")
         .header("upgrade", "websocket")
         .header("sec-websocket-version", "13")
-        .header("sec-websocket-key", tokio_tungstenite::tungstenite::handshake::client::generate_key())
+        .header(
+            "sec-websocket-key",
+            tokio_tungstenite::tungstenite::handshake::client::generate_key(),
+        )
         .body(())
         .unwrap();
     let (mut ws, response) = tokio_tungstenite::client_async(request, stream)
@@ -205,7 +235,9 @@ async fn websockets_pass_through() {
     assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
     for i in 0..20 {
         let text = format!("message {i}");
-        ws.send(tokio_tungstenite::tungstenite::Message::text(text.clone())).await.unwrap();
+        ws.send(tokio_tungstenite::tungstenite::Message::text(text.clone()))
+            .await
+            .unwrap();
         let echo = tokio::time::timeout(Duration::from_secs(5), ws.next())
             .await
             .expect("echo in time")

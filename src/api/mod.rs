@@ -55,7 +55,12 @@ pub struct Route {
     /// An exact host (`shop.example.com`), a wildcard for one DNS label (`*.example.com`), or
     /// empty for any host.
     #[serde(default)]
-    #[schemars(length(max = 253), regex(pattern = r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$|^$"))]
+    #[schemars(
+        length(max = 253),
+        regex(
+            pattern = r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$|^$"
+        )
+    )]
     pub host: String,
     /// A path prefix, matched segment by segment (`/api` takes `/api` and `/api/x`, not
     /// `/apix`). The longest matching prefix wins.
@@ -119,7 +124,9 @@ impl schemars::JsonSchema for ServicePort {
 }
 
 /// How a request picks one endpoint among the eligible ones.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
 pub enum Algorithm {
     /// Smooth weighted round robin, as nginx does it.
     #[default]
@@ -190,7 +197,9 @@ pub struct LoadBalancerPoolStatus {
 }
 
 /// Endpoint counts over all backends of a pool.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
 pub struct EndpointCounts {
     /// Endpoints listed in the backends' EndpointSlices.
     pub total: u32,

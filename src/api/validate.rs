@@ -31,12 +31,18 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
             errors.push(err(format!("spec.routes[{i}].host"), problem));
         }
         if !route.path_prefix.starts_with('/') {
-            errors.push(err(format!("spec.routes[{i}].pathPrefix"), "must start with /"));
+            errors.push(err(
+                format!("spec.routes[{i}].pathPrefix"),
+                "must start with /",
+            ));
         }
         if !seen.insert((&route.host, &route.path_prefix)) {
             errors.push(err(
                 format!("spec.routes[{i}]"),
-                format!("repeats host {:?} and pathPrefix {:?}", route.host, route.path_prefix),
+                format!(
+                    "repeats host {:?} and pathPrefix {:?}",
+                    route.host, route.path_prefix
+                ),
             ));
         }
     }
@@ -44,11 +50,17 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
         errors.push(err("spec.backends", "must list at least one backend"));
     }
     if spec.backends.len() > MAX_BACKENDS {
-        errors.push(err("spec.backends", format!("at most {MAX_BACKENDS} backends")));
+        errors.push(err(
+            "spec.backends",
+            format!("at most {MAX_BACKENDS} backends"),
+        ));
     }
     for (i, backend) in spec.backends.iter().enumerate() {
         if backend.service.is_empty() {
-            errors.push(err(format!("spec.backends[{i}].service"), "must not be empty"));
+            errors.push(err(
+                format!("spec.backends[{i}].service"),
+                "must not be empty",
+            ));
         }
         if backend.weight > MAX_WEIGHT {
             errors.push(err(
@@ -57,9 +69,10 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
             ));
         }
         match &backend.port {
-            super::ServicePort::Number(0) => {
-                errors.push(err(format!("spec.backends[{i}].port"), "must be 1 to 65535"))
-            }
+            super::ServicePort::Number(0) => errors.push(err(
+                format!("spec.backends[{i}].port"),
+                "must be 1 to 65535",
+            )),
             super::ServicePort::Name(name) if name.is_empty() => {
                 errors.push(err(format!("spec.backends[{i}].port"), "must not be empty"))
             }
@@ -67,7 +80,10 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
         }
     }
     if !spec.backends.is_empty() && spec.backends.iter().all(|b| b.weight == 0) {
-        errors.push(err("spec.backends", "at least one backend needs a weight above 0"));
+        errors.push(err(
+            "spec.backends",
+            "at least one backend needs a weight above 0",
+        ));
     }
     let t = &spec.timeouts;
     let bounds = [

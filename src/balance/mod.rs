@@ -16,6 +16,9 @@ use std::sync::Arc;
 /// A balancing algorithm over a fixed list of endpoints (the list changes only by rebuilding).
 pub trait Balance: Send + Sync + std::fmt::Debug {
     /// The index of the endpoint to use, among those `accept` takes; `None` when it takes none.
-    fn pick(&self, endpoints: &[Arc<Endpoint>], accept: &dyn Fn(&Endpoint) -> bool)
-    -> Option<usize>;
+    fn pick(
+        &self,
+        endpoints: &[Arc<Endpoint>],
+        accept: &dyn Fn(&Endpoint) -> bool,
+    ) -> Option<usize>;
 }

@@ -34,12 +34,6 @@ impl ProxyBody {
             _in_flight: None,
         }
     }
-
-    pub fn empty() -> Self {
-        ProxyBody {
-            inner: Inner::Local(None),
-            _in_flight: None,
-        }
     }
 }
 

@@ -68,7 +68,13 @@ pub async fn serve(
     drop(listener);
     let open = graceful.count();
     tracing::info!(open, "listener closed; draining connections");
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(grace_seconds = grace.as_secs(), "connections still open after the grace period");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_seconds = grace.as_secs(),
+            "connections still open after the grace period"
+        );
     }
 }

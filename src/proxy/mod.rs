@@ -114,11 +114,18 @@ impl Proxy {
                 tracing::warn!(timeout_seconds = timeout.as_secs(), "upstream timed out");
                 return local(
                     StatusCode::GATEWAY_TIMEOUT,
-                    format!("upstream {} did not answer within {timeout:?}\n", endpoint.identity),
+                    format!(
+                        "upstream {} did not answer within {timeout:?}\n",
+                        endpoint.identity
+                    ),
                 );
             }
             Ok(Err(e)) => {
-                let what = if e.is_connect() { "cannot connect" } else { "failed" };
+                let what = if e.is_connect() {
+                    "cannot connect"
+                } else {
+                    "failed"
+                };
                 tracing::warn!(error = %e, "upstream {what}");
                 return local(
                     StatusCode::BAD_GATEWAY,
@@ -171,12 +178,5 @@ fn local(status: StatusCode, text: impl Into<bytes::Bytes>) -> Response<ProxyBod
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    response
-}
-
-#[allow(dead_code)]
-fn empty(status: StatusCode) -> Response<ProxyBody> {
-    let mut response = Response::new(ProxyBody::empty());
-    *response.status_mut() = status;
     response
 }

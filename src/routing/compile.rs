@@ -110,7 +110,10 @@ fn compile_pool(
     let mut routes = Vec::new();
     let mut conflicts = Vec::new();
     for route in &spec.routes {
-        let claim = (route.host.clone(), normalize_prefix(&route.path_prefix).to_string());
+        let claim = (
+            route.host.clone(),
+            normalize_prefix(&route.path_prefix).to_string(),
+        );
         match holders.get(&claim) {
             Some(holder) if holder != key => conflicts.push(format!(
                 "route {}{} is held by pool {holder}",
@@ -164,7 +167,12 @@ fn compile_pool(
         }
     }
     let resolved_refs = if missing.is_empty() {
-        Condition::new("ResolvedRefs", true, "ResolvedRefs", "all backends resolved")
+        Condition::new(
+            "ResolvedRefs",
+            true,
+            "ResolvedRefs",
+            "all backends resolved",
+        )
     } else {
         let reason = if missing.iter().any(|m| m.contains("not found")) {
             "BackendNotFound"
@@ -341,7 +349,10 @@ impl<'a> SliceIndex<'a> {
                 p.name.as_deref().unwrap_or_default() == port_name
                     && p.protocol.as_deref().unwrap_or("TCP") == "TCP"
             });
-            let Some(port) = port.and_then(|p| p.port).and_then(|p| u16::try_from(p).ok()) else {
+            let Some(port) = port
+                .and_then(|p| p.port)
+                .and_then(|p| u16::try_from(p).ok())
+            else {
                 continue;
             };
             for endpoint in slice.endpoints.iter().flatten() {

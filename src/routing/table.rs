@@ -15,7 +15,8 @@ pub(super) struct PathRoutes {
 impl PathRoutes {
     pub(super) fn insert(&mut self, prefix: &str, pool: Arc<Pool>) {
         self.routes.push((prefix.into(), pool));
-        self.routes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+        self.routes
+            .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
     }
 
     fn lookup(&self, path: &str) -> Option<&Arc<Pool>> {

@@ -78,7 +78,10 @@ fn add_object(
     object: Value,
 ) -> Result<(), Problem> {
     let Value::Object(map) = &object else {
-        return Err((format!("{place}: "), "must be a Kubernetes object (a mapping)".into()));
+        return Err((
+            format!("{place}: "),
+            "must be a Kubernetes object (a mapping)".into(),
+        ));
     };
     let api_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or("");
     let kind = map.get("kind").and_then(Value::as_str).unwrap_or("");
@@ -91,7 +94,10 @@ fn add_object(
         return Err((format!("{place}: "), "needs apiVersion and kind".into()));
     }
     if name.is_empty() {
-        return Err((format!("{place} ({kind}): "), "metadata.name: required".into()));
+        return Err((
+            format!("{place} ({kind}): "),
+            "metadata.name: required".into(),
+        ));
     }
     let namespace = map
         .get("metadata")
@@ -108,7 +114,12 @@ fn add_object(
             | ("weir.dev/v1alpha1", "LoadBalancerPool")
     );
     if !known {
-        tracing::warn!(place, api_version, kind, "skipping an object of a kind weir does not use");
+        tracing::warn!(
+            place,
+            api_version,
+            kind,
+            "skipping an object of a kind weir does not use"
+        );
         return Ok(());
     }
     if let Some(first) = seen.insert((kind.to_string(), key.clone()), place.to_string()) {

@@ -36,7 +36,9 @@ pub struct Backend {
 
 impl Backend {
     pub async fn start(name: &str) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind backend");
         let addr = listener.local_addr().expect("backend addr");
         let hits = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn(serve_backend(listener, name.to_string(), hits.clone()));
@@ -86,7 +88,10 @@ fn query(req: &Request<Incoming>, key: &str) -> Option<u64> {
     })
 }
 
-async fn backend_answer(name: String, req: Request<Incoming>) -> Result<Response<BoxBody>, Infallible> {
+async fn backend_answer(
+    name: String,
+    req: Request<Incoming>,
+) -> Result<Response<BoxBody>, Infallible> {
     let text = |s: String| Response::new(Full::new(Bytes::from(s)).boxed());
     match req.uri().path() {
         "/slow" => {
@@ -115,7 +120,10 @@ async fn backend_answer(name: String, req: Request<Incoming>) -> Result<Response
                         return None;
                     }
                     let n = left.min(chunk.len() as u64);
-                    Some((Ok::<_, Infallible>(Frame::data(chunk.slice(..n as usize))), left - n))
+                    Some((
+                        Ok::<_, Infallible>(Frame::data(chunk.slice(..n as usize))),
+                        left - n,
+                    ))
                 }
             });
             Ok(Response::new(BodyExt::boxed(StreamBody::new(stream))))
@@ -166,7 +174,13 @@ impl Config {
     }
 
     /// A pool with extra spec lines (indented two spaces), e.g. timeouts.
-    pub fn pool_with(mut self, name: &str, host: &str, backends: &[(&str, u32)], extra: &str) -> Self {
+    pub fn pool_with(
+        mut self,
+        name: &str,
+        host: &str,
+        backends: &[(&str, u32)],
+        extra: &str,
+    ) -> Self {
         let backends: String = backends
             .iter()
             .map(|(s, w)| format!("    - {{ service: {s}, port: http, weight: {w} }}\n"))
@@ -239,7 +253,11 @@ pub fn http2_client() -> HttpClient {
 }
 
 /// A GET with this Host header; returns status and body text.
-pub async fn get(client: &HttpClient, url: &str, host: &str) -> Result<(StatusCode, String), String> {
+pub async fn get(
+    client: &HttpClient,
+    url: &str,
+    host: &str,
+) -> Result<(StatusCode, String), String> {
     let req = Request::get(url)
         .header("host", host)
         .body(Full::new(Bytes::new()))

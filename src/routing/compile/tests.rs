@@ -53,17 +53,19 @@ struct World(Store);
 
 impl World {
     fn pool(mut self, p: LoadBalancerPool) -> Self {
-        self.0
-            .pools
-            .insert(ObjectKey::of(&p.metadata), Arc::new(p));
+        self.0.pools.insert(ObjectKey::of(&p.metadata), Arc::new(p));
         self
     }
     fn service(mut self, s: Service) -> Self {
-        self.0.services.insert(ObjectKey::of(&s.metadata), Arc::new(s));
+        self.0
+            .services
+            .insert(ObjectKey::of(&s.metadata), Arc::new(s));
         self
     }
     fn slice(mut self, s: EndpointSlice) -> Self {
-        self.0.slices.insert(ObjectKey::of(&s.metadata), Arc::new(s));
+        self.0
+            .slices
+            .insert(ObjectKey::of(&s.metadata), Arc::new(s));
         self
     }
     /// A Service `name` with port 80 named http, and one slice with these endpoints on 8080.
@@ -103,15 +105,45 @@ fn condition<'a>(c: &'a Compiled, ns: &str, name: &str, type_: &str) -> &'a Cond
 fn routes_by_host_then_longest_prefix() {
     let c = World::default()
         .web("shop", "web", &[ready("10.0.0.1")])
-        .pool(pool("shop", "root", None, simple_spec("shop.example.com", "/", "web")))
-        .pool(pool("shop", "api", None, simple_spec("shop.example.com", "/api", "web")))
-        .pool(pool("shop", "v2", None, simple_spec("shop.example.com", "/api/v2/", "web")))
+        .pool(pool(
+            "shop",
+            "root",
+            None,
+            simple_spec("shop.example.com", "/", "web"),
+        ))
+        .pool(pool(
+            "shop",
+            "api",
+            None,
+            simple_spec("shop.example.com", "/api", "web"),
+        ))
+        .pool(pool(
+            "shop",
+            "v2",
+            None,
+            simple_spec("shop.example.com", "/api/v2/", "web"),
+        ))
         .compile();
-    assert_eq!(routed(&c, "shop.example.com", "/").as_deref(), Some("shop/root"));
-    assert_eq!(routed(&c, "shop.example.com", "/apix").as_deref(), Some("shop/root"));
-    assert_eq!(routed(&c, "shop.example.com", "/api").as_deref(), Some("shop/api"));
-    assert_eq!(routed(&c, "SHOP.example.com:8080", "/api/v1").as_deref(), Some("shop/api"));
-    assert_eq!(routed(&c, "shop.example.com", "/api/v2/x").as_deref(), Some("shop/v2"));
+    assert_eq!(
+        routed(&c, "shop.example.com", "/").as_deref(),
+        Some("shop/root")
+    );
+    assert_eq!(
+        routed(&c, "shop.example.com", "/apix").as_deref(),
+        Some("shop/root")
+    );
+    assert_eq!(
+        routed(&c, "shop.example.com", "/api").as_deref(),
+        Some("shop/api")
+    );
+    assert_eq!(
+        routed(&c, "SHOP.example.com:8080", "/api/v1").as_deref(),
+        Some("shop/api")
+    );
+    assert_eq!(
+        routed(&c, "shop.example.com", "/api/v2/x").as_deref(),
+        Some("shop/v2")
+    );
     assert_eq!(routed(&c, "other.example.com", "/"), None);
 }
 
@@ -119,14 +151,30 @@ fn routes_by_host_then_longest_prefix() {
 fn exact_host_beats_wildcard_beats_any_host() {
     let c = World::default()
         .web("ns", "web", &[ready("10.0.0.1")])
-        .pool(pool("ns", "exact", None, simple_spec("a.example.com", "/", "web")))
-        .pool(pool("ns", "wild", None, simple_spec("*.example.com", "/", "web")))
+        .pool(pool(
+            "ns",
+            "exact",
+            None,
+            simple_spec("a.example.com", "/", "web"),
+        ))
+        .pool(pool(
+            "ns",
+            "wild",
+            None,
+            simple_spec("*.example.com", "/", "web"),
+        ))
         .pool(pool("ns", "any", None, simple_spec("", "/", "web")))
         .compile();
-    assert_eq!(routed(&c, "a.example.com", "/").as_deref(), Some("ns/exact"));
+    assert_eq!(
+        routed(&c, "a.example.com", "/").as_deref(),
+        Some("ns/exact")
+    );
     assert_eq!(routed(&c, "b.example.com", "/").as_deref(), Some("ns/wild"));
     // A wildcard covers one label only, as in Ingress and TLS certificates.
-    assert_eq!(routed(&c, "x.b.example.com", "/").as_deref(), Some("ns/any"));
+    assert_eq!(
+        routed(&c, "x.b.example.com", "/").as_deref(),
+        Some("ns/any")
+    );
     assert_eq!(routed(&c, "example.com", "/").as_deref(), Some("ns/any"));
     assert_eq!(routed(&c, "elsewhere.org", "/").as_deref(), Some("ns/any"));
 }
@@ -135,11 +183,27 @@ fn exact_host_beats_wildcard_beats_any_host() {
 fn an_exact_host_without_the_path_falls_back_to_wider_hosts() {
     let c = World::default()
         .web("ns", "web", &[ready("10.0.0.1")])
-        .pool(pool("ns", "api", None, simple_spec("a.example.com", "/api", "web")))
-        .pool(pool("ns", "wild", None, simple_spec("*.example.com", "/", "web")))
+        .pool(pool(
+            "ns",
+            "api",
+            None,
+            simple_spec("a.example.com", "/api", "web"),
+        ))
+        .pool(pool(
+            "ns",
+            "wild",
+            None,
+            simple_spec("*.example.com", "/", "web"),
+        ))
         .compile();
-    assert_eq!(routed(&c, "a.example.com", "/api/x").as_deref(), Some("ns/api"));
-    assert_eq!(routed(&c, "a.example.com", "/other").as_deref(), Some("ns/wild"));
+    assert_eq!(
+        routed(&c, "a.example.com", "/api/x").as_deref(),
+        Some("ns/api")
+    );
+    assert_eq!(
+        routed(&c, "a.example.com", "/other").as_deref(),
+        Some("ns/wild")
+    );
 }
 
 #[test]
@@ -161,13 +225,23 @@ fn the_older_pool_keeps_a_contested_route() {
             simple_spec("a.example.com", "/", "web"),
         ))
         .compile();
-    assert_eq!(routed(&c, "a.example.com", "/").as_deref(), Some("ns/older"));
+    assert_eq!(
+        routed(&c, "a.example.com", "/").as_deref(),
+        Some("ns/older")
+    );
     // The loser keeps the routes nobody contests.
-    assert_eq!(routed(&c, "b.example.com", "/").as_deref(), Some("ns/newer"));
+    assert_eq!(
+        routed(&c, "b.example.com", "/").as_deref(),
+        Some("ns/newer")
+    );
     let accepted = condition(&c, "ns", "newer", "Accepted");
     assert!(!accepted.is_true());
     assert_eq!(accepted.reason, "RouteConflict");
-    assert!(accepted.message.contains("ns/older"), "{}", accepted.message);
+    assert!(
+        accepted.message.contains("ns/older"),
+        "{}",
+        accepted.message
+    );
     assert!(condition(&c, "ns", "older", "Accepted").is_true());
 }
 
@@ -175,8 +249,18 @@ fn the_older_pool_keeps_a_contested_route() {
 fn same_age_conflicts_go_by_name_and_trailing_slashes_do_not_dodge_them() {
     let c = World::default()
         .web("ns", "web", &[ready("10.0.0.1")])
-        .pool(pool("ns", "b", None, simple_spec("a.example.com", "/api/", "web")))
-        .pool(pool("ns", "a", None, simple_spec("a.example.com", "/api", "web")))
+        .pool(pool(
+            "ns",
+            "b",
+            None,
+            simple_spec("a.example.com", "/api/", "web"),
+        ))
+        .pool(pool(
+            "ns",
+            "a",
+            None,
+            simple_spec("a.example.com", "/api", "web"),
+        ))
         .compile();
     assert_eq!(routed(&c, "a.example.com", "/api").as_deref(), Some("ns/a"));
     assert_eq!(condition(&c, "ns", "b", "Accepted").reason, "RouteConflict");
@@ -186,7 +270,12 @@ fn same_age_conflicts_go_by_name_and_trailing_slashes_do_not_dodge_them() {
 fn missing_service_and_port_are_named() {
     let c = World::default()
         .web("ns", "web", &[ready("10.0.0.1")])
-        .pool(pool("ns", "nosvc", None, simple_spec("a.test", "/", "ghost")))
+        .pool(pool(
+            "ns",
+            "nosvc",
+            None,
+            simple_spec("a.test", "/", "ghost"),
+        ))
         .pool(pool(
             "ns",
             "noport",
@@ -203,12 +292,19 @@ fn missing_service_and_port_are_named() {
         ))
         .compile();
     let nosvc = condition(&c, "ns", "nosvc", "ResolvedRefs");
-    assert_eq!((nosvc.is_true(), nosvc.reason.as_str()), (false, "BackendNotFound"));
+    assert_eq!(
+        (nosvc.is_true(), nosvc.reason.as_str()),
+        (false, "BackendNotFound")
+    );
     assert!(nosvc.message.contains("ns/ghost"), "{}", nosvc.message);
     let noport = condition(&c, "ns", "noport", "ResolvedRefs");
     assert_eq!(noport.reason, "PortNotFound");
     assert!(noport.message.contains("grpc"), "{}", noport.message);
-    assert!(condition(&c, "ns", "nonumber", "ResolvedRefs").message.contains("8443"));
+    assert!(
+        condition(&c, "ns", "nonumber", "ResolvedRefs")
+            .message
+            .contains("8443")
+    );
     // They keep their routes and answer 503 (no endpoints), not 404.
     let p = c.table.route("a.test", "/").expect("route kept");
     assert!(p.pick(&|_| true).is_none());
@@ -230,7 +326,13 @@ fn ports_resolve_by_name_and_by_number() {
             &[ready("10.0.0.1")],
         ))
         .service(service("ns", "unnamed", json!([{"port": 80}])))
-        .slice(slice("ns", "unnamed", "unnamed-1", json!([{"port": 3000}]), &[ready("10.0.0.2")]));
+        .slice(slice(
+            "ns",
+            "unnamed",
+            "unnamed-1",
+            json!([{"port": 3000}]),
+            &[ready("10.0.0.2")],
+        ));
     let by = |port: serde_json::Value, svc: &str| {
         let c = World(w.0.clone())
             .pool(pool(
@@ -244,7 +346,10 @@ fn ports_resolve_by_name_and_by_number() {
         let p = c.table.route("a.test", "/").expect("routed").clone();
         p.pick(&|_| true).map(|e| e.addr.to_string())
     };
-    assert_eq!(by(json!("admin"), "multi").as_deref(), Some("10.0.0.1:9090"));
+    assert_eq!(
+        by(json!("admin"), "multi").as_deref(),
+        Some("10.0.0.1:9090")
+    );
     assert_eq!(by(json!(80), "multi").as_deref(), Some("10.0.0.1:8080"));
     assert_eq!(by(json!(9000), "multi").as_deref(), Some("10.0.0.1:9090"));
     assert_eq!(by(json!(80), "unnamed").as_deref(), Some("10.0.0.2:3000"));
@@ -270,7 +375,10 @@ fn unready_endpoints_take_no_traffic_and_terminating_serving_ones_are_fenced() {
         .filter_map(|_| p.pick(&|_| true))
         .map(|e| e.addr.ip().to_string())
         .collect();
-    assert_eq!(picked, HashSet::from(["10.0.0.1".into(), "10.0.0.4".into()]));
+    assert_eq!(
+        picked,
+        HashSet::from(["10.0.0.1".into(), "10.0.0.4".into()])
+    );
     assert_eq!(p.backends[0].fenced[0].addr.to_string(), "10.0.0.3:8080");
     assert_eq!(p.backends[0].fenced[0].identity, "ns/pod-10.0.0.3");
     let status = &c.statuses[&ObjectKey::new("ns", "p")];
@@ -293,7 +401,10 @@ fn no_ready_endpoints_says_why() {
         .pool(pool("ns", "p", None, simple_spec("a.test", "/", "web")))
         .compile();
     let r = condition(&c, "ns", "p", "Ready");
-    assert_eq!((r.is_true(), r.reason.as_str()), (false, "NoHealthyEndpoints"));
+    assert_eq!(
+        (r.is_true(), r.reason.as_str()),
+        (false, "NoHealthyEndpoints")
+    );
     assert!(r.message.contains("1 not ready"), "{}", r.message);
 }
 
@@ -344,8 +455,18 @@ fn a_backend_without_endpoints_gives_its_share_to_the_others() {
 fn one_bad_pool_leaves_the_others_intact() {
     let c = World::default()
         .web("ns", "web", &[ready("10.0.0.1")])
-        .pool(pool("ns", "good", None, simple_spec("good.test", "/", "web")))
-        .pool(pool("ns", "empty", None, json!({"routes": [{"host": "bad.test"}], "backends": []})))
+        .pool(pool(
+            "ns",
+            "good",
+            None,
+            simple_spec("good.test", "/", "web"),
+        ))
+        .pool(pool(
+            "ns",
+            "empty",
+            None,
+            json!({"routes": [{"host": "bad.test"}], "backends": []}),
+        ))
         .pool(pool(
             "ns",
             "heavy",
@@ -353,15 +474,30 @@ fn one_bad_pool_leaves_the_others_intact() {
             json!({"routes": [{"host": "bad2.test"}],
                    "backends": [{"service": "web", "port": "http", "weight": 5000}]}),
         ))
-        .pool(pool("ns", "ghost", None, simple_spec("ghost.test", "/", "nothing")))
+        .pool(pool(
+            "ns",
+            "ghost",
+            None,
+            simple_spec("ghost.test", "/", "nothing"),
+        ))
         .compile();
     assert_eq!(routed(&c, "good.test", "/").as_deref(), Some("ns/good"));
-    assert!(c.table.route("good.test", "/").unwrap().pick(&|_| true).is_some());
+    assert!(
+        c.table
+            .route("good.test", "/")
+            .unwrap()
+            .pick(&|_| true)
+            .is_some()
+    );
     assert_eq!(routed(&c, "bad.test", "/"), None);
     let empty = condition(&c, "ns", "empty", "Accepted");
     assert_eq!((empty.is_true(), empty.reason.as_str()), (false, "Invalid"));
     assert!(empty.message.contains("spec.backends"), "{}", empty.message);
-    assert!(condition(&c, "ns", "heavy", "Accepted").message.contains("spec.backends[0].weight"));
+    assert!(
+        condition(&c, "ns", "heavy", "Accepted")
+            .message
+            .contains("spec.backends[0].weight")
+    );
     assert!(condition(&c, "ns", "good", "Ready").is_true());
     assert_eq!(c.statuses.len(), 4);
 }
@@ -372,7 +508,13 @@ fn endpoints_that_stay_keep_their_state_across_rebuilds() {
         .web("ns", "web", &[ready("10.0.0.1"), ready("10.0.0.2")])
         .pool(pool("ns", "p", None, simple_spec("a.test", "/", "web")));
     let first = w.compile();
-    let e1 = first.table.pool(&ObjectKey::new("ns", "p")).unwrap().backends[0].endpoints[0].clone();
+    let e1 = first
+        .table
+        .pool(&ObjectKey::new("ns", "p"))
+        .unwrap()
+        .backends[0]
+        .endpoints[0]
+        .clone();
     let _guard = e1.start_request();
     let w = w.web("ns", "web", &[ready("10.0.0.1"), ready("10.0.0.3")]);
     let second = compile(&w.0, Some(&first.table));

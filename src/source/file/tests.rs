@@ -82,14 +82,23 @@ fn a_negative_weight_names_document_and_field() {
 #[test]
 fn an_unknown_algorithm_names_the_field() {
     let e = error_of(&GOOD.replace("routes:", "algorithm: Fastest\n  routes:"));
-    assert!(e.contains("document 3 (LoadBalancerPool shop/web): spec.algorithm: "), "{e}");
+    assert!(
+        e.contains("document 3 (LoadBalancerPool shop/web): spec.algorithm: "),
+        "{e}"
+    );
     assert!(e.contains("Fastest"), "{e}");
 }
 
 #[test]
 fn empty_backends_are_refused() {
-    let e = error_of(&GOOD.replace("backends: [{ service: web, port: http, weight: 3 }]", "backends: []"));
-    assert!(e.contains("spec.backends: must list at least one backend"), "{e}");
+    let e = error_of(&GOOD.replace(
+        "backends: [{ service: web, port: http, weight: 3 }]",
+        "backends: []",
+    ));
+    assert!(
+        e.contains("spec.backends: must list at least one backend"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -100,16 +109,26 @@ fn unknown_fields_are_refused() {
 
 #[test]
 fn unknown_kinds_are_skipped_and_duplicates_refused() {
-    let extra = format!("{GOOD}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{ name: x }}\n");
+    let extra =
+        format!("{GOOD}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{ name: x }}\n");
     assert!(parse("x", &extra).is_ok());
-    let twice = format!("{GOOD}\n---\n{}", GOOD.split("---").next().unwrap_or_default());
+    let twice = format!(
+        "{GOOD}\n---\n{}",
+        GOOD.split("---").next().unwrap_or_default()
+    );
     let e = error_of(&twice);
     assert!(e.contains("the same object as document 1"), "{e}");
 }
 
 #[test]
 fn garbage_is_refused_without_panicking() {
-    for text in ["\u{0}\u{1}\u{2}", "- 1\n- 2\n", "42", "apiVersion: v1\n", ": : :"] {
+    for text in [
+        "\u{0}\u{1}\u{2}",
+        "- 1\n- 2\n",
+        "42",
+        "apiVersion: v1\n",
+        ": : :",
+    ] {
         let _ = parse("x", text);
     }
     assert!(parse("x", "- 1\n- 2\n").is_err());

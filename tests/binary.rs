@@ -1,0 +1,245 @@
+//! The `weir` binary itself: its commands, signals and exit codes.
+
+mod common;
+
+use common::*;
+use http::StatusCode;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const WEIR: &str = env!("CARGO_BIN_EXE_weir");
+
+/// A weir process, killed by PID if the test ends without stopping it.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Process {
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.0.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+async fn wait_ready(admin: &str) {
+    let client = http1_client();
+    for _ in 0..300 {
+        if let Ok((StatusCode::OK, _)) =
+            get(&client, &format!("http://{admin}/readyz"), "admin").await
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("weir at {admin} never became ready");
+}
+
+fn serve(config: &std::path::Path, http: &str, admin: &str, extra: &[&str]) -> Process {
+    let child = Command::new(WEIR)
+        .args(["serve", "--config"])
+        .arg(config)
+        .args([
+            "--http-addr",
+            http,
+            "--admin-addr",
+            admin,
+            "--reload-interval",
+            "100ms",
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("weir starts");
+    Process(child)
+}
+
+#[test]
+fn crd_command_matches_the_checked_in_crd() {
+    let out = Command::new(WEIR)
+        .arg("crd")
+        .output()
+        .expect("weir crd runs");
+    assert!(out.status.success());
+    let checked_in = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/loadbalancerpool.yaml"
+    ))
+    .expect("crds/loadbalancerpool.yaml exists");
+    assert!(
+        String::from_utf8_lossy(&out.stdout) == checked_in,
+        "crds/loadbalancerpool.yaml is stale: run `cargo run -- crd > crds/loadbalancerpool.yaml`"
+    );
+}
+
+#[test]
+fn a_bad_first_config_is_a_clear_error_and_a_failed_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pools.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: weir.dev/v1alpha1\nkind: LoadBalancerPool\nmetadata: { name: web }\nspec:\n  backends: []\n",
+    )
+    .unwrap();
+    let out = Command::new(WEIR)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .args(["--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+        .output()
+        .expect("weir runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("document 1 (LoadBalancerPool default/web): spec.backends: must list at least one backend"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_request_in_flight_finish() {
+    let backend = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pools.yaml");
+    let config = Config::default()
+        .service("web", &[backend.addr])
+        .pool("web", "", &[("web", 1)]);
+    std::fs::write(&path, config.yaml()).unwrap();
+    let (http, admin) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let mut weir = serve(&path, &http, &admin, &["--shutdown-grace", "10s"]);
+    wait_ready(&admin).await;
+
+    let listen = http.clone();
+    let url = format!("http://{http}/slow?ms=1500");
+    let in_flight = tokio::spawn(async move { get(&http1_client(), &url, "shop.test").await });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    weir.signal("TERM");
+    let (status, body) = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request completes");
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "b"));
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = weir.wait_exit(Duration::from_secs(10));
+        (status, weir)
+    })
+    .await
+    .unwrap();
+    assert!(
+        exit.0.is_some_and(|s| s.success()),
+        "weir exits cleanly: {:?}",
+        exit.0
+    );
+    // And it no longer listens.
+    assert!(std::net::TcpStream::connect(&listen).is_err());
+    assert!(std::net::TcpStream::connect(&admin).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_reloads_its_file() {
+    let a = Backend::start("a").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pools.yaml");
+    let config = Config::default()
+        .service("web", &[a.addr])
+        .pool("web", "one.test", &[("web", 1)]);
+    std::fs::write(&path, config.yaml()).unwrap();
+    let (http, admin) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let mut weir = serve(&path, &http, &admin, &[]);
+    wait_ready(&admin).await;
+    let client = http1_client();
+    let url = format!("http://{http}/");
+    assert_eq!(
+        get(&client, &url, "one.test").await.unwrap().0,
+        StatusCode::OK
+    );
+    let moved = Config::default()
+        .service("web", &[a.addr])
+        .pool("web", "two.test", &[("web", 1)]);
+    std::fs::write(&path, moved.yaml()).unwrap();
+    let mut status = StatusCode::NOT_FOUND;
+    for _ in 0..100 {
+        status = get(&client, &url, "two.test").await.unwrap().0;
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        get(&client, &url, "one.test").await.unwrap().0,
+        StatusCode::NOT_FOUND
+    );
+    weir.signal("INT");
+    assert!(
+        weir.wait_exit(Duration::from_secs(10))
+            .is_some_and(|s| s.success())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_serves_three_backends_in_turn() {
+    let (http, admin) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let child = Command::new(WEIR)
+        .args(["demo", "--http-addr", &http, "--admin-addr", &admin])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("weir demo starts");
+    let mut demo = Process(child);
+    wait_ready(&admin).await;
+    let client = http1_client();
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        let (status, body) = get(&client, &format!("http://{http}/try"), "localhost")
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::OK);
+        seen.push(body.split(':').next().unwrap_or_default().to_string());
+    }
+    assert_eq!(seen[..3], seen[3..]);
+    let mut first = seen[..3].to_vec();
+    first.sort();
+    assert_eq!(
+        first,
+        [
+            "hello from backend-1",
+            "hello from backend-2",
+            "hello from backend-3"
+        ]
+    );
+    demo.signal("TERM");
+    assert!(
+        demo.wait_exit(Duration::from_secs(10))
+            .is_some_and(|s| s.success())
+    );
+}
