@@ -34,7 +34,6 @@ impl ProxyBody {
             _in_flight: None,
         }
     }
-    }
 }
 
 impl Body for ProxyBody {
