@@ -1,7 +1,16 @@
 //! The admin server: `/healthz`, `/readyz` and `/metrics`, on its own address, never on the
 //! ingress listeners.
 
+use crate::endpoint::Endpoint;
 use crate::metrics::Metrics;
+use crate::routing::{Pool, RoutingTable};
+use arc_swap::ArcSwap;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use std::time::Instant;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
@@ -53,6 +62,57 @@ impl AdminState {
             }
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
+    }
+}
+
+/// Per-endpoint gauges, read from the table in service at each scrape: in flight, latency
+/// EWMA, requests. Endpoint labels appear only here, never on histograms, so cardinality grows
+/// with endpoints once, not per status code or bucket.
+#[derive(Debug)]
+pub struct EndpointCollector {
+    pub table: Arc<ArcSwap<RoutingTable>>,
+}
+
+impl Collector for EndpointCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let table = self.table.load();
+        let now = Instant::now();
+        let rows: Vec<(&str, String, &Pool, &Arc<Endpoint>)> = table
+            .pools()
+            .flat_map(|p| p.endpoints().map(move |e| (p.name.as_str(), e.addr.to_string(), p.as_ref(), e)))
+            .collect();
+        let mut m = encoder.encode_descriptor(
+            "endpoint_in_flight",
+            "Requests in flight on an endpoint",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (pool, addr, _, e) in &rows {
+            let labels = [("pool", *pool), ("endpoint", addr.as_str())];
+            ConstGauge::new(e.in_flight() as i64).encode(m.encode_family(&labels)?)?;
+        }
+        let mut m = encoder.encode_descriptor(
+            "endpoint_latency_ewma_seconds",
+            "Peak-sensitive EWMA of an endpoint's time to response headers",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (pool, addr, p, e) in &rows {
+            let labels = [("pool", *pool), ("endpoint", addr.as_str())];
+            let seconds = e.latency_ewma_at(now, p.latency_decay) / 1e9;
+            ConstGauge::new(seconds).encode(m.encode_family(&labels)?)?;
+        }
+        let mut m = encoder.encode_descriptor(
+            "endpoint_requests",
+            "Requests sent to an endpoint",
+            None,
+            MetricType::Counter,
+        )?;
+        for (pool, addr, _, e) in &rows {
+            let labels = [("pool", *pool), ("endpoint", addr.as_str())];
+            ConstCounter::new(e.requests()).encode(m.encode_family(&labels)?)?;
+        }
+        Ok(())
     }
 }
 

@@ -45,8 +45,10 @@ pub async fn start(
 ) -> std::io::Result<Running> {
     let http = TcpListener::bind(options.http_addr).await?;
     let admin_listener = TcpListener::bind(options.admin_addr).await?;
-    let metrics = Arc::new(Metrics::default());
     let table = Arc::new(ArcSwap::from_pointee(RoutingTable::default()));
+    let metrics = Arc::new(Metrics::new(vec![Box::new(admin::EndpointCollector {
+        table: table.clone(),
+    })]));
     let admin = Arc::new(AdminState {
         metrics: metrics.clone(),
         ..Default::default()

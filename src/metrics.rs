@@ -1,5 +1,6 @@
 //! Prometheus metrics, served by the admin server.
 
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -27,7 +28,17 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
+        Metrics::new(Vec::new())
+    }
+}
+
+impl Metrics {
+    /// The registry, with `collectors` that read live state at each scrape.
+    pub fn new(collectors: Vec<Box<dyn Collector>>) -> Self {
         let mut registry = Registry::with_prefix("weir");
+        for c in collectors {
+            registry.register_collector(c);
+        }
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "requests",
@@ -63,9 +74,7 @@ impl Default for Metrics {
             endpoints,
         }
     }
-}
 
-impl Metrics {
     /// Counts one answered request.
     pub fn request(&self, pool: &Arc<String>, code: u16) {
         self.requests

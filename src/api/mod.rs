@@ -31,6 +31,8 @@ pub const MAX_WEIGHT: u32 = 1000;
 )]
 #[x_kube(validation = Rule::new("self.backends.exists(b, b.weight > 0)").message("at least one backend needs a weight above 0"))]
 #[x_kube(validation = Rule::new("self.routes.all(r, self.routes.exists_one(s, s.host == r.host && s.pathPrefix == r.pathPrefix))").message("routes must not repeat the same host and pathPrefix"))]
+#[x_kube(validation = Rule::new("self.algorithm != 'ConsistentHash' || has(self.hashOn)").message("algorithm ConsistentHash needs hashOn"))]
+#[x_kube(validation = Rule::new("!has(self.hashOn) || self.algorithm == 'ConsistentHash'").message("hashOn is only for algorithm ConsistentHash"))]
 #[serde(rename_all = "camelCase")]
 pub struct LoadBalancerPoolSpec {
     /// Which ingress traffic this pool takes. No routes: the pool takes nothing.
@@ -43,6 +45,16 @@ pub struct LoadBalancerPoolSpec {
     /// How a request picks an endpoint.
     #[serde(default)]
     pub algorithm: Algorithm,
+    /// What a request is hashed on, for `ConsistentHash` (required there, refused elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_on: Option<HashOn>,
+    /// Settings of the `PeakEwma` algorithm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_ewma: Option<PeakEwma>,
+    /// New endpoints take a growing share of traffic over a window, instead of a full share at
+    /// once (RoundRobin, LeastConnections and PeakEwma).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_start: Option<SlowStart>,
     /// Upstream timeouts.
     #[serde(default)]
     pub timeouts: Timeouts,
@@ -123,7 +135,8 @@ impl schemars::JsonSchema for ServicePort {
     }
 }
 
-/// How a request picks one endpoint among the eligible ones.
+/// How a request picks one endpoint among the eligible ones. Every algorithm first picks a
+/// backend by weight, then an endpoint of that backend.
 #[derive(
     schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
 )]
@@ -131,14 +144,76 @@ pub enum Algorithm {
     /// Smooth weighted round robin, as nginx does it.
     #[default]
     RoundRobin,
+    /// The endpoint with the fewest requests in flight.
+    LeastConnections,
+    /// The better of two random endpoints by peak-sensitive latency EWMA × (in flight + 1).
+    PeakEwma,
+    /// Uniformly random.
+    Random,
+    /// A hash of `hashOn` picks the endpoint (Maglev): the same key keeps its endpoint, and
+    /// endpoint changes move few keys. Requests without the key go round robin.
+    ConsistentHash,
 }
 
 impl Algorithm {
     pub fn as_str(self) -> &'static str {
         match self {
             Algorithm::RoundRobin => "RoundRobin",
+            Algorithm::LeastConnections => "LeastConnections",
+            Algorithm::PeakEwma => "PeakEwma",
+            Algorithm::Random => "Random",
+            Algorithm::ConsistentHash => "ConsistentHash",
         }
     }
+}
+
+/// The request property `ConsistentHash` hashes: exactly one of `header`, `cookie`, `sourceIP`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.header), has(self.cookie), has(self.sourceIP) && self.sourceIP].filter(x, x).size() == 1").message("hashOn needs exactly one of header, cookie or sourceIP: true"))]
+pub struct HashOn {
+    /// A request header, e.g. `x-user-id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub header: Option<String>,
+    /// A cookie, e.g. the application's own session cookie.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub cookie: Option<String>,
+    /// The client's IP address.
+    #[serde(default, rename = "sourceIP", skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<bool>,
+}
+
+/// Settings of the `PeakEwma` algorithm.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PeakEwma {
+    /// How fast old latency observations fade, in seconds: the EWMA's time constant.
+    #[serde(default = "default_decay_seconds")]
+    #[schemars(range(min = 1, max = 600))]
+    pub decay_seconds: u32,
+}
+
+fn default_decay_seconds() -> u32 {
+    10
+}
+
+impl Default for PeakEwma {
+    fn default() -> Self {
+        PeakEwma {
+            decay_seconds: default_decay_seconds(),
+        }
+    }
+}
+
+/// Slow start: a new endpoint's share grows linearly from a small floor to full over the window.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SlowStart {
+    /// Length of the ramp, in seconds.
+    #[schemars(range(min = 1, max = 3600))]
+    pub window_seconds: u32,
 }
 
 /// Upstream timeouts.

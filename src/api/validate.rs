@@ -85,6 +85,44 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
             "at least one backend needs a weight above 0",
         ));
     }
+    match (&spec.algorithm, &spec.hash_on) {
+        (super::Algorithm::ConsistentHash, None) => {
+            errors.push(err("spec.hashOn", "algorithm ConsistentHash needs hashOn"))
+        }
+        (super::Algorithm::ConsistentHash, Some(on)) => {
+            let set = [on.header.is_some(), on.cookie.is_some(), on.source_ip == Some(true)];
+            if set.iter().filter(|s| **s).count() != 1 {
+                errors.push(err(
+                    "spec.hashOn",
+                    "needs exactly one of header, cookie or sourceIP: true",
+                ));
+            }
+            if on.header.as_deref() == Some("") || on.cookie.as_deref() == Some("") {
+                errors.push(err("spec.hashOn", "header and cookie names must not be empty"));
+            }
+        }
+        (_, Some(_)) => errors.push(err(
+            "spec.hashOn",
+            "hashOn is only for algorithm ConsistentHash",
+        )),
+        _ => {}
+    }
+    if let Some(p) = &spec.peak_ewma
+        && !(1..=600).contains(&p.decay_seconds)
+    {
+        errors.push(err(
+            "spec.peakEwma.decaySeconds",
+            format!("{} is outside 1 to 600", p.decay_seconds),
+        ));
+    }
+    if let Some(s) = &spec.slow_start
+        && !(1..=3600).contains(&s.window_seconds)
+    {
+        errors.push(err(
+            "spec.slowStart.windowSeconds",
+            format!("{} is outside 1 to 3600", s.window_seconds),
+        ));
+    }
     let t = &spec.timeouts;
     let bounds = [
         ("spec.timeouts.connectMillis", t.connect_millis, 60_000),
@@ -142,6 +180,9 @@ mod tests {
                 weight: 1,
             }],
             algorithm: Default::default(),
+            hash_on: None,
+            peak_ewma: None,
+            slow_start: None,
             timeouts: Timeouts::default(),
         }
     }
@@ -185,6 +226,27 @@ mod tests {
         s.timeouts.connect_millis = 5;
         let fields: Vec<_> = validate_spec(&s).into_iter().map(|e| e.field).collect();
         assert_eq!(fields, ["spec.backends"]);
+    }
+
+    #[test]
+    fn hash_on_goes_with_consistent_hash_only() {
+        use crate::api::{Algorithm, HashOn};
+        let mut s = spec();
+        s.algorithm = Algorithm::ConsistentHash;
+        assert_eq!(validate_spec(&s)[0].message, "algorithm ConsistentHash needs hashOn");
+        s.hash_on = Some(HashOn {
+            header: Some("x-user".into()),
+            cookie: Some("sid".into()),
+            source_ip: None,
+        });
+        assert!(validate_spec(&s)[0].message.contains("exactly one"));
+        s.hash_on = Some(HashOn {
+            source_ip: Some(true),
+            ..Default::default()
+        });
+        assert!(validate_spec(&s).is_empty());
+        s.algorithm = Algorithm::Random;
+        assert_eq!(validate_spec(&s)[0].field, "spec.hashOn");
     }
 
     #[test]

@@ -73,6 +73,19 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static st
     }
 }
 
+/// The value of cookie `name` in the request's `Cookie` headers, if it is there.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+        .find_map(|pair| {
+            let pair = pair.trim_ascii();
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            (pair[..eq].trim_ascii() == name.as_bytes()).then(|| pair[eq + 1..].trim_ascii())
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +126,15 @@ mod tests {
         assert_eq!(h["connection"], "upgrade");
         assert_eq!(h["upgrade"], "websocket");
         assert!(upgrade_requested(&map(&[("upgrade", "websocket")])).is_none());
+    }
+
+    #[test]
+    fn cookies_are_found_by_exact_name() {
+        let h = map(&[("cookie", "a=1; session=abc ;b=2"), ("cookie", "late=z")]);
+        assert_eq!(cookie(&h, "session"), Some(&b"abc"[..]));
+        assert_eq!(cookie(&h, "late"), Some(&b"z"[..]));
+        assert_eq!(cookie(&h, "sess"), None);
+        assert_eq!(cookie(&map(&[("cookie", "novalue; x")]), "x"), None);
     }
 
     #[test]

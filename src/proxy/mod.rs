@@ -18,9 +18,11 @@ use arc_swap::ArcSwap;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use std::net::SocketAddr;
+use crate::api::HashOn;
+use crate::balance::{Pick, key_hash};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 /// Where a request came from.
@@ -58,7 +60,20 @@ impl Proxy {
             self.metrics.request(&self.no_pool, 404);
             return local(StatusCode::NOT_FOUND, "no route for this host and path\n");
         };
-        let Some(endpoint) = pool.pick(&|_| true).cloned() else {
+        let key = pool
+            .hash_on
+            .as_ref()
+            .and_then(|on| hash_key(on, &req, conn.client));
+        let picked = {
+            let accept = |_: &crate::endpoint::Endpoint| true;
+            let pick = Pick {
+                now: Instant::now(),
+                key,
+                accept: &accept,
+            };
+            pool.pick(&pick).cloned()
+        };
+        let Some(endpoint) = picked else {
             self.metrics.request(&pool.name, 503);
             return local(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -108,8 +123,13 @@ impl Proxy {
 
         let in_flight = endpoint.start_request();
         let timeout = Duration::from_secs(pool.timeouts.request_seconds.into());
+        let sent_at = Instant::now();
         let sent = self.upstreams.request(&pool.timeouts, req);
-        let mut response = match tokio::time::timeout(timeout, sent).await {
+        let result = tokio::time::timeout(timeout, sent).await;
+        // Time to response headers feeds the latency EWMA; a timeout counts as its full wait.
+        let now = Instant::now();
+        endpoint.observe_latency(now - sent_at, now, pool.latency_decay);
+        let mut response = match result {
             Err(_) => {
                 tracing::warn!(timeout_seconds = timeout.as_secs(), "upstream timed out");
                 return local(
@@ -159,6 +179,20 @@ impl Proxy {
         };
         headers::remove_hop_by_hop(response.headers_mut(), agreed);
         response.map(|body| ProxyBody::upstream(body, in_flight))
+    }
+}
+
+/// The request's consistent-hash key, when it has the property the pool hashes on.
+fn hash_key<B>(on: &HashOn, req: &Request<B>, client: SocketAddr) -> Option<u64> {
+    if let Some(name) = &on.header {
+        return req.headers().get(name.as_str()).map(|v| key_hash(v.as_bytes()));
+    }
+    if let Some(name) = &on.cookie {
+        return headers::cookie(req.headers(), name).map(key_hash);
+    }
+    match client.ip() {
+        IpAddr::V4(ip) => Some(key_hash(&ip.octets())),
+        IpAddr::V6(ip) => Some(key_hash(&ip.octets())),
     }
 }
 

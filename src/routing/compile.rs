@@ -3,11 +3,12 @@
 use super::host::normalize_prefix;
 use super::pool::{BackendSet, Pool};
 use super::table::{PathRoutes, RoutingTable};
+use super::pool::Policy;
 use crate::api::{
-    Algorithm, Backend, Condition, EndpointCounts, LoadBalancerPool, LoadBalancerPoolStatus,
-    ServicePort, validate_spec,
+    Algorithm, Backend, Condition, EndpointCounts, LoadBalancerPool, LoadBalancerPoolSpec,
+    LoadBalancerPoolStatus, ServicePort, validate_spec,
 };
-use crate::balance::{Balance, RoundRobin};
+use crate::balance::{self, Balance};
 use crate::endpoint::Endpoint;
 use crate::store::{ObjectKey, SERVICE_NAME_LABEL, Store};
 use k8s_openapi::api::core::v1::Service;
@@ -15,6 +16,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// What `compile` produces.
 #[derive(Debug, Default)]
@@ -142,6 +144,9 @@ fn compile_pool(
     let reuse: HashMap<SocketAddr, &Arc<Endpoint>> = previous
         .map(|p| p.all_endpoints().map(|e| (e.addr, e)).collect())
         .unwrap_or_default();
+    // Endpoints that arrive in a pool already serving are new, for slow start; those of a pool
+    // seen for the first time (or at weir's start) are not.
+    let joined_at = previous.map(|_| Instant::now());
     let mut missing = Vec::new();
     let mut backends = Vec::new();
     let mut notes = Vec::new();
@@ -160,8 +165,9 @@ fn compile_pool(
                     service_key,
                     backend,
                     resolved,
-                    spec.algorithm,
+                    spec,
                     &reuse,
+                    joined_at,
                 ));
             }
         }
@@ -203,7 +209,7 @@ fn compile_pool(
     };
     status.conditions = vec![accepted, resolved_refs, ready];
 
-    let pool = Pool::new(key.clone(), spec.algorithm, spec.timeouts, backends);
+    let pool = Pool::new(key.clone(), policy(spec), backends);
     (Some((pool, routes)), status)
 }
 
@@ -218,12 +224,40 @@ fn count(backends: &[BackendSet]) -> EndpointCounts {
     }
 }
 
+/// Latency EWMAs decay over this unless `peakEwma.decaySeconds` says otherwise.
+const DEFAULT_LATENCY_DECAY: Duration = Duration::from_secs(10);
+
+fn policy(spec: &LoadBalancerPoolSpec) -> Policy {
+    Policy {
+        algorithm: spec.algorithm,
+        hash_on: spec.hash_on.clone(),
+        latency_decay: spec
+            .peak_ewma
+            .map_or(DEFAULT_LATENCY_DECAY, |p| Duration::from_secs(p.decay_seconds.into())),
+        timeouts: spec.timeouts,
+    }
+}
+
+fn balancer(spec: &LoadBalancerPoolSpec, endpoints: &[Arc<Endpoint>]) -> Box<dyn Balance> {
+    let slow_start = spec.slow_start.map(|s| balance::SlowStart {
+        window: Duration::from_secs(s.window_seconds.into()),
+    });
+    match spec.algorithm {
+        Algorithm::RoundRobin => Box::new(balance::RoundRobin::new(endpoints.len(), slow_start)),
+        Algorithm::LeastConnections => Box::new(balance::LeastConnections::new(slow_start)),
+        Algorithm::PeakEwma => Box::new(balance::PeakEwma::new(policy(spec).latency_decay, slow_start)),
+        Algorithm::Random => Box::new(balance::Random),
+        Algorithm::ConsistentHash => Box::new(balance::ConsistentHash::new(endpoints)),
+    }
+}
+
 fn backend_set(
     service: ObjectKey,
     backend: &Backend,
     resolved: Vec<SliceEndpoint>,
-    algorithm: Algorithm,
+    spec: &LoadBalancerPoolSpec,
     reuse: &HashMap<SocketAddr, &Arc<Endpoint>>,
+    joined_at: Option<Instant>,
 ) -> BackendSet {
     let mut endpoints = Vec::new();
     let mut fenced = Vec::new();
@@ -236,7 +270,7 @@ fn backend_set(
         }
         let endpoint = || match reuse.get(&e.addr) {
             Some(existing) => Arc::clone(existing),
-            None => Arc::new(Endpoint::new(e.addr, e.identity.clone())),
+            None => Arc::new(Endpoint::joined(e.addr, e.identity.clone(), joined_at)),
         };
         if e.ready {
             endpoints.push(endpoint());
@@ -246,16 +280,13 @@ fn backend_set(
             not_ready += 1;
         }
     }
-    let balancer: Box<dyn Balance> = match algorithm {
-        Algorithm::RoundRobin => Box::new(RoundRobin::new(&vec![1; endpoints.len()])),
-    };
     BackendSet {
         service,
         weight: backend.weight,
+        balancer: balancer(spec, &endpoints),
         endpoints,
         fenced,
         not_ready,
-        balancer,
     }
 }
 

@@ -1,10 +1,11 @@
 //! A compiled pool: its endpoints grouped by backend, and how it picks one.
 
-use crate::api::{Algorithm, Timeouts};
-use crate::balance::{Balance, WeightedSequence};
+use crate::api::{Algorithm, HashOn, Timeouts};
+use crate::balance::{Balance, HashRing, Pick, WeightedSequence};
 use crate::endpoint::Endpoint;
 use crate::store::ObjectKey;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A pool as the proxy sees it.
 #[derive(Debug)]
@@ -13,10 +14,16 @@ pub struct Pool {
     /// `namespace/name`, shared by logs and metric labels without re-formatting.
     pub name: Arc<String>,
     pub algorithm: Algorithm,
+    /// What requests are hashed on (ConsistentHash only).
+    pub hash_on: Option<HashOn>,
+    /// The time constant of the endpoints' latency EWMA.
+    pub latency_decay: Duration,
     pub timeouts: Timeouts,
     pub backends: Vec<BackendSet>,
     /// Backend picks, by backend weight, over the backends that have endpoints.
     backend_order: Option<WeightedSequence>,
+    /// Backend picks for requests with a hash key (ConsistentHash only).
+    backend_ring: Option<HashRing>,
 }
 
 /// The endpoints of one backend Service of a pool.
@@ -34,39 +41,57 @@ pub struct BackendSet {
     pub balancer: Box<dyn Balance>,
 }
 
+/// How a pool balances, from its spec.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub algorithm: Algorithm,
+    pub hash_on: Option<HashOn>,
+    pub latency_decay: Duration,
+    pub timeouts: Timeouts,
+}
+
 impl Pool {
-    pub fn new(
-        key: ObjectKey,
-        algorithm: Algorithm,
-        timeouts: Timeouts,
-        backends: Vec<BackendSet>,
-    ) -> Self {
+    pub fn new(key: ObjectKey, policy: Policy, backends: Vec<BackendSet>) -> Self {
         let weights: Vec<u32> = backends
             .iter()
             .map(|b| if b.endpoints.is_empty() { 0 } else { b.weight })
             .collect();
+        let backend_ring = match policy.algorithm {
+            Algorithm::ConsistentHash => {
+                let names: Vec<String> = backends.iter().map(|b| b.service.to_string()).collect();
+                HashRing::new(&names, &weights)
+            }
+            _ => None,
+        };
         Pool {
             name: Arc::new(key.to_string()),
             key,
-            algorithm,
-            timeouts,
+            algorithm: policy.algorithm,
+            hash_on: policy.hash_on,
+            latency_decay: policy.latency_decay,
+            timeouts: policy.timeouts,
             backend_order: WeightedSequence::new(&weights),
+            backend_ring,
             backends,
         }
     }
 
-    /// The endpoint for the next request: a backend by weight, then an endpoint of it by the
-    /// pool's algorithm, among endpoints `accept` takes. When the chosen backend has none, the
-    /// others are tried in order, so a split never fails while any backend can serve.
-    pub fn pick(&self, accept: &dyn Fn(&Endpoint) -> bool) -> Option<&Arc<Endpoint>> {
-        let first = self.backend_order.as_ref()?.next();
+    /// The endpoint for the next request: a backend by weight (by hash when the request has
+    /// a key), then an endpoint of it by the pool's algorithm, among endpoints `pick.accept`
+    /// takes. When the chosen backend has none, the others are tried in order, so a split
+    /// never fails while any backend can serve.
+    pub fn pick(&self, pick: &Pick<'_>) -> Option<&Arc<Endpoint>> {
+        let first = match (&self.backend_ring, pick.key) {
+            (Some(ring), Some(key)) => ring.lookup(key, |_| true)?,
+            _ => self.backend_order.as_ref()?.next(),
+        };
         let n = self.backends.len();
         (0..n).find_map(|step| {
             let backend = &self.backends[(first + step) % n];
             if step > 0 && backend.weight == 0 {
                 return None;
             }
-            let i = backend.balancer.pick(&backend.endpoints, accept)?;
+            let i = backend.balancer.pick(&backend.endpoints, pick)?;
             backend.endpoints.get(i)
         })
     }

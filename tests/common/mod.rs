@@ -36,12 +36,22 @@ pub struct Backend {
 
 impl Backend {
     pub async fn start(name: &str) -> Backend {
+        Self::start_with_delay(name, Duration::ZERO).await
+    }
+
+    /// A backend that waits `delay` before every answer.
+    pub async fn start_with_delay(name: &str, delay: Duration) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind backend");
         let addr = listener.local_addr().expect("backend addr");
         let hits = Arc::new(AtomicUsize::new(0));
-        let task = tokio::spawn(serve_backend(listener, name.to_string(), hits.clone()));
+        let task = tokio::spawn(serve_backend(
+            listener,
+            name.to_string(),
+            hits.clone(),
+            delay,
+        ));
         Backend {
             name: name.to_string(),
             addr,
@@ -60,7 +70,12 @@ impl Backend {
     }
 }
 
-async fn serve_backend(listener: TcpListener, name: String, hits: Arc<AtomicUsize>) {
+async fn serve_backend(
+    listener: TcpListener,
+    name: String,
+    hits: Arc<AtomicUsize>,
+    delay: Duration,
+) {
     let builder = auto::Builder::new(TokioExecutor::new());
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -70,7 +85,13 @@ async fn serve_backend(listener: TcpListener, name: String, hits: Arc<AtomicUsiz
         let hits = hits.clone();
         let service = service_fn(move |req: Request<Incoming>| {
             hits.fetch_add(1, Ordering::SeqCst);
-            backend_answer(name.clone(), req)
+            let name = name.clone();
+            async move {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                backend_answer(name, req).await
+            }
         });
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
