@@ -38,13 +38,14 @@ NOISE_RETRIES=${NOISE_RETRIES:-3}
 NOISE_WAIT=${NOISE_WAIT:-5}
 STOP_TIMEOUT=${STOP_TIMEOUT:-5}     # seconds a proxy gets to exit after SIGTERM before SIGKILL
 RESULTS_DIR=${RESULTS_DIR:-$BENCH_DIR/results}
-KEEP_TMP=${KEEP_TMP:-0}
+KEEP_TMP=${KEEP_TMP:-0}       # 1: keep the temp dir (it is kept anyway when a run had problems)
+RUN_PROBLEMS=0
 
 # weir gets TLS scenarios once it can terminate TLS: see write_weir_tls_objects and start_weir.
 WEIR_HAS_TLS=0
 
 ALL_PROXIES=(direct nginx haproxy weir)
-# name → tool, protocol, connections, path
+# Names encode protocol, body and connections; describe_scenario decodes them.
 ALL_SCENARIOS=(
     h1-small-c32 h1-small-c256 h1-4k-c32 h1-4k-c256
     tls-h1-small-c32 tls-h1-small-c256 tls-h2-small-c32 tls-h2-small-c256
@@ -318,7 +319,9 @@ wait_for_quiet() {
 count_log_problems() {
     local file=$1
     [[ -f $file ]] || { echo 0; return; }
-    grep -ciE '(^|[ \[])(warn|error|crit|alert|emerg|panic|panicked)([] :]|$)' "$file" || true
+    # weir colours its log even into a file: strip the ANSI codes first.
+    sed 's/\x1b\[[0-9;]*m//g' "$file" |
+        grep -ciE '(^|[ [])(warn|error|crit|alert|emerg|panic|panicked)([] :]|$)' || true
 }
 
 # One measured run: quiet check, start, check, warm up, measure, stop; appends a JSON record.
@@ -344,6 +347,7 @@ run_one() {
             log "$proxy did not start; its log:"
             tail -20 "$PROXY_LOG" >&2 || true
             [[ -n $PROXY_PID ]] && stop_pid "$PROXY_PID"
+            RUN_PROBLEMS=1
             python3 "$BENCH_DIR/report.py" record --runs "$RUNS" "${common[@]}" status=failed \
                 reason="did not start"
             return 0
@@ -351,6 +355,7 @@ run_one() {
     fi
     if ! check_response "$url" "$S_PROTO" "$want_bytes"; then
         [[ -n $PROXY_PID ]] && stop_pid "$PROXY_PID"
+        RUN_PROBLEMS=1
         python3 "$BENCH_DIR/report.py" record --runs "$RUNS" "${common[@]}" status=failed \
             reason="wrong answer before the run"
         return 0
@@ -385,6 +390,8 @@ run_one() {
         problems=$(count_log_problems "$PROXY_LOG")
         cp "$PROXY_LOG" "$out.proxy.log" 2>/dev/null || true
     fi
+    # Keep the run dir (tool outputs, proxy logs) when something looks wrong.
+    if ((!alive || problems || rc || STOP_KILLED)); then RUN_PROBLEMS=1; fi
 
     # Others' CPU during the run: all user+system time minus ours (proxy, upstreams, generator).
     local wall_ticks=$(((t1 - t0) * CLK_TCK / 1000))
@@ -455,7 +462,12 @@ cleanup() {
         stop_all_tracked
     fi
     if [[ -n ${TMP:-} && -d $TMP ]]; then
-        if ((KEEP_TMP)) || ((rc != 0)); then log "kept the run dir $TMP"; else rm -rf "$TMP"; fi
+        # Kept for debugging when asked, when a run went wrong, or on an error; not on Ctrl-C.
+        if ((KEEP_TMP || RUN_PROBLEMS)) || ((rc != 0 && rc != 130 && rc != 143)); then
+            log "kept the run dir (tool outputs and proxy logs): $TMP"
+        else
+            rm -rf "$TMP"
+        fi
     fi
     exit "$rc"
 }
@@ -505,7 +517,10 @@ main() {
     log "wrote $RESULTS_DIR/latest.md, latest.csv, latest.json"
 }
 
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-main "$@"
+# Only when executed: sourcing this file (to reuse a function) must not start a benchmark.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    main "$@"
+fi

@@ -5,12 +5,6 @@ use crate::endpoint::Endpoint;
 use crate::metrics::Metrics;
 use crate::routing::{Pool, RoutingTable};
 use arc_swap::ArcSwap;
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
-use std::time::Instant;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
@@ -18,9 +12,15 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -79,7 +79,10 @@ impl Collector for EndpointCollector {
         let now = Instant::now();
         let rows: Vec<(&str, String, &Pool, &Arc<Endpoint>)> = table
             .pools()
-            .flat_map(|p| p.endpoints().map(move |e| (p.name.as_str(), e.addr.to_string(), p.as_ref(), e)))
+            .flat_map(|p| {
+                p.endpoints()
+                    .map(move |e| (p.name.as_str(), e.addr.to_string(), p.as_ref(), e))
+            })
             .collect();
         let mut m = encoder.encode_descriptor(
             "endpoint_in_flight",

@@ -13,17 +13,25 @@ async fn get_with(client: &HttpClient, url: &str, headers: &[(&str, &str)]) -> S
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let req = req.body(http_body_util::Full::new(bytes::Bytes::new())).unwrap();
+    let req = req
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
     let resp = client.request(req).await.expect("response");
     assert_eq!(resp.status(), StatusCode::OK);
-    let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
     String::from_utf8_lossy(&body).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peak_ewma_sends_little_to_a_slow_endpoint() {
     let slow = Backend::start_with_delay("slow", Duration::from_millis(50)).await;
-    let fast = [Backend::start("fast-1").await, Backend::start("fast-2").await];
+    let fast = [
+        Backend::start("fast-1").await,
+        Backend::start("fast-2").await,
+    ];
     let config = Config::default()
         .service("web", &[slow.addr, fast[0].addr, fast[1].addr])
         .pool_with("web", "", &[("web", 1)], "  algorithm: PeakEwma\n");
@@ -46,10 +54,16 @@ async fn peak_ewma_sends_little_to_a_slow_endpoint() {
     eprintln!("slow endpoint share: {share:.3} ({} of 400)", slow.hits());
     assert!(share < 0.15, "the slow endpoint got {share}");
     // The EWMA is visible per endpoint.
-    let metrics = get(&http1_client(), &weir.admin_url("/metrics"), "admin").await.unwrap().1;
+    let metrics = get(&http1_client(), &weir.admin_url("/metrics"), "admin")
+        .await
+        .unwrap()
+        .1;
     let line = metrics
         .lines()
-        .find(|l| l.starts_with("weir_endpoint_latency_ewma_seconds") && l.contains(&slow.addr.to_string()))
+        .find(|l| {
+            l.starts_with("weir_endpoint_latency_ewma_seconds")
+                && l.contains(&slow.addr.to_string())
+        })
         .expect("latency gauge for the slow endpoint");
     let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(value > 0.02, "{line}");
@@ -90,11 +104,18 @@ async fn least_connections_avoids_the_busy_endpoint() {
 
 #[tokio::test]
 async fn random_spreads_over_every_endpoint() {
-    let backends = [Backend::start("a").await, Backend::start("b").await, Backend::start("c").await];
+    let backends = [
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+    ];
     let addrs: Vec<_> = backends.iter().map(|b| b.addr).collect();
-    let config = Config::default()
-        .service("web", &addrs)
-        .pool_with("web", "", &[("web", 1)], "  algorithm: Random\n");
+    let config = Config::default().service("web", &addrs).pool_with(
+        "web",
+        "",
+        &[("web", 1)],
+        "  algorithm: Random\n",
+    );
     let weir = Weir::start(&config).await;
     let client = http1_client();
     for _ in 0..600 {
@@ -102,7 +123,12 @@ async fn random_spreads_over_every_endpoint() {
     }
     for b in &backends {
         // 200 expected; the bound is over 6 standard deviations away.
-        assert!((130..=270).contains(&b.hits()), "{} got {}", b.name, b.hits());
+        assert!(
+            (130..=270).contains(&b.hits()),
+            "{} got {}",
+            b.name,
+            b.hits()
+        );
     }
     weir.running.shutdown().await;
 }
@@ -115,7 +141,9 @@ async fn consistent_hash_keeps_keys_on_their_endpoint_across_rebuilds() {
     .await;
     let addrs: Vec<_> = backends.iter().map(|b| b.addr).collect();
     let spec = "  algorithm: ConsistentHash\n  hashOn: { header: x-user-id }\n";
-    let config = Config::default().service("web", &addrs).pool_with("web", "", &[("web", 1)], spec);
+    let config = Config::default()
+        .service("web", &addrs)
+        .pool_with("web", "", &[("web", 1)], spec);
     let weir = Weir::start(&config).await;
     let client = http1_client();
     let mut owner: HashMap<String, String> = HashMap::new();
@@ -123,7 +151,10 @@ async fn consistent_hash_keeps_keys_on_their_endpoint_across_rebuilds() {
         let id = format!("user-{user}");
         let first = get_with(&client, &weir.url("/"), &[("x-user-id", &id)]).await;
         for _ in 0..3 {
-            assert_eq!(get_with(&client, &weir.url("/"), &[("x-user-id", &id)]).await, first);
+            assert_eq!(
+                get_with(&client, &weir.url("/"), &[("x-user-id", &id)]).await,
+                first
+            );
         }
         owner.insert(id, first);
     }
@@ -132,11 +163,18 @@ async fn consistent_hash_keeps_keys_on_their_endpoint_across_rebuilds() {
 
     // A rebuild with the same endpoints (an unrelated pool appears) moves no key.
     let other = Backend::start("other").await;
-    let rebuilt = config.clone().service("other", &[other.addr]).pool("other", "other.test", &[("other", 1)]);
+    let rebuilt =
+        config
+            .clone()
+            .service("other", &[other.addr])
+            .pool("other", "other.test", &[("other", 1)]);
     weir.feed.send(Arc::new(rebuilt.store())).unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     for (id, name) in &owner {
-        assert_eq!(&get_with(&client, &weir.url("/"), &[("x-user-id", id)]).await, name);
+        assert_eq!(
+            &get_with(&client, &weir.url("/"), &[("x-user-id", id)]).await,
+            name
+        );
     }
 
     // Removing one endpoint moves only its keys.
@@ -174,15 +212,38 @@ async fn consistent_hash_on_a_cookie_and_on_the_source_address() {
     let addrs: Vec<_> = backends.iter().map(|b| b.addr).collect();
     let config = Config::default()
         .service("web", &addrs)
-        .pool_with("cookie", "cookie.test", &[("web", 1)], "  algorithm: ConsistentHash\n  hashOn: { cookie: app-session }\n")
-        .pool_with("ip", "ip.test", &[("web", 1)], "  algorithm: ConsistentHash\n  hashOn: { sourceIP: true }\n");
+        .pool_with(
+            "cookie",
+            "cookie.test",
+            &[("web", 1)],
+            "  algorithm: ConsistentHash\n  hashOn: { cookie: app-session }\n",
+        )
+        .pool_with(
+            "ip",
+            "ip.test",
+            &[("web", 1)],
+            "  algorithm: ConsistentHash\n  hashOn: { sourceIP: true }\n",
+        );
     let weir = Weir::start(&config).await;
     let client = http1_client();
     let mut seen = HashSet::new();
     for s in 0..30 {
         let cookie = format!("theme=dark; app-session=s{s}");
-        let first = get_with(&client, &weir.url("/"), &[("host", "cookie.test"), ("cookie", &cookie)]).await;
-        assert_eq!(get_with(&client, &weir.url("/"), &[("host", "cookie.test"), ("cookie", &cookie)]).await, first);
+        let first = get_with(
+            &client,
+            &weir.url("/"),
+            &[("host", "cookie.test"), ("cookie", &cookie)],
+        )
+        .await;
+        assert_eq!(
+            get_with(
+                &client,
+                &weir.url("/"),
+                &[("host", "cookie.test"), ("cookie", &cookie)]
+            )
+            .await,
+            first
+        );
         seen.insert(first);
     }
     assert!(seen.len() > 1);
@@ -203,11 +264,16 @@ async fn slow_start_gives_a_new_endpoint_a_small_share_first() {
     let old = Backend::start("old").await;
     let new = Backend::start("new").await;
     let spec = "  slowStart: { windowSeconds: 600 }\n";
-    let before = Config::default().service("web", &[old.addr]).pool_with("web", "", &[("web", 1)], spec);
+    let before =
+        Config::default()
+            .service("web", &[old.addr])
+            .pool_with("web", "", &[("web", 1)], spec);
     let weir = Weir::start(&before).await;
     let client = http1_client();
     get(&client, &weir.url("/"), "x").await.unwrap();
-    let after = Config::default().service("web", &[old.addr, new.addr]).pool_with("web", "", &[("web", 1)], spec);
+    let after = Config::default()
+        .service("web", &[old.addr, new.addr])
+        .pool_with("web", "", &[("web", 1)], spec);
     weir.feed.send(Arc::new(after.store())).unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let old_before = old.hits();
@@ -215,7 +281,10 @@ async fn slow_start_gives_a_new_endpoint_a_small_share_first() {
         get(&client, &weir.url("/"), "x").await.unwrap();
     }
     let share = new.hits() as f64 / 1000.0;
-    eprintln!("new endpoint share in its first second: {share:.3}; old got {}", old.hits() - old_before);
+    eprintln!(
+        "new endpoint share in its first second: {share:.3}; old got {}",
+        old.hits() - old_before
+    );
     // A 10% floor against the old endpoint's full weight: about 0.1 / 1.1 = 9%.
     assert!((0.04..0.16).contains(&share), "share {share}");
     weir.running.shutdown().await;

@@ -4,6 +4,8 @@
 # it had, e.g. nginx's workers).
 
 STARTED_PIDS=()
+STOP_MS=0      # set by stop_pid: how long the last stop took
+STOP_KILLED=0  # set by stop_pid: 1 if the last stop needed SIGKILL
 
 # Remembers a PID so the exit trap can stop it if the run is interrupted.
 track_pid() {

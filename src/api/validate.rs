@@ -90,7 +90,11 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
             errors.push(err("spec.hashOn", "algorithm ConsistentHash needs hashOn"))
         }
         (super::Algorithm::ConsistentHash, Some(on)) => {
-            let set = [on.header.is_some(), on.cookie.is_some(), on.source_ip == Some(true)];
+            let set = [
+                on.header.is_some(),
+                on.cookie.is_some(),
+                on.source_ip == Some(true),
+            ];
             if set.iter().filter(|s| **s).count() != 1 {
                 errors.push(err(
                     "spec.hashOn",
@@ -98,7 +102,10 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
                 ));
             }
             if on.header.as_deref() == Some("") || on.cookie.as_deref() == Some("") {
-                errors.push(err("spec.hashOn", "header and cookie names must not be empty"));
+                errors.push(err(
+                    "spec.hashOn",
+                    "header and cookie names must not be empty",
+                ));
             }
         }
         (_, Some(_)) => errors.push(err(
@@ -233,7 +240,10 @@ mod tests {
         use crate::api::{Algorithm, HashOn};
         let mut s = spec();
         s.algorithm = Algorithm::ConsistentHash;
-        assert_eq!(validate_spec(&s)[0].message, "algorithm ConsistentHash needs hashOn");
+        assert_eq!(
+            validate_spec(&s)[0].message,
+            "algorithm ConsistentHash needs hashOn"
+        );
         s.hash_on = Some(HashOn {
             header: Some("x-user".into()),
             cookie: Some("sid".into()),

@@ -53,7 +53,7 @@ impl HashRing {
     /// The item for `key`, walking the ring past items `accept` refuses.
     pub fn lookup(&self, key: u64, accept: impl Fn(usize) -> bool) -> Option<usize> {
         let n = self.points.len();
-        let start = self.points.partition_point(|&(p, _)| p < key);
+        let start = self.first_at_or_after(key);
         let mut refused: Option<u32> = None;
         for k in 0..n {
             let item = self.points[(start + k) % n].1;
@@ -67,6 +67,32 @@ impl HashRing {
             refused = Some(item);
         }
         None
+    }
+
+    /// The index of the first point at or after `key` (`len` when none is). Points are
+    /// uniform hashes, so the key's share of the hash space predicts the index within about
+    /// √n: search outward from that guess, touching a few cache lines instead of log n.
+    fn first_at_or_after(&self, key: u64) -> usize {
+        let points = &self.points;
+        let n = points.len();
+        let guess = ((u128::from(key) * n as u128) >> 64) as usize;
+        let (mut lo, mut hi) = (guess, guess + 1);
+        let mut step = 16;
+        // Widen [lo, hi) until the answer is inside: points[lo-1] < key <= points[hi-1].
+        while lo > 0 && points[lo - 1].0 >= key {
+            lo = lo.saturating_sub(step);
+            step *= 2;
+        }
+        step = 16;
+        while hi <= n && points[hi - 1].0 < key {
+            hi = (hi + step).min(n + 1);
+            if hi == n + 1 {
+                break;
+            }
+            step *= 2;
+        }
+        let hi = hi.min(n);
+        lo + points[lo..hi].partition_point(|&(p, _)| p < key)
     }
 
     pub fn len(&self) -> usize {
@@ -109,9 +135,9 @@ fn remix(key: u64) -> u64 {
 impl Balance for ConsistentHash {
     fn pick(&self, endpoints: &[Arc<Endpoint>], pick: &Pick<'_>) -> Option<usize> {
         match (pick.key, &self.ring) {
-            (Some(key), Some(ring)) => {
-                ring.lookup(remix(key), |i| endpoints.get(i).is_some_and(|e| (pick.accept)(e)))
-            }
+            (Some(key), Some(ring)) => ring.lookup(remix(key), |i| {
+                endpoints.get(i).is_some_and(|e| (pick.accept)(e))
+            }),
             _ => {
                 let seq = self.fallback.as_ref()?;
                 (0..seq.period())
@@ -209,13 +235,45 @@ mod tests {
             let all = |_: &Endpoint| true;
             let some = |e: &Endpoint| e.addr != banned;
             let now = std::time::Instant::now();
-            let a = ch.pick(&eps, &Pick { now, key: Some(key), accept: &all }).unwrap();
-            let b = ch.pick(&eps, &Pick { now, key: Some(key), accept: &some }).unwrap();
+            let a = ch
+                .pick(
+                    &eps,
+                    &Pick {
+                        now,
+                        key: Some(key),
+                        accept: &all,
+                    },
+                )
+                .unwrap();
+            let b = ch
+                .pick(
+                    &eps,
+                    &Pick {
+                        now,
+                        key: Some(key),
+                        accept: &some,
+                    },
+                )
+                .unwrap();
             if a != 2 {
                 assert_eq!(a, b);
             } else {
                 assert_ne!(b, 2);
             }
+        }
+    }
+
+    #[test]
+    fn the_guessed_search_finds_what_binary_search_finds() {
+        let names: Vec<String> = (0..37).map(|i| format!("e{i}")).collect();
+        let ring = HashRing::new(&names, &[1; 37]).unwrap();
+        let mut keys: Vec<u64> = (0..20_000u64).map(remix).collect();
+        keys.extend([0, 1, u64::MAX, u64::MAX - 1]);
+        keys.extend(ring.points.iter().map(|p| p.0));
+        keys.extend(ring.points.iter().map(|p| p.0.wrapping_add(1)));
+        for key in keys {
+            let expected = ring.points.partition_point(|&(p, _)| p < key);
+            assert_eq!(ring.first_at_or_after(key), expected, "key {key}");
         }
     }
 

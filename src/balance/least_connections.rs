@@ -29,7 +29,11 @@ impl LeastConnections {
 
     /// In-flight load as the pick sees it: a warming endpoint counts as more loaded.
     fn load(&self, e: &Endpoint, pick: &Pick<'_>) -> f64 {
-        (e.in_flight() + 1) as f64 / factor(self.slow_start, e, pick.now)
+        let in_flight = (e.in_flight() + 1) as f64;
+        match self.slow_start {
+            None => in_flight,
+            Some(_) => in_flight / factor(self.slow_start, e, pick.now),
+        }
     }
 
     fn best<I: Iterator<Item = usize>>(

@@ -71,7 +71,9 @@ pub(crate) mod testing {
     pub fn endpoints(n: usize) -> Vec<Arc<Endpoint>> {
         (0..n)
             .map(|i| {
-                let addr = format!("10.0.{}.{}:8080", i / 250, i % 250 + 1).parse().unwrap();
+                let addr = format!("10.0.{}.{}:8080", i / 250, i % 250 + 1)
+                    .parse()
+                    .unwrap();
                 Arc::new(Endpoint::new(addr, format!("ns/pod-{i}")))
             })
             .collect()

@@ -47,7 +47,11 @@ impl Balance for PeakEwma {
             let (ea, eb) = (&endpoints[a], &endpoints[b]);
             match ((pick.accept)(ea), (pick.accept)(eb)) {
                 (true, true) => {
-                    return Some(if self.cost(eb, pick) < self.cost(ea, pick) { b } else { a });
+                    return Some(if self.cost(eb, pick) < self.cost(ea, pick) {
+                        b
+                    } else {
+                        a
+                    });
                 }
                 (true, false) => return Some(a),
                 (false, true) => return Some(b),

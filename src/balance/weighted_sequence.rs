@@ -21,6 +21,17 @@ impl WeightedSequence {
     /// every weight is 0.
     pub fn new(weights: &[u32]) -> Option<Self> {
         let weights = period_weights(weights)?;
+        // Equal weights (every endpoint list) need no schedule: the order is the items in turn.
+        // Building it the general way costs period × items, far too much for large pools.
+        if weights.iter().all(|&w| w <= 1) {
+            let order: Vec<u32> = (0..weights.len() as u32)
+                .filter(|&i| weights[i as usize] == 1)
+                .collect();
+            return Some(WeightedSequence {
+                order,
+                cursor: AtomicUsize::new(0),
+            });
+        }
         let total: i64 = weights.iter().map(|&w| w as i64).sum();
         let mut current = vec![0i64; weights.len()];
         let mut order = Vec::with_capacity(total as usize);
@@ -107,6 +118,18 @@ mod tests {
         let seq = WeightedSequence::new(&[5, 1, 1]).unwrap();
         let order: Vec<usize> = (0..7).map(|_| seq.next()).collect();
         assert_eq!(order, [0, 0, 1, 0, 2, 0, 0]);
+    }
+
+    #[test]
+    fn equal_weights_take_turns_even_for_huge_lists() {
+        let seq = WeightedSequence::new(&vec![1; 100_000]).unwrap();
+        assert_eq!(seq.period(), 100_000);
+        assert_eq!(
+            (0..5).map(|_| seq.next()).collect::<Vec<_>>(),
+            [0, 1, 2, 3, 4]
+        );
+        let seq = WeightedSequence::new(&[7, 0, 7]).unwrap();
+        assert_eq!((0..4).map(|_| seq.next()).collect::<Vec<_>>(), [0, 2, 0, 2]);
     }
 
     #[test]

@@ -12,14 +12,14 @@ pub use body::ProxyBody;
 pub use listener::serve;
 pub use upstream::Upstreams;
 
+use crate::api::HashOn;
+use crate::balance::{Pick, key_hash};
 use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
 use arc_swap::ArcSwap;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use crate::api::HashOn;
-use crate::balance::{Pick, key_hash};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -185,7 +185,10 @@ impl Proxy {
 /// The request's consistent-hash key, when it has the property the pool hashes on.
 fn hash_key<B>(on: &HashOn, req: &Request<B>, client: SocketAddr) -> Option<u64> {
     if let Some(name) = &on.header {
-        return req.headers().get(name.as_str()).map(|v| key_hash(v.as_bytes()));
+        return req
+            .headers()
+            .get(name.as_str())
+            .map(|v| key_hash(v.as_bytes()));
     }
     if let Some(name) = &on.cookie {
         return headers::cookie(req.headers(), name).map(key_hash);

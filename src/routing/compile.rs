@@ -1,9 +1,9 @@
 //! `compile`: the object store in, a routing table and one status per pool out. Pure.
 
 use super::host::normalize_prefix;
+use super::pool::Policy;
 use super::pool::{BackendSet, Pool};
 use super::table::{PathRoutes, RoutingTable};
-use super::pool::Policy;
 use crate::api::{
     Algorithm, Backend, Condition, EndpointCounts, LoadBalancerPool, LoadBalancerPoolSpec,
     LoadBalancerPoolStatus, ServicePort, validate_spec,
@@ -231,9 +231,9 @@ fn policy(spec: &LoadBalancerPoolSpec) -> Policy {
     Policy {
         algorithm: spec.algorithm,
         hash_on: spec.hash_on.clone(),
-        latency_decay: spec
-            .peak_ewma
-            .map_or(DEFAULT_LATENCY_DECAY, |p| Duration::from_secs(p.decay_seconds.into())),
+        latency_decay: spec.peak_ewma.map_or(DEFAULT_LATENCY_DECAY, |p| {
+            Duration::from_secs(p.decay_seconds.into())
+        }),
         timeouts: spec.timeouts,
     }
 }
@@ -245,7 +245,10 @@ fn balancer(spec: &LoadBalancerPoolSpec, endpoints: &[Arc<Endpoint>]) -> Box<dyn
     match spec.algorithm {
         Algorithm::RoundRobin => Box::new(balance::RoundRobin::new(endpoints.len(), slow_start)),
         Algorithm::LeastConnections => Box::new(balance::LeastConnections::new(slow_start)),
-        Algorithm::PeakEwma => Box::new(balance::PeakEwma::new(policy(spec).latency_decay, slow_start)),
+        Algorithm::PeakEwma => Box::new(balance::PeakEwma::new(
+            policy(spec).latency_decay,
+            slow_start,
+        )),
         Algorithm::Random => Box::new(balance::Random),
         Algorithm::ConsistentHash => Box::new(balance::ConsistentHash::new(endpoints)),
     }
