@@ -1,9 +1,11 @@
 //! The admin server: `/healthz`, `/readyz` and `/metrics`, on its own address, never on the
 //! ingress listeners.
 
+use crate::api::LoadBalancerPoolStatus;
 use crate::endpoint::Endpoint;
 use crate::metrics::Metrics;
 use crate::routing::{Pool, RoutingTable};
+use crate::store::ObjectKey;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -17,6 +19,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +35,8 @@ pub struct AdminState {
     pub synced: AtomicBool,
     /// Set when shutdown starts, so load balancers stop sending new connections.
     pub draining: AtomicBool,
+    /// Every pool's status, with live health, refreshed each second.
+    pub statuses: ArcSwap<BTreeMap<ObjectKey, LoadBalancerPoolStatus>>,
 }
 
 impl AdminState {

@@ -2,6 +2,7 @@
 
 use crate::admin::{self, AdminState};
 use crate::api::LoadBalancerPoolStatus;
+use crate::health::{self, Checker};
 use crate::metrics::Metrics;
 use crate::proxy::{self, Proxy};
 use crate::routing::{RoutingTable, compile};
@@ -94,51 +95,89 @@ impl Running {
     }
 }
 
-/// Compiles every store the feed sends and swaps the result in.
+/// How often live health is folded into pool statuses.
+const STATUS_REFRESH: Duration = Duration::from_secs(1);
+
+/// Compiles every store the feed sends and swaps the result in; keeps health checks in step
+/// with the table, and pool statuses in step with live health.
 async fn follow_store(
     mut stores: watch::Receiver<Arc<Store>>,
     table: Arc<ArcSwap<RoutingTable>>,
     admin: Arc<AdminState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut statuses: BTreeMap<ObjectKey, LoadBalancerPoolStatus> = BTreeMap::new();
+    let checker = Checker::default();
+    let mut compiled_statuses: BTreeMap<ObjectKey, LoadBalancerPoolStatus> = BTreeMap::new();
+    let mut refresh = tokio::time::interval(STATUS_REFRESH);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            changed = stores.changed() => if changed.is_err() { return },
+            changed = stores.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let store = stores.borrow_and_update().clone();
+                if let Some(statuses) = rebuild(store, &table, &admin).await {
+                    compiled_statuses = statuses;
+                    checker.sync(&table.load());
+                    admin.metrics.health_checks.set(checker.running() as i64);
+                }
+            }
+            _ = refresh.tick() => {}
             _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => return,
         }
-        let store = stores.borrow_and_update().clone();
-        let previous = table.load_full();
-        let started = Instant::now();
-        // compile is CPU work that grows with the cluster: keep it off the proxy's threads.
-        let compiled =
-            match tokio::task::spawn_blocking(move || compile(&store, Some(&previous))).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(error = %e, "compile failed; keeping the table in service");
-                    continue;
-                }
-            };
-        let metrics = &admin.metrics;
-        metrics.table_rebuilds.inc();
-        metrics.pools.set(compiled.table.pools().count() as i64);
-        metrics.endpoints.set(
-            compiled
-                .table
-                .pools()
-                .map(|p| p.endpoints().count() as i64)
-                .sum(),
-        );
-        table.store(Arc::new(compiled.table));
-        admin.synced.store(true, Ordering::Relaxed);
-        tracing::info!(
-            pools = compiled.statuses.len(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "routing table swapped in"
-        );
-        log_status_changes(&statuses, &compiled.statuses);
-        statuses = compiled.statuses;
+        let now = Instant::now();
+        let current = table.load();
+        let live: BTreeMap<ObjectKey, LoadBalancerPoolStatus> = compiled_statuses
+            .iter()
+            .map(|(key, status)| {
+                let live = match current.pool(key) {
+                    Some(pool) => health::live_status(status, pool, now),
+                    None => status.clone(),
+                };
+                (key.clone(), live)
+            })
+            .collect();
+        log_status_changes(&admin.statuses.load(), &live);
+        admin.statuses.store(Arc::new(live));
     }
+}
+
+/// Compiles a store and swaps the table in; returns the pools' compiled statuses.
+async fn rebuild(
+    store: Arc<Store>,
+    table: &ArcSwap<RoutingTable>,
+    admin: &AdminState,
+) -> Option<BTreeMap<ObjectKey, LoadBalancerPoolStatus>> {
+    let previous = table.load_full();
+    let started = Instant::now();
+    // compile is CPU work that grows with the cluster: keep it off the proxy's threads.
+    let compiled = match tokio::task::spawn_blocking(move || compile(&store, Some(&previous))).await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "compile failed; keeping the table in service");
+            return None;
+        }
+    };
+    let metrics = &admin.metrics;
+    metrics.table_rebuilds.inc();
+    metrics.pools.set(compiled.table.pools().count() as i64);
+    metrics.endpoints.set(
+        compiled
+            .table
+            .pools()
+            .map(|p| p.endpoints().count() as i64)
+            .sum(),
+    );
+    table.store(Arc::new(compiled.table));
+    admin.synced.store(true, Ordering::Relaxed);
+    tracing::info!(
+        pools = compiled.statuses.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "routing table swapped in"
+    );
+    Some(compiled.statuses)
 }
 
 /// Logs each pool whose status changed: its conditions, at warn when one is not true.

@@ -5,7 +5,7 @@
 //! changes per request is an atomic: the request path never locks.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,28 @@ pub struct Endpoint {
     latency_ewma: AtomicU64,
     /// When `latency_ewma` was last updated, in nanoseconds since [`epoch`].
     latency_stamp: AtomicU64,
+    /// The active checks' verdict, an [`ActiveHealth`].
+    active: AtomicU8,
+    /// The last check: when (nanoseconds since [`epoch`], 0 for never) and whether it passed.
+    last_check: AtomicU64,
+    last_check_passed: AtomicU8,
+    /// Failed requests in a row (5xx or connect errors), for outlier detection.
+    consecutive_failures: AtomicU32,
+    /// Ejected until this time (nanoseconds since [`epoch`]); 0 when never ejected.
+    ejected_until: AtomicU64,
+    /// How many ejection lengths the next ejection lasts; grows with ejections, shrinks with
+    /// good behaviour.
+    ejection_multiplier: AtomicU32,
+}
+
+/// What active health checks say of an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ActiveHealth {
+    /// Not checked (no checks configured, or none finished yet): Kubernetes readiness is trusted.
+    Unknown = 0,
+    Healthy = 1,
+    Unhealthy = 2,
 }
 
 /// The fixed instant that atomically stored timestamps count from.
@@ -59,6 +81,90 @@ impl Endpoint {
             requests: AtomicU64::new(0),
             latency_ewma: AtomicU64::new(0f64.to_bits()),
             latency_stamp: AtomicU64::new(0),
+            active: AtomicU8::new(ActiveHealth::Unknown as u8),
+            last_check: AtomicU64::new(0),
+            last_check_passed: AtomicU8::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(0),
+            ejection_multiplier: AtomicU32::new(0),
+        }
+    }
+
+    /// Whether the endpoint may take new requests: not failing active checks, not ejected.
+    pub fn is_available(&self, now: Instant) -> bool {
+        self.active_health() != ActiveHealth::Unhealthy && !self.is_ejected(now)
+    }
+
+    pub fn active_health(&self) -> ActiveHealth {
+        match self.active.load(Ordering::Relaxed) {
+            1 => ActiveHealth::Healthy,
+            2 => ActiveHealth::Unhealthy,
+            _ => ActiveHealth::Unknown,
+        }
+    }
+
+    pub fn set_active_health(&self, health: ActiveHealth) {
+        self.active.store(health as u8, Ordering::Relaxed);
+    }
+
+    /// Records a finished active check.
+    pub fn record_check(&self, passed: bool, now: Instant) {
+        self.last_check_passed
+            .store(passed as u8, Ordering::Relaxed);
+        self.last_check
+            .store(nanos_since_epoch(now).max(1), Ordering::Relaxed);
+    }
+
+    /// The last active check: when, and whether it passed.
+    pub fn last_check(&self) -> Option<(Instant, bool)> {
+        match self.last_check.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some((
+                epoch() + Duration::from_nanos(n),
+                self.last_check_passed.load(Ordering::Relaxed) == 1,
+            )),
+        }
+    }
+
+    pub fn is_ejected(&self, now: Instant) -> bool {
+        let until = self.ejected_until.load(Ordering::Relaxed);
+        until != 0 && nanos_since_epoch(now) < until
+    }
+
+    /// Counts a failed request; returns the failures in a row.
+    pub fn note_failure(&self) -> u32 {
+        self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Counts a good request: the run of failures ends.
+    pub fn note_success(&self) {
+        if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Ejects the endpoint for `base` × the ejection multiplier (which this raises, up to
+    /// `max_multiplier`); returns the length of this ejection.
+    pub fn eject(&self, now: Instant, base: Duration, max_multiplier: u32) -> Duration {
+        let m = (self.ejection_multiplier.load(Ordering::Relaxed) + 1).min(max_multiplier);
+        self.ejection_multiplier.store(m, Ordering::Relaxed);
+        let length = base * m;
+        self.ejected_until
+            .store(nanos_since_epoch(now + length), Ordering::Relaxed);
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        length
+    }
+
+    /// The ejection multiplier steps down once an ejection is over by more than `base`: an
+    /// endpoint that behaves earns shorter ejections again.
+    pub fn forgive(&self, now: Instant, base: Duration) {
+        let m = self.ejection_multiplier.load(Ordering::Relaxed);
+        if m == 0 {
+            return;
+        }
+        let until = epoch() + Duration::from_nanos(self.ejected_until.load(Ordering::Relaxed));
+        if now > until + base * m {
+            self.ejection_multiplier.store(m - 1, Ordering::Relaxed);
         }
     }
 

@@ -9,6 +9,7 @@ pub mod app;
 pub mod balance;
 pub mod demo;
 pub mod endpoint;
+pub mod health;
 pub mod metrics;
 pub mod proxy;
 pub mod routing;

@@ -24,6 +24,9 @@ pub struct Metrics {
     pub config_errors: Counter,
     pub pools: Gauge,
     pub endpoints: Gauge,
+    pub health_checks: Gauge,
+    pub ejections: Counter,
+    pub retries: Counter,
 }
 
 impl Default for Metrics {
@@ -65,8 +68,29 @@ impl Metrics {
             "Endpoints taking new traffic in the routing table",
             endpoints.clone(),
         );
+        let health_checks = Gauge::default();
+        registry.register(
+            "health_checks_running",
+            "Active health check tasks running (one per checked endpoint)",
+            health_checks.clone(),
+        );
+        let ejections = Counter::default();
+        registry.register(
+            "outlier_ejections",
+            "Endpoints ejected by outlier detection",
+            ejections.clone(),
+        );
+        let retries = Counter::default();
+        registry.register(
+            "retries",
+            "Requests sent again to another endpoint",
+            retries.clone(),
+        );
         Metrics {
             registry,
+            health_checks,
+            ejections,
+            retries,
             requests,
             table_rebuilds,
             config_errors,

@@ -1,7 +1,10 @@
 //! The `LoadBalancerPool` custom resource (`weir.dev/v1alpha1`): its types, defaults, bounds and
 //! the validation weir runs itself (the API server runs the same bounds from the generated schema).
 
+mod health;
 mod validate;
+
+pub use health::{HealthCheck, HttpCheck, OutlierDetection, Retries, TcpCheck, parse_status_range};
 
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -55,6 +58,15 @@ pub struct LoadBalancerPoolSpec {
     /// once (RoundRobin, LeastConnections and PeakEwma).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slow_start: Option<SlowStart>,
+    /// Active health checks, on top of Kubernetes readiness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    /// Passive checks: eject endpoints that fail live requests in a row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<OutlierDetection>,
+    /// Retries on another endpoint (default: one retry, on connect failures).
+    #[serde(default)]
+    pub retries: Retries,
     /// Upstream timeouts.
     #[serde(default)]
     pub timeouts: Timeouts,

@@ -130,6 +130,76 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
             format!("{} is outside 1 to 3600", s.window_seconds),
         ));
     }
+    if let Some(h) = &spec.health_check {
+        match (&h.http, &h.tcp) {
+            (Some(_), Some(_)) | (None, None) => {
+                errors.push(err("spec.healthCheck", "needs exactly one of http or tcp"))
+            }
+            _ => {}
+        }
+        if let Some(http) = &h.http {
+            if !http.path.starts_with('/') {
+                errors.push(err("spec.healthCheck.http.path", "must start with /"));
+            }
+            if http.expected_statuses.is_empty() {
+                errors.push(err(
+                    "spec.healthCheck.http.expectedStatuses",
+                    "must not be empty",
+                ));
+            }
+            for (i, s) in http.expected_statuses.iter().enumerate() {
+                if super::parse_status_range(s).is_none() {
+                    errors.push(err(
+                        format!("spec.healthCheck.http.expectedStatuses[{i}]"),
+                        format!("{s:?} is not a status like \"200\" or a range like \"200-399\""),
+                    ));
+                }
+            }
+        }
+        let bounds = [
+            ("intervalSeconds", h.interval_seconds, 1, 300),
+            ("timeoutSeconds", h.timeout_seconds, 1, 60),
+            ("healthyThreshold", h.healthy_threshold, 1, 20),
+            ("unhealthyThreshold", h.unhealthy_threshold, 1, 20),
+        ];
+        for (field, value, min, max) in bounds {
+            if !(min..=max).contains(&value) {
+                errors.push(err(
+                    format!("spec.healthCheck.{field}"),
+                    format!("{value} is outside {min} to {max}"),
+                ));
+            }
+        }
+    }
+    if let Some(o) = &spec.outlier_detection {
+        let bounds = [
+            ("consecutiveFailures", o.consecutive_failures, 1, 1000),
+            ("ejectionSeconds", o.ejection_seconds, 1, 3600),
+            ("maxEjectedPercent", o.max_ejected_percent, 0, 100),
+        ];
+        for (field, value, min, max) in bounds {
+            if !(min..=max).contains(&value) {
+                errors.push(err(
+                    format!("spec.outlierDetection.{field}"),
+                    format!("{value} is outside {min} to {max}"),
+                ));
+            }
+        }
+    }
+    if spec.retries.attempts > 5 {
+        errors.push(err(
+            "spec.retries.attempts",
+            format!("{} is above the maximum 5", spec.retries.attempts),
+        ));
+    }
+    for (i, s) in spec.retries.on_status.iter().enumerate() {
+        if ![502, 503, 504].contains(s) {
+            errors.push(err(
+                format!("spec.retries.onStatus[{i}]"),
+                format!("{s} is not one of 502, 503, 504"),
+            ));
+        }
+    }
     let t = &spec.timeouts;
     let bounds = [
         ("spec.timeouts.connectMillis", t.connect_millis, 60_000),
@@ -190,6 +260,9 @@ mod tests {
             hash_on: None,
             peak_ewma: None,
             slow_start: None,
+            health_check: None,
+            outlier_detection: None,
+            retries: Default::default(),
             timeouts: Timeouts::default(),
         }
     }

@@ -6,6 +6,7 @@
 mod body;
 mod headers;
 mod listener;
+mod request_body;
 mod upstream;
 
 pub use body::ProxyBody;
@@ -14,12 +15,15 @@ pub use upstream::Upstreams;
 
 use crate::api::HashOn;
 use crate::balance::{Pick, key_hash};
+use crate::endpoint::{Endpoint, InFlight};
+use crate::health::{self, Outcome};
 use crate::metrics::Metrics;
-use crate::routing::RoutingTable;
+use crate::routing::{Pool, RoutingTable};
 use arc_swap::ArcSwap;
-use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use request_body::RequestBody;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,126 +64,199 @@ impl Proxy {
             self.metrics.request(&self.no_pool, 404);
             return local(StatusCode::NOT_FOUND, "no route for this host and path\n");
         };
-        let key = pool
-            .hash_on
-            .as_ref()
-            .and_then(|on| hash_key(on, &req, conn.client));
-        let picked = {
-            let accept = |_: &crate::endpoint::Endpoint| true;
-            let pick = Pick {
-                now: Instant::now(),
-                key,
-                accept: &accept,
-            };
-            pool.pick(&pick).cloned()
-        };
-        let Some(endpoint) = picked else {
-            self.metrics.request(&pool.name, 503);
-            return local(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("no healthy endpoints in pool {}\n", pool.name),
-            );
-        };
-        let span = tracing::debug_span!("request", pool = %pool.name, endpoint = %endpoint.addr);
-        let response = self
-            .forward(req, conn, &host, &pool, &endpoint)
-            .instrument(span)
-            .await;
+        let span = tracing::debug_span!("request", pool = %pool.name);
+        let response = self.forward(req, conn, &host, &pool).instrument(span).await;
         self.metrics.request(&pool.name, response.status().as_u16());
         response
     }
 
+    fn record(&self, pool: &Pool, endpoint: &Endpoint, outcome: Outcome, now: Instant) {
+        if health::record_outcome(pool, endpoint, outcome, now).is_some() {
+            self.metrics.ejections.inc();
+        }
+    }
+
+    /// Sends the request to an endpoint of the pool, and to others when an attempt fails in a
+    /// way that is safe to retry.
     async fn forward(
         &self,
         mut req: Request<Incoming>,
         conn: Connection,
         host: &str,
-        pool: &crate::routing::Pool,
-        endpoint: &Arc<crate::endpoint::Endpoint>,
+        pool: &Pool,
     ) -> Response<ProxyBody> {
+        let key = pool
+            .hash_on
+            .as_ref()
+            .and_then(|on| hash_key(on, &req, conn.client));
         let upgrade = match req.version() {
             Version::HTTP_11 => headers::upgrade_requested(req.headers()),
             _ => None,
         };
-        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-        let path = req
-            .uri()
+        let mut client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        let target = parts
+            .uri
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_string();
-        let Ok(uri) = Uri::try_from(format!("http://{}{path}", endpoint.addr)) else {
-            return local(StatusCode::BAD_REQUEST, "bad request target\n");
-        };
-        *req.uri_mut() = uri;
-        *req.version_mut() = Version::HTTP_11;
-        let headers = req.headers_mut();
-        headers::remove_hop_by_hop(headers, upgrade.clone());
-        headers::add_forwarded(headers, conn.client.ip(), conn.scheme, host);
-        if !headers.contains_key(header::HOST)
+        headers::remove_hop_by_hop(&mut parts.headers, upgrade.clone());
+        headers::add_forwarded(&mut parts.headers, conn.client.ip(), conn.scheme, host);
+        if !parts.headers.contains_key(header::HOST)
             && let Ok(v) = HeaderValue::from_str(host)
         {
-            headers.insert(header::HOST, v);
+            parts.headers.insert(header::HOST, v);
         }
-
-        let in_flight = endpoint.start_request();
         let timeout = Duration::from_secs(pool.timeouts.request_seconds.into());
-        let sent_at = Instant::now();
-        let sent = self.upstreams.request(&pool.timeouts, req);
-        let result = tokio::time::timeout(timeout, sent).await;
-        // Time to response headers feeds the latency EWMA; a timeout counts as its full wait.
-        let now = Instant::now();
-        endpoint.observe_latency(now - sent_at, now, pool.latency_decay);
-        let mut response = match result {
-            Err(_) => {
-                tracing::warn!(timeout_seconds = timeout.as_secs(), "upstream timed out");
-                return local(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    format!(
-                        "upstream {} did not answer within {timeout:?}\n",
-                        endpoint.identity
-                    ),
-                );
-            }
-            Ok(Err(e)) => {
-                let what = if e.is_connect() {
-                    "cannot connect"
-                } else {
-                    "failed"
-                };
-                tracing::warn!(error = %e, "upstream {what}");
-                return local(
-                    StatusCode::BAD_GATEWAY,
-                    format!("upstream {} {what}\n", endpoint.identity),
-                );
-            }
-            Ok(Ok(response)) => response,
+        let content_length = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let body = match RequestBody::from_client(body, content_length, timeout).await {
+            Ok(b) => b,
+            Err(why) => return local(StatusCode::REQUEST_TIMEOUT, format!("{why}\n")),
         };
+        let idempotent = matches!(
+            parts.method,
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+        );
 
-        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-        if switching && let Some(client_upgrade) = client_upgrade {
-            let upstream_upgrade = hyper::upgrade::on(&mut response);
-            tokio::spawn(
-                async move {
-                    match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                        Ok((client, upstream)) => {
-                            let mut client = TokioIo::new(client);
-                            let mut upstream = TokioIo::new(upstream);
-                            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                        }
-                        Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+        let mut tried: Vec<SocketAddr> = Vec::new();
+        let mut last_failure: Option<Response<ProxyBody>> = None;
+        for attempt in 0..=pool.retries.attempts {
+            let now = Instant::now();
+            let picked = {
+                let accept = |e: &Endpoint| e.is_available(now) && !tried.contains(&e.addr);
+                pool.pick(&Pick {
+                    now,
+                    key,
+                    accept: &accept,
+                })
+                .cloned()
+            };
+            let Some(endpoint) = picked else {
+                break;
+            };
+            tried.push(endpoint.addr);
+            if attempt > 0 {
+                self.metrics.retries.inc();
+            }
+            let Ok(uri) = Uri::try_from(format!("http://{}{target}", endpoint.addr)) else {
+                return local(StatusCode::BAD_REQUEST, "bad request target\n");
+            };
+            let mut request = Request::new(body.attempt());
+            *request.method_mut() = parts.method.clone();
+            *request.uri_mut() = uri;
+            *request.version_mut() = Version::HTTP_11;
+            *request.headers_mut() = parts.headers.clone();
+
+            let in_flight = endpoint.start_request();
+            let sent_at = Instant::now();
+            let result =
+                tokio::time::timeout(timeout, self.upstreams.request(&pool.timeouts, request))
+                    .await;
+            let now = Instant::now();
+            // Time to response headers feeds the latency EWMA; a timeout counts its full wait.
+            endpoint.observe_latency(now - sent_at, now, pool.latency_decay);
+            let (failure, retryable) = match result {
+                Ok(Ok(response)) => {
+                    let status = response.status();
+                    let outcome = if status.is_server_error() {
+                        Outcome::Failure
+                    } else {
+                        Outcome::Success
+                    };
+                    self.record(pool, &endpoint, outcome, now);
+                    let retry = idempotent
+                        && body.is_held()
+                        && pool.retries.on_status.contains(&status.as_u16())
+                        && attempt < pool.retries.attempts;
+                    if !retry {
+                        return finish(response, in_flight, client_upgrade.take());
                     }
+                    tracing::debug!(endpoint = %endpoint.addr, %status, "retrying on another endpoint");
+                    (finish(response, in_flight, None), true)
                 }
-                .in_current_span(),
-            );
+                Ok(Err(e)) => {
+                    self.record(pool, &endpoint, Outcome::Failure, now);
+                    let never_sent = e.is_connect();
+                    let what = if never_sent {
+                        "cannot connect"
+                    } else {
+                        "failed"
+                    };
+                    tracing::warn!(endpoint = %endpoint.addr, error = %e, "upstream {what}");
+                    // A request that never left can go elsewhere if its body is still ours; one
+                    // that broke mid-way only when replaying it is harmless.
+                    let retryable =
+                        body.can_resend() && (never_sent || (idempotent && body.is_held()));
+                    (
+                        local(
+                            StatusCode::BAD_GATEWAY,
+                            format!("upstream {} {what}\n", endpoint.identity),
+                        ),
+                        retryable,
+                    )
+                }
+                Err(_) => {
+                    self.record(pool, &endpoint, Outcome::Failure, now);
+                    tracing::warn!(endpoint = %endpoint.addr, timeout_seconds = timeout.as_secs(), "upstream timed out");
+                    let response = local(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        format!(
+                            "upstream {} did not answer within {timeout:?}\n",
+                            endpoint.identity
+                        ),
+                    );
+                    return response;
+                }
+            };
+            last_failure = Some(failure);
+            if !retryable {
+                break;
+            }
         }
-        let agreed = if switching {
-            response.headers().get(header::UPGRADE).cloned()
-        } else {
-            None
-        };
-        headers::remove_hop_by_hop(response.headers_mut(), agreed);
-        response.map(|body| ProxyBody::upstream(body, in_flight))
+        last_failure.unwrap_or_else(|| {
+            local(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("no healthy endpoints in pool {}\n", pool.name),
+            )
+        })
     }
+}
+
+/// Hands an upstream response to the client: hop-by-hop headers out, the protocol switch
+/// wired up when the pod agreed to one.
+fn finish(
+    mut response: Response<Incoming>,
+    in_flight: InFlight,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Response<ProxyBody> {
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switching && let Some(client_upgrade) = client_upgrade {
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        tokio::spawn(
+            async move {
+                match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                    Ok((client, upstream)) => {
+                        let mut client = TokioIo::new(client);
+                        let mut upstream = TokioIo::new(upstream);
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+                }
+            }
+            .in_current_span(),
+        );
+    }
+    let agreed = if switching {
+        response.headers().get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
+    headers::remove_hop_by_hop(response.headers_mut(), agreed);
+    response.map(|body| ProxyBody::upstream(body, in_flight))
 }
 
 /// The request's consistent-hash key, when it has the property the pool hashes on.

@@ -3,9 +3,9 @@
 //! One hyper client per distinct timeout setting; each keeps a pool of idle connections per
 //! endpoint address. Pools live outside the routing table, so a table swap keeps them.
 
+use super::request_body::AttemptBody;
 use crate::api::Timeouts;
 use arc_swap::ArcSwap;
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub type UpstreamClient = Client<HttpConnector, Incoming>;
+pub type UpstreamClient = Client<HttpConnector, AttemptBody>;
 
 /// Idle connections kept per endpoint.
 const MAX_IDLE_PER_ENDPOINT: usize = 256;
@@ -43,7 +43,7 @@ impl Upstreams {
     pub fn request(
         &self,
         timeouts: &Timeouts,
-        req: http::Request<Incoming>,
+        req: http::Request<AttemptBody>,
     ) -> hyper_util::client::legacy::ResponseFuture {
         let key = Key {
             connect_millis: timeouts.connect_millis,

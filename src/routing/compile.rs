@@ -235,6 +235,9 @@ fn policy(spec: &LoadBalancerPoolSpec) -> Policy {
             Duration::from_secs(p.decay_seconds.into())
         }),
         timeouts: spec.timeouts,
+        health_check: spec.health_check.clone(),
+        outlier_detection: spec.outlier_detection,
+        retries: spec.retries.clone(),
     }
 }
 

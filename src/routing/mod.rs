@@ -9,5 +9,5 @@ mod table;
 
 pub use compile::{Compiled, compile};
 pub use host::{normalize_host, normalize_prefix, prefix_matches};
-pub use pool::{BackendSet, Pool};
+pub use pool::{BackendSet, Policy, Pool};
 pub use table::RoutingTable;

@@ -1,6 +1,6 @@
 //! A compiled pool: its endpoints grouped by backend, and how it picks one.
 
-use crate::api::{Algorithm, HashOn, Timeouts};
+use crate::api::{Algorithm, HashOn, HealthCheck, OutlierDetection, Retries, Timeouts};
 use crate::balance::{Balance, HashRing, Pick, WeightedSequence};
 use crate::endpoint::Endpoint;
 use crate::store::ObjectKey;
@@ -19,6 +19,9 @@ pub struct Pool {
     /// The time constant of the endpoints' latency EWMA.
     pub latency_decay: Duration,
     pub timeouts: Timeouts,
+    pub health_check: Option<HealthCheck>,
+    pub outlier_detection: Option<OutlierDetection>,
+    pub retries: Retries,
     pub backends: Vec<BackendSet>,
     /// Backend picks, by backend weight, over the backends that have endpoints.
     backend_order: Option<WeightedSequence>,
@@ -48,6 +51,9 @@ pub struct Policy {
     pub hash_on: Option<HashOn>,
     pub latency_decay: Duration,
     pub timeouts: Timeouts,
+    pub health_check: Option<HealthCheck>,
+    pub outlier_detection: Option<OutlierDetection>,
+    pub retries: Retries,
 }
 
 impl Pool {
@@ -70,6 +76,9 @@ impl Pool {
             hash_on: policy.hash_on,
             latency_decay: policy.latency_decay,
             timeouts: policy.timeouts,
+            health_check: policy.health_check,
+            outlier_detection: policy.outlier_detection,
+            retries: policy.retries,
             backend_order: WeightedSequence::new(&weights),
             backend_ring,
             backends,

@@ -14,7 +14,7 @@ use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -22,16 +22,29 @@ use weir::app::{Options, Running};
 use weir::store::Store;
 
 /// A test backend. Answers:
+/// - `/healthz`: 200, or 500 while `set_healthy(false)`, or never while `hang_health(true)`;
 /// - `/slow?ms=N`: waits N ms, then answers its name;
 /// - `/count`: reads the request body and answers how many bytes it had;
 /// - `/bytes?n=N`: streams N bytes of `x`;
 /// - `/headers`: the request headers, one `name: value` a line;
-/// - anything else: its name.
+/// - anything else: its name, or a 500 while `set_failing(true)`.
+///
+/// Health checks are not counted in `hits`.
 pub struct Backend {
     pub name: String,
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
+    controls: Arc<Controls>,
     task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct Controls {
+    unhealthy: AtomicBool,
+    hang_health: AtomicBool,
+    /// The status every answer gets while failing; 0 when not failing.
+    failing: std::sync::atomic::AtomicU16,
+    delay: std::sync::Mutex<Duration>,
 }
 
 impl Backend {
@@ -46,16 +59,21 @@ impl Backend {
             .expect("bind backend");
         let addr = listener.local_addr().expect("backend addr");
         let hits = Arc::new(AtomicUsize::new(0));
+        let controls = Arc::new(Controls::default());
+        if let Ok(mut d) = controls.delay.lock() {
+            *d = delay;
+        }
         let task = tokio::spawn(serve_backend(
             listener,
             name.to_string(),
             hits.clone(),
-            delay,
+            controls.clone(),
         ));
         Backend {
             name: name.to_string(),
             addr,
             hits,
+            controls,
             task,
         }
     }
@@ -64,7 +82,25 @@ impl Backend {
         self.hits.load(Ordering::SeqCst)
     }
 
-    /// Stops accepting. Open connections die with their tasks when the runtime ends.
+    pub fn set_healthy(&self, healthy: bool) {
+        self.controls.unhealthy.store(!healthy, Ordering::SeqCst);
+    }
+
+    pub fn hang_health(&self, hang: bool) {
+        self.controls.hang_health.store(hang, Ordering::SeqCst);
+    }
+
+    /// Answers 500 to everything but `/healthz` while `failing`.
+    pub fn set_failing(&self, failing: bool) {
+        self.fail_with(if failing { 500 } else { 0 });
+    }
+
+    /// Answers `status` to everything but `/healthz`; 0 stops.
+    pub fn fail_with(&self, status: u16) {
+        self.controls.failing.store(status, Ordering::SeqCst);
+    }
+
+    /// Dies as a killed process would: the listener closes and every open connection drops.
     pub fn stop(&self) {
         self.task.abort();
     }
@@ -74,21 +110,48 @@ async fn serve_backend(
     listener: TcpListener,
     name: String,
     hits: Arc<AtomicUsize>,
-    delay: Duration,
+    controls: Arc<Controls>,
 ) {
     let builder = auto::Builder::new(TokioExecutor::new());
+    // Connections live in this set, so aborting this task closes them all.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let Ok((stream, _)) = accepted else {
             continue;
         };
         let name = name.clone();
         let hits = hits.clone();
+        let controls = controls.clone();
         let service = service_fn(move |req: Request<Incoming>| {
-            hits.fetch_add(1, Ordering::SeqCst);
             let name = name.clone();
+            let controls = controls.clone();
+            let hits = hits.clone();
             async move {
+                if req.uri().path() == "/healthz" {
+                    if controls.hang_health.load(Ordering::SeqCst) {
+                        std::future::pending::<()>().await;
+                    }
+                    let mut r = Response::new(Full::new(Bytes::from("ok")).boxed());
+                    if controls.unhealthy.load(Ordering::SeqCst) {
+                        *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                    }
+                    return Ok(r);
+                }
+                hits.fetch_add(1, Ordering::SeqCst);
+                let delay = controls.delay.lock().map(|d| *d).unwrap_or_default();
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
+                }
+                let failing = controls.failing.load(Ordering::SeqCst);
+                if failing != 0 {
+                    let mut r = Response::new(Full::new(Bytes::from(name)).boxed());
+                    *r.status_mut() =
+                        StatusCode::from_u16(failing).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                    return Ok(r);
                 }
                 backend_answer(name, req).await
             }
@@ -96,7 +159,7 @@ async fn serve_backend(
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
-        tokio::spawn(conn);
+        connections.spawn(conn);
     }
 }
 
@@ -189,6 +252,25 @@ impl Config {
         self
     }
 
+    /// A Service whose endpoints are `(address, ready, serving, terminating)`.
+    pub fn service_conditions(
+        mut self,
+        name: &str,
+        endpoints: &[(SocketAddr, bool, bool, bool)],
+    ) -> Self {
+        self.docs.push(format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{ name: {name}, namespace: test }}\nspec:\n  ports: [{{ name: http, port: 80 }}]\n"
+        ));
+        for (i, (addr, ready, serving, terminating)) in endpoints.iter().enumerate() {
+            self.docs.push(format!(
+                "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-{i}\n  namespace: test\n  labels: {{ kubernetes.io/service-name: {name} }}\naddressType: IPv4\nports: [{{ name: http, port: {} }}]\nendpoints:\n  - addresses: [\"{}\"]\n    conditions: {{ ready: {ready}, serving: {serving}, terminating: {terminating} }}\n",
+                addr.port(),
+                addr.ip()
+            ));
+        }
+        self
+    }
+
     /// A pool on `host` (empty: any host) over `(service, weight)` backends.
     pub fn pool(self, name: &str, host: &str, backends: &[(&str, u32)]) -> Self {
         self.pool_with(name, host, backends, "")
@@ -254,6 +336,16 @@ impl Weir {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.running.http_addr)
+    }
+
+    /// A pool's live status (health folded in, refreshed each second).
+    pub fn status(&self, pool: &str) -> Option<weir::api::LoadBalancerPoolStatus> {
+        self.running
+            .admin
+            .statuses
+            .load()
+            .get(&weir::store::ObjectKey::new("test", pool))
+            .cloned()
     }
 
     pub fn admin_url(&self, path: &str) -> String {
