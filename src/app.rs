@@ -1,6 +1,7 @@
 //! Wires the parts together: a store feed → compile → the table → proxy and admin servers.
 
 use crate::admin::{self, AdminState};
+use crate::affinity::Affinity;
 use crate::api::LoadBalancerPoolStatus;
 use crate::health::{self, Checker};
 use crate::metrics::Metrics;
@@ -24,6 +25,8 @@ pub struct Options {
     pub admin_addr: SocketAddr,
     /// How long open connections get to finish once shutdown starts.
     pub shutdown_grace: Duration,
+    /// The affinity cookie key every replica shares; `None`: a random one for this process.
+    pub affinity_key: Option<Vec<u8>>,
 }
 
 /// A running weir: listeners bound, table following the store feed.
@@ -33,6 +36,7 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     pub table: Arc<ArcSwap<RoutingTable>>,
     pub admin: Arc<AdminState>,
+    pub affinity: Arc<Affinity>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -54,18 +58,29 @@ pub async fn start(
         metrics: metrics.clone(),
         ..Default::default()
     });
+    let affinity = Arc::new(match &options.affinity_key {
+        Some(key) => Affinity::new(key),
+        None => {
+            tracing::warn!(
+                "no --affinity-key-file: affinity cookies use a random key and hold only on this replica"
+            );
+            Affinity::random()
+        }
+    });
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let proxy = Arc::new(Proxy::new(table.clone(), metrics.clone()));
+    let proxy = Arc::new(Proxy::new(table.clone(), affinity.clone(), metrics.clone()));
     let running = Running {
         http_addr: http.local_addr()?,
         admin_addr: admin_listener.local_addr()?,
         table: table.clone(),
         admin: admin.clone(),
+        affinity: affinity.clone(),
         tasks: vec![
             tokio::spawn(follow_store(
                 stores,
                 table,
                 admin.clone(),
+                affinity,
                 shutdown_rx.clone(),
             )),
             tokio::spawn(proxy::serve(
@@ -104,6 +119,7 @@ async fn follow_store(
     mut stores: watch::Receiver<Arc<Store>>,
     table: Arc<ArcSwap<RoutingTable>>,
     admin: Arc<AdminState>,
+    affinity: Arc<Affinity>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let checker = Checker::default();
@@ -119,7 +135,9 @@ async fn follow_store(
                 let store = stores.borrow_and_update().clone();
                 if let Some(statuses) = rebuild(store, &table, &admin).await {
                     compiled_statuses = statuses;
-                    checker.sync(&table.load());
+                    let current = table.load();
+                    affinity.sync(&current);
+                    checker.sync(&current);
                     admin.metrics.health_checks.set(checker.running() as i64);
                 }
             }

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod affinity;
 pub mod api;
 pub mod app;
 pub mod balance;

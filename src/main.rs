@@ -62,6 +62,13 @@ struct Listen {
     /// Admin listener: /healthz, /readyz, /metrics.
     #[arg(long, default_value = "127.0.0.1:9901")]
     admin_addr: SocketAddr,
+    /// The key of the session-affinity cookies (16 bytes or more; every replica must share
+    /// it). Read again when it changes. Without it, a random key holds for this process only.
+    #[arg(long)]
+    affinity_key_file: Option<PathBuf>,
+    /// After the key changes, cookies made with the previous key stay valid this long.
+    #[arg(long, default_value = "60m", value_parser = parse_duration)]
+    affinity_key_grace: Duration,
     #[command(flatten)]
     process: Process,
 }
@@ -125,12 +132,25 @@ fn main() -> anyhow::Result<()> {
             listen,
             reload_interval,
         } => {
+            let affinity_key = match &listen.affinity_key_file {
+                Some(path) => Some(read_affinity_key(path)?),
+                None => None,
+            };
             let options = Options {
                 http_addr: listen.http_addr,
                 admin_addr: listen.admin_addr,
                 shutdown_grace: listen.process.shutdown_grace,
+                affinity_key,
             };
-            runtime(listen.process.workers)?.block_on(serve(config, options, reload_interval))
+            let key_file = listen
+                .affinity_key_file
+                .map(|path| (path, listen.affinity_key_grace));
+            runtime(listen.process.workers)?.block_on(serve(
+                config,
+                options,
+                reload_interval,
+                key_file,
+            ))
         }
         Command::Demo {
             listen,
@@ -144,6 +164,7 @@ fn main() -> anyhow::Result<()> {
                 http_addr: listen.http_addr,
                 admin_addr: listen.admin_addr,
                 shutdown_grace: listen.process.shutdown_grace,
+                affinity_key: None,
             };
             runtime(listen.process.workers)?.block_on(demo(options))
         }
@@ -171,7 +192,52 @@ fn init_logging(format: LogFormat, level: &str) {
     }
 }
 
-async fn serve(config: PathBuf, options: Options, reload_interval: Duration) -> anyhow::Result<()> {
+/// The affinity key in a file: its bytes, without a trailing newline.
+fn read_affinity_key(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let mut key = std::fs::read(path)
+        .with_context(|| format!("reading the affinity key file {}", path.display()))?;
+    while key.last().is_some_and(|b| b.is_ascii_whitespace()) {
+        key.pop();
+    }
+    if key.len() < weir::affinity::MIN_KEY_LEN {
+        anyhow::bail!(
+            "the affinity key in {} has {} bytes; it needs at least {}",
+            path.display(),
+            key.len(),
+            weir::affinity::MIN_KEY_LEN
+        );
+    }
+    Ok(key)
+}
+
+/// Follows the affinity key file: a new key takes over, the old one stays valid for `grace`.
+async fn follow_affinity_key(
+    path: PathBuf,
+    grace: Duration,
+    interval: Duration,
+    running: &app::Running,
+) {
+    let mut current = read_affinity_key(&path).ok();
+    loop {
+        tokio::time::sleep(interval).await;
+        match read_affinity_key(&path) {
+            Ok(key) if current.as_ref() != Some(&key) => {
+                running.affinity.rotate(&key, grace, &running.table.load());
+                tracing::info!(grace_seconds = grace.as_secs(), "affinity key rotated");
+                current = Some(key);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "keeping the current affinity key"),
+        }
+    }
+}
+
+async fn serve(
+    config: PathBuf,
+    options: Options,
+    reload_interval: Duration,
+    key_file: Option<(PathBuf, Duration)>,
+) -> anyhow::Result<()> {
     // The first load must succeed: there is no last good state to fall back on yet.
     let store = file::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (tx, rx) = watch::channel(Arc::new(Store::default()));
@@ -184,7 +250,18 @@ async fn serve(config: PathBuf, options: Options, reload_interval: Duration) -> 
         metrics.config_errors.inc();
         tracing::error!(error = %e, "configuration refused; the last good one keeps serving");
     }));
-    wait_for_signal().await;
+    let follow_key = async {
+        match key_file {
+            Some((path, grace)) => {
+                follow_affinity_key(path, grace, reload_interval, &running).await
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = wait_for_signal() => {}
+        _ = follow_key => {}
+    }
     watcher.abort();
     running.shutdown().await;
     Ok(())

@@ -243,3 +243,98 @@ async fn demo_serves_three_backends_in_turn() {
             .is_some_and(|s| s.success())
     );
 }
+
+/// The cookie value in a `Set-Cookie` header.
+fn cookie_value(resp: &http::Response<hyper::body::Incoming>) -> Option<String> {
+    let sc = resp.headers().get("set-cookie")?.to_str().ok()?;
+    Some(sc.split(';').next()?.split_once('=')?.1.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_sharing_a_key_file_pin_a_cookie_to_the_same_endpoint() {
+    let backends: Vec<Backend> = futures_util::future::join_all(
+        (0..4).map(|i| async move { Backend::start(&format!("e{i}")).await }),
+    )
+    .await;
+    let addrs: Vec<_> = backends.iter().map(|b| b.addr).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pools.yaml");
+    let key = dir.path().join("affinity.key");
+    std::fs::write(&key, "a shared key for every replica of weir\n").unwrap();
+    let config = Config::default().service("web", &addrs).pool_with(
+        "web",
+        "",
+        &[("web", 1)],
+        "  sessionAffinity:\n    cookie: { name: sticky }\n",
+    );
+    std::fs::write(&path, config.yaml()).unwrap();
+    let key_arg = key.to_str().unwrap();
+    let ports: Vec<(String, String)> = (0..2)
+        .map(|_| {
+            (
+                format!("127.0.0.1:{}", free_port()),
+                format!("127.0.0.1:{}", free_port()),
+            )
+        })
+        .collect();
+    let _replicas: Vec<Process> = ports
+        .iter()
+        .map(|(http, admin)| serve(&path, http, admin, &["--affinity-key-file", key_arg]))
+        .collect();
+    for (_, admin) in &ports {
+        wait_ready(admin).await;
+    }
+    let client = http1_client();
+    for _ in 0..8 {
+        // A new session on replica A ...
+        let req = http::Request::get(format!("http://{}/", ports[0].0))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let resp = client.request(req).await.unwrap();
+        let value = cookie_value(&resp).expect("replica A sets a cookie");
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        // ... continues on replica B, on the same endpoint, without a new cookie.
+        let req = http::Request::get(format!("http://{}/", ports[1].0))
+            .header("cookie", format!("sticky={value}"))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let resp = client.request(req).await.unwrap();
+        assert_eq!(
+            cookie_value(&resp),
+            None,
+            "replica B accepts replica A's cookie"
+        );
+        let body_b = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(body_b, body);
+    }
+}
+
+#[test]
+fn a_short_affinity_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pools.yaml");
+    std::fs::write(&path, "").unwrap();
+    let key = dir.path().join("k");
+    std::fs::write(&key, "short").unwrap();
+    let out = Command::new(WEIR)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .args([
+            "--http-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--affinity-key-file",
+        ])
+        .arg(&key)
+        .output()
+        .expect("weir runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs at least 16"));
+}

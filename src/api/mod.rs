@@ -1,9 +1,11 @@
 //! The `LoadBalancerPool` custom resource (`weir.dev/v1alpha1`): its types, defaults, bounds and
 //! the validation weir runs itself (the API server runs the same bounds from the generated schema).
 
+mod affinity;
 mod health;
 mod validate;
 
+pub use affinity::{AffinityCookie, SameSite, SessionAffinity};
 pub use health::{HealthCheck, HttpCheck, OutlierDetection, Retries, TcpCheck, parse_status_range};
 
 use kube::{CustomResource, KubeSchema};
@@ -64,6 +66,9 @@ pub struct LoadBalancerPoolSpec {
     /// Passive checks: eject endpoints that fail live requests in a row.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outlier_detection: Option<OutlierDetection>,
+    /// Keep each client on one endpoint with a cookie.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_affinity: Option<SessionAffinity>,
     /// Retries on another endpoint (default: one retry, on connect failures).
     #[serde(default)]
     pub retries: Retries,

@@ -186,6 +186,51 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
             }
         }
     }
+    if let Some(a) = &spec.session_affinity {
+        let c = &a.cookie;
+        let token = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+.^_`|~-".contains(&b))
+        };
+        if !token(&c.name) {
+            errors.push(err(
+                "spec.sessionAffinity.cookie.name",
+                format!(
+                    "{:?} is not a cookie name (letters, digits and !#$%&'*+.^_`|~-)",
+                    c.name
+                ),
+            ));
+        }
+        if !c.path.starts_with('/')
+            || c.path
+                .bytes()
+                .any(|b| b == b';' || b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            errors.push(err(
+                "spec.sessionAffinity.cookie.path",
+                "must start with / and hold no ; or spaces",
+            ));
+        }
+        if let Some(d) = &c.domain
+            && (d.is_empty()
+                || !d
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'))
+        {
+            errors.push(err(
+                "spec.sessionAffinity.cookie.domain",
+                format!("{d:?} is not a domain"),
+            ));
+        }
+        if c.same_site == super::SameSite::None && c.secure == Some(false) {
+            errors.push(err(
+                "spec.sessionAffinity.cookie.secure",
+                "sameSite None needs secure",
+            ));
+        }
+    }
     if spec.retries.attempts > 5 {
         errors.push(err(
             "spec.retries.attempts",
@@ -263,6 +308,7 @@ mod tests {
             health_check: None,
             outlier_detection: None,
             retries: Default::default(),
+            session_affinity: None,
             timeouts: Timeouts::default(),
         }
     }

@@ -93,6 +93,7 @@ mod tests {
                 max_ejected_percent: max_pct,
             }),
             retries: Retries::default(),
+            session_affinity: None,
         };
         Pool::new(ObjectKey::new("ns", "p"), policy, vec![backend])
     }

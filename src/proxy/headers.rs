@@ -86,6 +86,36 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
         })
 }
 
+/// Removes cookie `name` from the request's `Cookie` headers, leaving the others as they were.
+pub fn remove_cookie(headers: &mut HeaderMap, name: &str) {
+    if cookie(headers, name).is_none() {
+        return;
+    }
+    let kept: Vec<Vec<u8>> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(|v| {
+            let pairs: Vec<&[u8]> = v
+                .as_bytes()
+                .split(|&b| b == b';')
+                .map(|p| p.trim_ascii())
+                .filter(|p| {
+                    let n = p.iter().position(|&b| b == b'=').map_or(*p, |eq| &p[..eq]);
+                    !p.is_empty() && n.trim_ascii() != name.as_bytes()
+                })
+                .collect();
+            pairs.join(&b"; "[..])
+        })
+        .filter(|v| !v.is_empty())
+        .collect();
+    headers.remove(header::COOKIE);
+    for v in kept {
+        if let Ok(v) = HeaderValue::from_bytes(&v) {
+            headers.append(header::COOKIE, v);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +165,24 @@ mod tests {
         assert_eq!(cookie(&h, "late"), Some(&b"z"[..]));
         assert_eq!(cookie(&h, "sess"), None);
         assert_eq!(cookie(&map(&[("cookie", "novalue; x")]), "x"), None);
+    }
+
+    #[test]
+    fn removing_a_cookie_keeps_the_others() {
+        let mut h = map(&[
+            ("cookie", "a=1; weir-affinity=xyz; b=2"),
+            ("cookie", "weir-affinity=q"),
+        ]);
+        remove_cookie(&mut h, "weir-affinity");
+        let values: Vec<_> = h
+            .get_all("cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(values, ["a=1; b=2"]);
+        let mut untouched = map(&[("cookie", "a=1;b=2")]);
+        remove_cookie(&mut untouched, "weir-affinity");
+        assert_eq!(untouched["cookie"], "a=1;b=2");
     }
 
     #[test]

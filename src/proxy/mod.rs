@@ -13,6 +13,7 @@ pub use body::ProxyBody;
 pub use listener::serve;
 pub use upstream::Upstreams;
 
+use crate::affinity::Affinity;
 use crate::api::HashOn;
 use crate::balance::{Pick, key_hash};
 use crate::endpoint::{Endpoint, InFlight};
@@ -41,15 +42,21 @@ pub struct Connection {
 #[derive(Debug)]
 pub struct Proxy {
     table: Arc<ArcSwap<RoutingTable>>,
+    affinity: Arc<Affinity>,
     upstreams: Arc<Upstreams>,
     metrics: Arc<Metrics>,
     no_pool: Arc<String>,
 }
 
 impl Proxy {
-    pub fn new(table: Arc<ArcSwap<RoutingTable>>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        table: Arc<ArcSwap<RoutingTable>>,
+        affinity: Arc<Affinity>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Proxy {
             table,
+            affinity,
             upstreams: upstream::shared(),
             metrics,
             no_pool: Arc::new(String::new()),
@@ -83,7 +90,7 @@ impl Proxy {
         mut req: Request<Incoming>,
         conn: Connection,
         host: &str,
-        pool: &Pool,
+        pool: &Arc<Pool>,
     ) -> Response<ProxyBody> {
         let key = pool
             .hash_on
@@ -95,6 +102,16 @@ impl Proxy {
         };
         let mut client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
+        let cookie_spec = pool.session_affinity.as_ref().map(|a| &a.cookie);
+        let pinned = cookie_spec.and_then(|c| {
+            let value = headers::cookie(&parts.headers, &c.name)?;
+            self.affinity.pinned(pool, value, Instant::now())
+        });
+        if let Some(c) = cookie_spec
+            && !c.forward_cookie
+        {
+            headers::remove_cookie(&mut parts.headers, &c.name);
+        }
         let target = parts
             .uri
             .path_and_query()
@@ -126,14 +143,17 @@ impl Proxy {
         let mut last_failure: Option<Response<ProxyBody>> = None;
         for attempt in 0..=pool.retries.attempts {
             let now = Instant::now();
-            let picked = {
-                let accept = |e: &Endpoint| e.is_available(now) && !tried.contains(&e.addr);
-                pool.pick(&Pick {
-                    now,
-                    key,
-                    accept: &accept,
-                })
-                .cloned()
+            let accept = |e: &Endpoint| e.is_available(now) && !tried.contains(&e.addr);
+            // A pinned client goes to its endpoint while that can serve (fenced ones too).
+            let picked = match &pinned {
+                Some(p) if attempt == 0 && accept(&p.endpoint) => Some(p.endpoint.clone()),
+                _ => pool
+                    .pick(&Pick {
+                        now,
+                        key,
+                        accept: &accept,
+                    })
+                    .cloned(),
             };
             let Some(endpoint) = picked else {
                 break;
@@ -173,7 +193,20 @@ impl Proxy {
                         && pool.retries.on_status.contains(&status.as_u16())
                         && attempt < pool.retries.attempts;
                     if !retry {
-                        return finish(response, in_flight, client_upgrade.take());
+                        let mut response = finish(response, in_flight, client_upgrade.take());
+                        if let Some(spec) = cookie_spec {
+                            let same = pinned.as_ref().is_some_and(|p| {
+                                Arc::ptr_eq(&p.endpoint, &endpoint) && !p.stale_key
+                            });
+                            let https = conn.scheme == "https";
+                            if !same
+                                && let Some(v) =
+                                    self.affinity.set_cookie(spec, pool, &endpoint, https)
+                            {
+                                response.headers_mut().append(header::SET_COOKIE, v);
+                            }
+                        }
+                        return response;
                     }
                     tracing::debug!(endpoint = %endpoint.addr, %status, "retrying on another endpoint");
                     (finish(response, in_flight, None), true)

@@ -238,6 +238,7 @@ fn policy(spec: &LoadBalancerPoolSpec) -> Policy {
         health_check: spec.health_check.clone(),
         outlier_detection: spec.outlier_detection,
         retries: spec.retries.clone(),
+        session_affinity: spec.session_affinity.clone(),
     }
 }
 

@@ -1,6 +1,8 @@
 //! A compiled pool: its endpoints grouped by backend, and how it picks one.
 
-use crate::api::{Algorithm, HashOn, HealthCheck, OutlierDetection, Retries, Timeouts};
+use crate::api::{
+    Algorithm, HashOn, HealthCheck, OutlierDetection, Retries, SessionAffinity, Timeouts,
+};
 use crate::balance::{Balance, HashRing, Pick, WeightedSequence};
 use crate::endpoint::Endpoint;
 use crate::store::ObjectKey;
@@ -22,6 +24,7 @@ pub struct Pool {
     pub health_check: Option<HealthCheck>,
     pub outlier_detection: Option<OutlierDetection>,
     pub retries: Retries,
+    pub session_affinity: Option<SessionAffinity>,
     pub backends: Vec<BackendSet>,
     /// Backend picks, by backend weight, over the backends that have endpoints.
     backend_order: Option<WeightedSequence>,
@@ -54,6 +57,7 @@ pub struct Policy {
     pub health_check: Option<HealthCheck>,
     pub outlier_detection: Option<OutlierDetection>,
     pub retries: Retries,
+    pub session_affinity: Option<SessionAffinity>,
 }
 
 impl Pool {
@@ -79,6 +83,7 @@ impl Pool {
             health_check: policy.health_check,
             outlier_detection: policy.outlier_detection,
             retries: policy.retries,
+            session_affinity: policy.session_affinity,
             backend_order: WeightedSequence::new(&weights),
             backend_ring,
             backends,

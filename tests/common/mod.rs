@@ -317,6 +317,7 @@ impl Weir {
             http_addr: "127.0.0.1:0".parse().expect("addr"),
             admin_addr: "127.0.0.1:0".parse().expect("addr"),
             shutdown_grace: Duration::from_secs(5),
+            affinity_key: Some(b"a test key of at least sixteen bytes".to_vec()),
         };
         let running = weir::app::start(options, rx).await.expect("weir starts");
         let weir = Weir { running, feed };

@@ -1,0 +1,89 @@
+//! Session affinity settings of a pool spec.
+
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+/// Keeps a client on one endpoint with a cookie.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionAffinity {
+    pub cookie: AffinityCookie,
+}
+
+/// The affinity cookie. Its value is an opaque keyed hash of the endpoint; it never reveals
+/// an address.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.sameSite) || self.sameSite != 'None' || !has(self.secure) || self.secure").message("sameSite None needs secure"))]
+pub struct AffinityCookie {
+    /// Cookie name.
+    #[serde(default = "default_name")]
+    #[schemars(
+        length(min = 1, max = 64),
+        regex(pattern = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+    )]
+    pub name: String,
+    /// Lifetime in seconds; 0 makes a session cookie (gone when the browser closes).
+    #[serde(default = "default_ttl")]
+    #[schemars(range(min = 0, max = 31536000))]
+    pub ttl_seconds: u32,
+    #[serde(default = "default_path")]
+    #[schemars(length(min = 1, max = 1024), regex(pattern = r"^/[^;\s]*$"))]
+    pub path: String,
+    /// The Domain attribute; none by default (the cookie stays with the exact host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^\.?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub domain: Option<String>,
+    /// The Secure attribute; by default set on HTTPS and not on plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure: Option<bool>,
+    #[serde(default = "default_true")]
+    pub http_only: bool,
+    #[serde(default)]
+    pub same_site: SameSite,
+    /// Pass the affinity cookie on to the pods too (by default it is removed).
+    #[serde(default)]
+    pub forward_cookie: bool,
+}
+
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+pub enum SameSite {
+    #[default]
+    Lax,
+    Strict,
+    /// Forces Secure, as browsers require.
+    None,
+}
+
+fn default_name() -> String {
+    "weir-affinity".into()
+}
+fn default_ttl() -> u32 {
+    3600
+}
+fn default_path() -> String {
+    "/".into()
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for AffinityCookie {
+    fn default() -> Self {
+        AffinityCookie {
+            name: default_name(),
+            ttl_seconds: default_ttl(),
+            path: default_path(),
+            domain: None,
+            secure: None,
+            http_only: true,
+            same_site: SameSite::Lax,
+            forward_cookie: false,
+        }
+    }
+}
