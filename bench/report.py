@@ -123,7 +123,9 @@ def measure(r):
     out["cpu_s"] = cpu_s
     out["cpu_us_per_req"] = cpu_s * 1e6 / parsed["requests"] if parsed["requests"] else None
     out["proxy_cpu_pct"] = 100 * cpu_s / wall_s if wall_s > 0 else None
-    out["noisy"] = int(bool(r.get("noisy_before")) or r.get("others_pct", 0) > r.get("noise_max_pct", 20))
+    limit = r.get("noise_max_pct", 20)
+    out["noisy"] = int(bool(r.get("noisy_before")) or r.get("others_pct", 0) > limit
+                       or r.get("steal_pct", 0) > limit)
     if r["proxy"] == "direct":
         out["cpu_us_per_req"] = out["proxy_cpu_pct"] = None
     status = "ok"
@@ -147,7 +149,8 @@ def progress_line(r):
                  f"RSS {r['rss_kib'] / 1024:.1f} MiB", f"stop {r['stop_ms']} ms"]
     bits.append(f"load core {r['load_core_pct']}%")
     if r.get("noisy"):
-        bits.append(f"NOISY (before {r['busy_before_pct']}%, others {r['others_pct']}%)")
+        bits.append(f"NOISY (before {r['busy_before_pct']}%; during: others {r['others_pct']}%, "
+                    f"steal {r['steal_pct']}%)")
     if r["status"] != "ok":
         bits.append(r["status"].upper())
     return head + " " + ", ".join(bits)
@@ -284,7 +287,8 @@ def ratios_table(rows):
                 cells += ["–"] * 4
                 continue
             cells += [fmt_ratio(weir.get(k), o.get(k)) for k in ("rps", "cpu_us_per_req", "p99_us", "rss_kib")]
-        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+        noisy = weir.get("noisy") or any(by.get((s, o), {}).get("noisy") for o in ("nginx", "haproxy"))
+        lines.append(f"| {s}{' (noisy)' if noisy else ''} | " + " | ".join(cells) + " |")
     return lines if any_row else []
 
 
@@ -305,7 +309,8 @@ def markdown(meta, rows):
         f"- **Date**: {meta['date']}",
         f"- **Machine**: {meta['cpu']}, {meta['ncpu']} cores, {meta['mem']}; kernel {meta['kernel']}",
         f"- **Versions**: {meta['nginx']}; {meta['haproxy']}; {meta['wrk']}; {meta['h2load']}; "
-        f"{meta['openssl']}; {meta['weir']} (`{meta['weir_binary'] or '–'}`, repo at {meta['repo_rev']})",
+        f"{meta['openssl']}; {meta['weir']} (`{meta['weir_binary'] or '–'}`, built {meta.get('weir_built', '–')}; "
+        f"repo HEAD at run time: {meta['repo_rev']})",
         f"- **Run**: {meta['reps']} rep(s) × {meta['duration']} s measured after {meta['warmup']} s warm-up, "
         f"targets alternating ({meta['proxies'].replace(' ', ', ')}); h2load streams/connection: {meta['h2_streams']}",
         f"- **Pinning**: proxy on core {meta['proxy_core']} (one worker/thread; with two: cores "
@@ -334,8 +339,9 @@ def markdown(meta, rows):
         "socket errors (wrk) or non-2xx + failed requests (h2load); **CPU/req** proxy CPU time per request; "
         "**proxy CPU** its CPU time ÷ wall time (100% = one core busy); **load core** how busy the "
         "generator+upstream core was (near 100%: the client side, not the proxy, may be the limit); "
-        "**peak RSS** sum of VmHWM; **noisy**: others used more than "
-        f"{meta['noise_max_pct']}% of a core before or during the run.",
+        "**peak RSS** sum of VmHWM; **noisy**: other processes or hypervisor steal took more than "
+        f"{meta['noise_max_pct']}% of a core before or during the run (a ratio row is marked when "
+        "any of its three runs was).",
         "",
     ]
     return "\n".join(out)

@@ -9,6 +9,7 @@
 # See bench/README.md for the method and the meaning of each column. Everything is generated in
 # a temp dir; only bench/results/latest.{md,csv,json} are written outside it. Every process the
 # script starts is stopped by its PID on exit, Ctrl-C included; every load run is time-bounded.
+# shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -78,8 +79,9 @@ ensure_tools() {
         command -v "$tool" >/dev/null 2>&1 || missing+=("${package_of[$tool]}")
     done
     ((${#missing[@]} == 0)) && return 0
-    [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null ||
+    if [[ $(id -u) != 0 ]] || ! command -v apt-get >/dev/null; then
         die "missing: ${missing[*]}; install them with: apt-get install -y ${missing[*]}"
+    fi
     log "installing ${missing[*]} from Debian"
     apt-get update -qq >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
@@ -96,7 +98,8 @@ ensure_weir() {
     local target_dir
     target_dir=$(realpath -m "${CARGO_TARGET_DIR:-$REPO_ROOT/target}")
     log "building weir (cargo build --release) into $target_dir"
-    (cd "$REPO_ROOT" && CARGO_TARGET_DIR=$target_dir cargo build --release --bin weir >&2)
+    (cd "$REPO_ROOT" && CARGO_TARGET_DIR=$target_dir cargo build --release --bin weir >&2) ||
+        die "building weir failed; fix the build or point WEIR=... at a binary you have"
     WEIR=$target_dir/release/weir
 }
 
@@ -244,6 +247,8 @@ start_nginx() {
     conf=$(write_nginx_proxy_conf)
     PROXY_LOG=$TMP/nginx-proxy/error.log
     : >"$PROXY_LOG"
+    # nginx's error log and its stderr (early start-up errors) share one file on purpose.
+    # shellcheck disable=SC2094
     taskset -c "$PROXY_CPUS" nginx -q -p "$TMP/nginx-proxy" -e "$PROXY_LOG" -c "$conf" \
         >>"$PROXY_LOG" 2>&1 &
     PROXY_PID=$!
@@ -300,19 +305,21 @@ run_load() {
     return "$rc"
 }
 
-# Waits until the machine is quiet (others use ≤ NOISE_MAX_PCT of a core, sampled over 1 s),
-# at most NOISE_RETRIES times; sets BUSY_BEFORE_PCT and NOISY_BEFORE (1 if it never got quiet).
+# Waits until the machine is quiet: others' processes plus hypervisor steal at most
+# NOISE_MAX_PCT of a core, sampled over 1 s (ours are idle then). Tries NOISE_RETRIES times;
+# sets BUSY_BEFORE_PCT (processes + steal) and NOISY_BEFORE (1 if it never got quiet).
 wait_for_quiet() {
-    local attempt
+    local attempt busy steal
     NOISY_BEFORE=1
     for ((attempt = 1; attempt <= NOISE_RETRIES; attempt++)); do
-        BUSY_BEFORE_PCT=$(machine_busy_pct 1)
+        read -r busy steal < <(machine_busy_pct 1)
+        BUSY_BEFORE_PCT=$((busy + steal))
         if ((BUSY_BEFORE_PCT <= NOISE_MAX_PCT)); then NOISY_BEFORE=0; return 0; fi
         ((attempt < NOISE_RETRIES)) || break
-        log "machine busy: ${BUSY_BEFORE_PCT}% of a core used by others; waiting ${NOISE_WAIT}s"
+        log "machine busy: others use ${busy}% of a core, hypervisor steal ${steal}%; waiting ${NOISE_WAIT}s"
         sleep "$NOISE_WAIT"
     done
-    log "still busy (${BUSY_BEFORE_PCT}%): running anyway, the row is flagged noisy"
+    log "still busy (${busy}% + steal ${steal}%): running anyway, the row is flagged noisy"
 }
 
 # Counts warning/error lines a proxy logged (weir's tracing WARN/ERROR, nginx's [warn]/[error]...).
@@ -437,6 +444,7 @@ write_meta() {
         echo "openssl=$(first_line openssl version | awk '{ print $1 " " $2 }')"
         echo "weir=$(if [[ -n ${WEIR:-} ]]; then first_line "$WEIR" --version; else echo "not run"; fi)"
         echo "weir_binary=${WEIR:-}"
+        echo "weir_built=$(if [[ -n ${WEIR:-} ]]; then date -u -r "$WEIR" '+%Y-%m-%d %H:%M UTC'; fi)"
         echo "repo_rev=$git_rev"
         echo "reps=$REPS"
         echo "duration=$DURATION"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/lib/configs.sh — writes every configuration the harness uses, into the run's temp dir.
 # Sourced by bench/run.sh, which sets TMP, the ports (UP_PORTS, *_PORT) and PROXY_WORKERS.
 # Each function writes one file and prints its path.

@@ -1,9 +1,11 @@
+# shellcheck shell=bash
 # bench/lib/procs.sh — starting, stopping and measuring processes by PID.
 # Sourced by bench/run.sh. Nothing here ever signals a process by name: every process the
 # harness starts is remembered in STARTED_PIDS and stopped through that PID (and the children
 # it had, e.g. nginx's workers).
 
 STARTED_PIDS=()
+# shellcheck disable=SC2034  # STOP_MS and STOP_KILLED are read by run.sh
 STOP_MS=0      # set by stop_pid: how long the last stop took
 STOP_KILLED=0  # set by stop_pid: 1 if the last stop needed SIGKILL
 
@@ -45,6 +47,7 @@ process_tree() {
 
 # Stops PID (TERM, then KILL for it and its children after STOP_TIMEOUT seconds), reaps it,
 # and sets STOP_MS (time from TERM to exit) and STOP_KILLED (1 if KILL was needed).
+# shellcheck disable=SC2034  # STOP_MS and STOP_KILLED are read by run.sh
 stop_pid() {
     local pid=$1 tree t0 deadline
     STOP_MS=0
@@ -122,21 +125,23 @@ peak_rss_kib_of() {
 }
 
 # Prints "busy steal total" jiffies for a /proc/stat line ("cpu" for all cores, "cpu1", ...).
-# busy counts user+nice+system only: interrupt and softirq time (loopback packet processing)
-# is not charged to any process, so it cannot be told apart from ours and is left out.
+# busy = user+nice+system+irq+softirq: softirq work (loopback packet processing) done while one
+# of our processes runs is also charged to that process's stime, so it must be in the machine
+# total we subtract our processes from. Fields: user nice system idle iowait irq softirq steal.
 cpu_line_sample() {
     awk -v name="$1" '$1 == name {
         total = 0; for (i = 2; i <= 9; i++) total += $i
-        print $2 + $3 + $4, $9, total; exit }' /proc/stat
+        print $2 + $3 + $4 + $7 + $8, $9, total; exit }' /proc/stat
 }
 
-# Prints the CPU used by all processes over SECONDS seconds, in percent of one core.
+# Prints "busy steal" over SECONDS seconds, each in percent of one core: the CPU used by all
+# processes, and the time the hypervisor gave our virtual CPUs to someone else (steal).
 machine_busy_pct() {
     local seconds=$1 a b
     read -r -a a < <(cpu_line_sample cpu)
     sleep "$seconds"
     read -r -a b < <(cpu_line_sample cpu)
     local d_total=$((b[2] - a[2]))
-    ((d_total > 0)) || { echo 0; return; }
-    echo $(((b[0] - a[0]) * 100 * NCPU / d_total))
+    ((d_total > 0)) || { echo 0 0; return; }
+    echo $(((b[0] - a[0]) * 100 * NCPU / d_total)) $(((b[1] - a[1]) * 100 * NCPU / d_total))
 }
