@@ -111,6 +111,27 @@ impl Collector for EndpointCollector {
             ConstGauge::new(seconds).encode(m.encode_family(&labels)?)?;
         }
         let mut m = encoder.encode_descriptor(
+            "certificate_expiry_seconds",
+            "Time until a pool's TLS certificate expires (negative: expired)",
+            None,
+            MetricType::Gauge,
+        )?;
+        let unix_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default();
+        for pool in table.pools() {
+            let not_after = pool
+                .tls
+                .as_ref()
+                .and_then(|t| t.certificate.as_ref())
+                .and_then(|c| c.not_after);
+            if let Some(not_after) = not_after {
+                let labels = [("pool", pool.name.as_str())];
+                ConstGauge::new(not_after - unix_now).encode(m.encode_family(&labels)?)?;
+            }
+        }
+        let mut m = encoder.encode_descriptor(
             "endpoint_requests",
             "Requests sent to an endpoint",
             None,

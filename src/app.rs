@@ -22,6 +22,11 @@ use tokio::task::JoinHandle;
 #[derive(Debug, Clone)]
 pub struct Options {
     pub http_addr: SocketAddr,
+    /// The HTTPS listener; `None`: no TLS.
+    pub https_addr: Option<SocketAddr>,
+    /// PEM certificate chain and key for clients whose SNI names no pool's host; `None`: a
+    /// self-signed one made at start.
+    pub default_certificate: Option<(std::path::PathBuf, std::path::PathBuf)>,
     pub admin_addr: SocketAddr,
     /// How long open connections get to finish once shutdown starts.
     pub shutdown_grace: Duration,
@@ -33,6 +38,7 @@ pub struct Options {
 #[derive(Debug)]
 pub struct Running {
     pub http_addr: SocketAddr,
+    pub https_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
     pub table: Arc<ArcSwap<RoutingTable>>,
     pub admin: Arc<AdminState>,
@@ -49,6 +55,10 @@ pub async fn start(
     stores: watch::Receiver<Arc<Store>>,
 ) -> std::io::Result<Running> {
     let http = TcpListener::bind(options.http_addr).await?;
+    let https = match options.https_addr {
+        Some(addr) => Some(TcpListener::bind(addr).await?),
+        None => None,
+    };
     let admin_listener = TcpListener::bind(options.admin_addr).await?;
     let table = Arc::new(ArcSwap::from_pointee(RoutingTable::default()));
     let metrics = Arc::new(Metrics::new(vec![Box::new(admin::EndpointCollector {
@@ -67,10 +77,39 @@ pub async fn start(
             Affinity::random()
         }
     });
+    let tls = match &https {
+        None => None,
+        Some(_) => {
+            let files = options
+                .default_certificate
+                .as_ref()
+                .map(|(c, k)| (c.as_path(), k.as_path()));
+            let default = proxy::tls::default_certificate(files).map_err(std::io::Error::other)?;
+            let config =
+                proxy::tls::server_config(table.clone(), default).map_err(std::io::Error::other)?;
+            Some(tokio_rustls::TlsAcceptor::from(config))
+        }
+    };
     let (shutdown, shutdown_rx) = watch::channel(false);
     let proxy = Arc::new(Proxy::new(table.clone(), affinity.clone(), metrics.clone()));
+    let mut tasks = Vec::new();
+    let https_addr = match https {
+        Some(listener) => {
+            let addr = listener.local_addr()?;
+            tasks.push(tokio::spawn(proxy::serve(
+                listener,
+                proxy.clone(),
+                tls,
+                shutdown_rx.clone(),
+                options.shutdown_grace,
+            )));
+            Some(addr)
+        }
+        None => None,
+    };
     let running = Running {
         http_addr: http.local_addr()?,
+        https_addr,
         admin_addr: admin_listener.local_addr()?,
         table: table.clone(),
         admin: admin.clone(),
@@ -86,15 +125,18 @@ pub async fn start(
             tokio::spawn(proxy::serve(
                 http,
                 proxy,
-                "http",
+                None,
                 shutdown_rx.clone(),
                 options.shutdown_grace,
             )),
             tokio::spawn(admin::serve(admin_listener, admin, shutdown_rx)),
-        ],
+        ]
+        .into_iter()
+        .chain(tasks)
+        .collect(),
         shutdown,
     };
-    tracing::info!(http = %running.http_addr, admin = %running.admin_addr, "listening");
+    tracing::info!(http = %running.http_addr, https = ?running.https_addr, admin = %running.admin_addr, "listening");
     Ok(running)
 }
 

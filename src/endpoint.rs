@@ -17,6 +17,8 @@ pub struct Endpoint {
     /// A stable name for logs, hashing and status: the pod (`namespace/name`) when the slice
     /// names it, else the address.
     pub identity: String,
+    /// The pod speaks HTTP/2 without TLS (the slice port's `appProtocol` is `kubernetes.io/h2c`).
+    pub h2c: bool,
     /// When this endpoint joined its pool, for slow start. `None` for endpoints that were there
     /// when the pool first appeared (or when weir started): they are not new to the service.
     pub added_at: Option<Instant>,
@@ -76,6 +78,7 @@ impl Endpoint {
         Endpoint {
             addr,
             identity: identity.into(),
+            h2c: false,
             added_at,
             in_flight: AtomicU64::new(0),
             requests: AtomicU64::new(0),
@@ -88,6 +91,12 @@ impl Endpoint {
             ejected_until: AtomicU64::new(0),
             ejection_multiplier: AtomicU32::new(0),
         }
+    }
+
+    /// The same endpoint, spoken to with HTTP/2 cleartext when `h2c`.
+    pub fn with_h2c(mut self, h2c: bool) -> Self {
+        self.h2c = h2c;
+        self
     }
 
     /// Whether the endpoint may take new requests: not failing active checks, not ejected.

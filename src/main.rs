@@ -59,6 +59,16 @@ struct Listen {
     /// Ingress HTTP listener (HTTP/1.1 and HTTP/2 prior knowledge).
     #[arg(long, default_value = "0.0.0.0:8080")]
     http_addr: SocketAddr,
+    /// Ingress HTTPS listener (TLS 1.2 and 1.3; ALPN h2 and http/1.1).
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    https_addr: SocketAddr,
+    /// PEM certificate chain for clients whose SNI names no pool's host (with
+    /// --default-key). Without it, a self-signed certificate is made at start.
+    #[arg(long, requires = "default_key")]
+    default_certificate: Option<PathBuf>,
+    /// PEM private key of --default-certificate.
+    #[arg(long, requires = "default_certificate")]
+    default_key: Option<PathBuf>,
     /// Admin listener: /healthz, /readyz, /metrics.
     #[arg(long, default_value = "127.0.0.1:9901")]
     admin_addr: SocketAddr,
@@ -138,6 +148,11 @@ fn main() -> anyhow::Result<()> {
             };
             let options = Options {
                 http_addr: listen.http_addr,
+                https_addr: Some(listen.https_addr),
+                default_certificate: listen
+                    .default_certificate
+                    .clone()
+                    .zip(listen.default_key.clone()),
                 admin_addr: listen.admin_addr,
                 shutdown_grace: listen.process.shutdown_grace,
                 affinity_key,
@@ -162,6 +177,8 @@ fn main() -> anyhow::Result<()> {
             }
             let options = Options {
                 http_addr: listen.http_addr,
+                https_addr: None,
+                default_certificate: None,
                 admin_addr: listen.admin_addr,
                 shutdown_grace: listen.process.shutdown_grace,
                 affinity_key: None,
@@ -239,17 +256,27 @@ async fn serve(
     key_file: Option<(PathBuf, Duration)>,
 ) -> anyhow::Result<()> {
     // The first load must succeed: there is no last good state to fall back on yet.
-    let store = file::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let bytes = std::fs::read(&config).with_context(|| format!("reading {}", config.display()))?;
+    let text = std::str::from_utf8(&bytes)
+        .with_context(|| format!("{} is not UTF-8 text", config.display()))?;
+    let store =
+        file::parse(&config.display().to_string(), text).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (tx, rx) = watch::channel(Arc::new(Store::default()));
     let _ = tx.send(Arc::new(store));
     let running = app::start(options, rx)
         .await
         .context("binding the listeners")?;
     let metrics = running.admin.metrics.clone();
-    let watcher = tokio::spawn(file::watch(config, reload_interval, tx, move |e| {
-        metrics.config_errors.inc();
-        tracing::error!(error = %e, "configuration refused; the last good one keeps serving");
-    }));
+    let watcher = tokio::spawn(file::watch(
+        config,
+        reload_interval,
+        tx,
+        Some(bytes),
+        move |e| {
+            metrics.config_errors.inc();
+            tracing::error!(error = %e, "configuration refused; the last good one keeps serving");
+        },
+    ));
     let follow_key = async {
         match key_file {
             Some((path, grace)) => {

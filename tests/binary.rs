@@ -67,6 +67,7 @@ fn serve(config: &std::path::Path, http: &str, admin: &str, extra: &[&str]) -> P
             "--reload-interval",
             "100ms",
         ])
+        .args(["--https-addr", &format!("127.0.0.1:{}", free_port())])
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

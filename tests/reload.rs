@@ -27,6 +27,7 @@ async fn weir_on_file(path: &std::path::Path, config: &Config) -> Weir {
         path.to_path_buf(),
         Duration::from_millis(50),
         feed,
+        None,
         move |_| {
             metrics.config_errors.inc();
         },

@@ -3,10 +3,12 @@
 
 mod affinity;
 mod health;
+mod tls;
 mod validate;
 
 pub use affinity::{AffinityCookie, SameSite, SessionAffinity};
 pub use health::{HealthCheck, HttpCheck, OutlierDetection, Retries, TcpCheck, parse_status_range};
+pub use tls::{Hsts, Tls};
 
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -66,6 +68,9 @@ pub struct LoadBalancerPoolSpec {
     /// Passive checks: eject endpoints that fail live requests in a row.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outlier_detection: Option<OutlierDetection>,
+    /// TLS termination with a certificate from a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
     /// Keep each client on one endpoint with a cookie.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_affinity: Option<SessionAffinity>,

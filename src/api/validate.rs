@@ -231,6 +231,19 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
             ));
         }
     }
+    if let Some(tls) = &spec.tls {
+        if tls.secret_name.is_empty() {
+            errors.push(err("spec.tls.secretName", "must not be empty"));
+        }
+        if let Some(h) = tls.hsts
+            && h.max_age_seconds > 63_072_000
+        {
+            errors.push(err(
+                "spec.tls.hsts.maxAgeSeconds",
+                "at most two years (63072000)",
+            ));
+        }
+    }
     if spec.retries.attempts > 5 {
         errors.push(err(
             "spec.retries.attempts",
@@ -309,6 +322,7 @@ mod tests {
             outlier_detection: None,
             retries: Default::default(),
             session_affinity: None,
+            tls: None,
             timeouts: Timeouts::default(),
         }
     }

@@ -7,6 +7,7 @@ mod body;
 mod headers;
 mod listener;
 mod request_body;
+pub mod tls;
 mod upstream;
 
 pub use body::ProxyBody;
@@ -71,8 +72,23 @@ impl Proxy {
             self.metrics.request(&self.no_pool, 404);
             return local(StatusCode::NOT_FOUND, "no route for this host and path\n");
         };
+        if conn.scheme == "http"
+            && let Some(location) = https_redirect(&pool, &host, req.uri())
+        {
+            self.metrics.request(&pool.name, 308);
+            let mut response = local(StatusCode::PERMANENT_REDIRECT, "moved to https\n");
+            response.headers_mut().insert(header::LOCATION, location);
+            return response;
+        }
         let span = tracing::debug_span!("request", pool = %pool.name);
-        let response = self.forward(req, conn, &host, &pool).instrument(span).await;
+        let mut response = self.forward(req, conn, &host, &pool).instrument(span).await;
+        if conn.scheme == "https"
+            && let Some(hsts) = pool.tls.as_ref().and_then(|t| t.hsts.clone())
+        {
+            response
+                .headers_mut()
+                .insert(header::STRICT_TRANSPORT_SECURITY, hsts);
+        }
         self.metrics.request(&pool.name, response.status().as_u16());
         response
     }
@@ -168,14 +184,21 @@ impl Proxy {
             let mut request = Request::new(body.attempt());
             *request.method_mut() = parts.method.clone();
             *request.uri_mut() = uri;
-            *request.version_mut() = Version::HTTP_11;
+            *request.version_mut() = if endpoint.h2c {
+                Version::HTTP_2
+            } else {
+                Version::HTTP_11
+            };
             *request.headers_mut() = parts.headers.clone();
 
             let in_flight = endpoint.start_request();
             let sent_at = Instant::now();
-            let result =
-                tokio::time::timeout(timeout, self.upstreams.request(&pool.timeouts, request))
-                    .await;
+            let result = tokio::time::timeout(
+                timeout,
+                self.upstreams
+                    .request(&pool.timeouts, endpoint.h2c, request),
+            )
+            .await;
             let now = Instant::now();
             // Time to response headers feeds the latency EWMA; a timeout counts its full wait.
             endpoint.observe_latency(now - sent_at, now, pool.latency_decay);
@@ -290,6 +313,21 @@ fn finish(
     };
     headers::remove_hop_by_hop(response.headers_mut(), agreed);
     response.map(|body| ProxyBody::upstream(body, in_flight))
+}
+
+/// Where a plain-HTTP request goes when its pool redirects to https: same host (without the
+/// port: the https port is the standard one behind the Service), path and query.
+fn https_redirect(pool: &Pool, host: &str, uri: &Uri) -> Option<HeaderValue> {
+    let tls = pool.tls.as_ref()?;
+    if !tls.redirect_http || tls.certificate.is_none() {
+        return None;
+    }
+    let name = match host.strip_prefix('[') {
+        Some(v6) => &host[..v6.find(']').map_or(host.len(), |i| i + 2)],
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    let target = uri.path_and_query().map_or("/", |p| p.as_str());
+    HeaderValue::from_str(&format!("https://{name}{target}")).ok()
 }
 
 /// The request's consistent-hash key, when it has the property the pool hashes on.

@@ -22,6 +22,7 @@ const MAX_IDLE_PER_ENDPOINT: usize = 256;
 struct Key {
     connect_millis: u32,
     idle_seconds: u32,
+    h2c: bool,
 }
 
 #[derive(Default)]
@@ -43,11 +44,13 @@ impl Upstreams {
     pub fn request(
         &self,
         timeouts: &Timeouts,
+        h2c: bool,
         req: http::Request<AttemptBody>,
     ) -> hyper_util::client::legacy::ResponseFuture {
         let key = Key {
             connect_millis: timeouts.connect_millis,
             idle_seconds: timeouts.idle_seconds,
+            h2c,
         };
         if let Some(client) = self.clients.load().get(&key) {
             return client.request(req);
@@ -72,6 +75,7 @@ fn new_client(key: Key) -> UpstreamClient {
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(key.idle_seconds.into()))
         .pool_max_idle_per_host(MAX_IDLE_PER_ENDPOINT)
+        .http2_only(key.h2c)
         .build(connector)
 }
 

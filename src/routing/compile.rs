@@ -1,8 +1,9 @@
 //! `compile`: the object store in, a routing table and one status per pool out. Pure.
 
+use super::certificate::{self, Certificate};
 use super::host::normalize_prefix;
-use super::pool::Policy;
 use super::pool::{BackendSet, Pool};
+use super::pool::{Policy, PoolTls};
 use super::table::{PathRoutes, RoutingTable};
 use crate::api::{
     Algorithm, Backend, Condition, EndpointCounts, LoadBalancerPool, LoadBalancerPoolSpec,
@@ -33,6 +34,10 @@ pub struct Compiled {
 /// keeps another pool from serving.
 pub fn compile(store: &Store, previous: Option<&RoutingTable>) -> Compiled {
     let slices = SliceIndex::new(store);
+    let mut secrets = SecretCache {
+        secrets: &store.secrets,
+        loaded: HashMap::new(),
+    };
     let mut compiled = Compiled::default();
     // The older pool keeps a contested route: creation time, then namespace/name. A pool
     // without a creation time (from a file) counts as the newest.
@@ -52,10 +57,20 @@ pub fn compile(store: &Store, previous: Option<&RoutingTable>) -> Compiled {
     for resource in order {
         let key = ObjectKey::of(&resource.metadata);
         let previous_pool = previous.and_then(|t| t.pool(&key));
-        let (pool, status) = compile_pool(&key, resource, &slices, previous_pool, &mut holders);
+        let (pool, status) = compile_pool(
+            &key,
+            resource,
+            &slices,
+            &mut secrets,
+            previous_pool,
+            &mut holders,
+        );
         if let Some((pool, routes)) = pool {
             let pool = Arc::new(pool);
             for (host, prefix) in routes {
+                if let Some(cert) = pool.tls.as_ref().and_then(|t| t.certificate.as_ref()) {
+                    compiled.table.insert_certificate(&host, &cert.key);
+                }
                 compiled.table.insert_route(&host, &prefix, pool.clone());
             }
             compiled.table.pools.insert(key.clone(), pool);
@@ -66,6 +81,18 @@ pub fn compile(store: &Store, previous: Option<&RoutingTable>) -> Compiled {
 }
 
 impl RoutingTable {
+    /// The first (oldest) pool to claim a host gives its certificate.
+    fn insert_certificate(&mut self, host: &str, key: &Arc<rustls::sign::CertifiedKey>) {
+        if host.is_empty() {
+            return;
+        }
+        let map = match host.strip_prefix("*.") {
+            Some(parent) => self.wildcard_certificates.entry(parent.into()),
+            None => self.certificates.entry(host.into()),
+        };
+        map.or_insert_with(|| key.clone());
+    }
+
     fn insert_route(&mut self, host: &str, prefix: &str, pool: Arc<Pool>) {
         let routes: &mut PathRoutes = if host.is_empty() {
             &mut self.any_host
@@ -84,6 +111,7 @@ fn compile_pool(
     key: &ObjectKey,
     resource: &LoadBalancerPool,
     slices: &SliceIndex<'_>,
+    secrets: &mut SecretCache<'_>,
     previous: Option<&Arc<Pool>>,
     holders: &mut HashMap<(String, String), ObjectKey>,
 ) -> (Option<(Pool, Routes)>, LoadBalancerPoolStatus) {
@@ -172,19 +200,61 @@ fn compile_pool(
             }
         }
     }
+    let mut reason = if missing.iter().any(|m| m.contains("not found")) {
+        "BackendNotFound"
+    } else {
+        "PortNotFound"
+    };
+    let (tls, certificate_condition) = match &spec.tls {
+        None => (None, None),
+        Some(t) => {
+            let secret_key = ObjectKey::new(key.namespace.clone(), t.secret_name.clone());
+            let previous_cert = previous.and_then(|p| p.tls.as_ref()?.certificate.clone());
+            let (certificate, condition) = match secrets.load(&secret_key) {
+                Ok(cert) => {
+                    let condition = certificate_condition(&secret_key, &cert);
+                    (Some(cert), Some(condition))
+                }
+                Err(problem) => {
+                    if missing.is_empty() {
+                        reason = if problem.contains("not found") {
+                            "SecretNotFound"
+                        } else {
+                            "InvalidSecret"
+                        };
+                    }
+                    let keeps = if previous_cert.is_some() {
+                        "; the previous certificate keeps serving"
+                    } else {
+                        ""
+                    };
+                    missing.push(format!("Secret {secret_key} {problem}{keeps}"));
+                    (previous_cert, None)
+                }
+            };
+            let hsts = t.hsts.and_then(|h| {
+                let mut v = format!("max-age={}", h.max_age_seconds);
+                if h.include_sub_domains {
+                    v.push_str("; includeSubDomains");
+                }
+                http::HeaderValue::from_str(&v).ok()
+            });
+            let tls = PoolTls {
+                certificate,
+                redirect_http: t.redirect_http,
+                hsts,
+            };
+            (Some(tls), condition)
+        }
+    };
     let resolved_refs = if missing.is_empty() {
         Condition::new(
             "ResolvedRefs",
             true,
             "ResolvedRefs",
-            "all backends resolved",
+            "all references resolved",
         )
     } else {
-        let reason = if missing.iter().any(|m| m.contains("not found")) {
-            "BackendNotFound"
-        } else {
-            "PortNotFound"
-        };
         Condition::new("ResolvedRefs", false, reason, missing.join("; "))
     };
 
@@ -208,8 +278,10 @@ fn compile_pool(
         Condition::new("Ready", false, "NoHealthyEndpoints", why.join("; "))
     };
     status.conditions = vec![accepted, resolved_refs, ready];
+    status.conditions.extend(certificate_condition);
 
-    let pool = Pool::new(key.clone(), policy(spec), backends);
+    let mut pool = Pool::new(key.clone(), policy(spec), backends);
+    pool.tls = tls;
     (Some((pool, routes)), status)
 }
 
@@ -276,8 +348,8 @@ fn backend_set(
             continue;
         }
         let endpoint = || match reuse.get(&e.addr) {
-            Some(existing) => Arc::clone(existing),
-            None => Arc::new(Endpoint::joined(e.addr, e.identity.clone(), joined_at)),
+            Some(existing) if existing.h2c == e.h2c => Arc::clone(existing),
+            _ => Arc::new(Endpoint::joined(e.addr, e.identity.clone(), joined_at).with_h2c(e.h2c)),
         };
         if e.ready {
             endpoints.push(endpoint());
@@ -312,6 +384,67 @@ fn display_host(host: &str) -> &str {
     if host.is_empty() { "*" } else { host }
 }
 
+/// Certificates expiring within this many days get a warning condition.
+const EXPIRY_WARNING_DAYS: i64 = 14;
+
+/// `CertificateValid`: whether the pool's certificate is within its validity.
+fn certificate_condition(secret: &ObjectKey, cert: &Certificate) -> Condition {
+    let Some(not_after) = cert.not_after else {
+        return Condition::new(
+            "CertificateValid",
+            true,
+            "Valid",
+            format!("certificate of Secret {secret} loaded (expiry unreadable)"),
+        );
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    let days = (not_after - now).div_euclid(86_400);
+    if not_after <= now {
+        Condition::new(
+            "CertificateValid",
+            false,
+            "Expired",
+            format!("certificate of Secret {secret} expired {} days ago", -days),
+        )
+    } else if days < EXPIRY_WARNING_DAYS {
+        Condition::new(
+            "CertificateValid",
+            true,
+            "ExpiringSoon",
+            format!("certificate of Secret {secret} expires in {days} days"),
+        )
+    } else {
+        Condition::new(
+            "CertificateValid",
+            true,
+            "Valid",
+            format!("certificate of Secret {secret} expires in {days} days"),
+        )
+    }
+}
+
+/// Secrets parsed at most once per compile, however many pools use them.
+struct SecretCache<'a> {
+    secrets: &'a BTreeMap<ObjectKey, Arc<k8s_openapi::api::core::v1::Secret>>,
+    loaded: HashMap<ObjectKey, Result<Certificate, String>>,
+}
+
+impl SecretCache<'_> {
+    fn load(&mut self, key: &ObjectKey) -> Result<Certificate, String> {
+        let secrets = self.secrets;
+        self.loaded
+            .entry(key.clone())
+            .or_insert_with(|| match secrets.get(key) {
+                None => Err("not found".to_string()),
+                Some(s) => certificate::load(s),
+            })
+            .clone()
+    }
+}
+
 /// One endpoint of a slice, on the port a backend resolved to.
 #[derive(Debug)]
 struct SliceEndpoint {
@@ -320,6 +453,7 @@ struct SliceEndpoint {
     ready: bool,
     serving: bool,
     terminating: bool,
+    h2c: bool,
 }
 
 /// Services and their slices, indexed once per compile.
@@ -387,6 +521,11 @@ impl<'a> SliceIndex<'a> {
                 p.name.as_deref().unwrap_or_default() == port_name
                     && p.protocol.as_deref().unwrap_or("TCP") == "TCP"
             });
+            let h2c = port
+                .and_then(|p| p.app_protocol.as_deref())
+                .is_some_and(|a| {
+                    a.eq_ignore_ascii_case("kubernetes.io/h2c") || a.eq_ignore_ascii_case("h2c")
+                });
             let Some(port) = port
                 .and_then(|p| p.port)
                 .and_then(|p| u16::try_from(p).ok())
@@ -420,6 +559,7 @@ impl<'a> SliceIndex<'a> {
                     ready,
                     serving: conditions.serving.unwrap_or(ready),
                     terminating: conditions.terminating.unwrap_or(false),
+                    h2c,
                 });
             }
         }

@@ -2,12 +2,14 @@
 //!
 //! Nothing here does I/O: objects in, `(RoutingTable, status per pool)` out.
 
+mod certificate;
 mod compile;
 mod host;
 mod pool;
 mod table;
 
+pub use certificate::{Certificate, load_pem};
 pub use compile::{Compiled, compile};
 pub use host::{normalize_host, normalize_prefix, prefix_matches};
-pub use pool::{BackendSet, Policy, Pool};
+pub use pool::{BackendSet, Policy, Pool, PoolTls};
 pub use table::RoutingTable;

@@ -1,5 +1,6 @@
 //! A compiled pool: its endpoints grouped by backend, and how it picks one.
 
+use super::certificate::Certificate;
 use crate::api::{
     Algorithm, HashOn, HealthCheck, OutlierDetection, Retries, SessionAffinity, Timeouts,
 };
@@ -25,11 +26,24 @@ pub struct Pool {
     pub outlier_detection: Option<OutlierDetection>,
     pub retries: Retries,
     pub session_affinity: Option<SessionAffinity>,
+    /// TLS for the pool's hosts, when it asks for it.
+    pub tls: Option<PoolTls>,
     pub backends: Vec<BackendSet>,
     /// Backend picks, by backend weight, over the backends that have endpoints.
     backend_order: Option<WeightedSequence>,
     /// Backend picks for requests with a hash key (ConsistentHash only).
     backend_ring: Option<HashRing>,
+}
+
+/// A pool's TLS settings, compiled.
+#[derive(Debug, Clone)]
+pub struct PoolTls {
+    /// The certificate in service: this Secret's, or the last good one while it is broken.
+    /// `None` when the Secret never loaded.
+    pub certificate: Option<Certificate>,
+    pub redirect_http: bool,
+    /// The `Strict-Transport-Security` value for HTTPS answers.
+    pub hsts: Option<http::HeaderValue>,
 }
 
 /// The endpoints of one backend Service of a pool.
@@ -84,6 +98,7 @@ impl Pool {
             outlier_detection: policy.outlier_detection,
             retries: policy.retries,
             session_affinity: policy.session_affinity,
+            tls: None,
             backend_order: WeightedSequence::new(&weights),
             backend_ring,
             backends,

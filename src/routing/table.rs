@@ -3,6 +3,7 @@
 use super::host::{normalize_host, prefix_matches};
 use super::pool::Pool;
 use crate::store::ObjectKey;
+use rustls::sign::CertifiedKey;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -35,6 +36,9 @@ pub struct RoutingTable {
     pub(super) wildcard: HashMap<Box<str>, PathRoutes>,
     pub(super) any_host: PathRoutes,
     pub(super) pools: BTreeMap<ObjectKey, Arc<Pool>>,
+    /// Certificates by exact host, and by the parent domain of a wildcard.
+    pub(super) certificates: HashMap<Box<str>, Arc<CertifiedKey>>,
+    pub(super) wildcard_certificates: HashMap<Box<str>, Arc<CertifiedKey>>,
 }
 
 impl RoutingTable {
@@ -54,6 +58,18 @@ impl RoutingTable {
             return Some(pool);
         }
         self.any_host.lookup(path)
+    }
+
+    /// The certificate for a TLS server name: exact host, then the wildcard of its parent
+    /// domain. `None`: the default certificate.
+    pub fn certificate(&self, server_name: &str) -> Option<&Arc<CertifiedKey>> {
+        let name = normalize_host(server_name);
+        let name = name.as_ref();
+        if let Some(c) = self.certificates.get(name) {
+            return Some(c);
+        }
+        let (_, parent) = name.split_once('.')?;
+        self.wildcard_certificates.get(parent)
     }
 
     /// A pool by key, whether or not it holds any route.

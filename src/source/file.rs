@@ -186,13 +186,15 @@ fn field_path(dotted: &str) -> String {
 
 /// Publishes the file's objects into `tx`, and again whenever its contents change. A file
 /// that cannot be read or parsed is reported through `on_error`, and the last good store stays.
+/// `published`: the contents already sent, if any, so they are not sent twice.
 pub async fn watch(
     path: PathBuf,
     interval: Duration,
     tx: watch::Sender<Arc<Store>>,
+    published: Option<Vec<u8>>,
     on_error: impl Fn(&FileError),
 ) {
-    let mut last: Option<Vec<u8>> = None;
+    let mut last: Option<Vec<u8>> = published;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

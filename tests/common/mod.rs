@@ -315,6 +315,8 @@ impl Weir {
         feed.send(Arc::new(config.store())).expect("feed open");
         let options = Options {
             http_addr: "127.0.0.1:0".parse().expect("addr"),
+            https_addr: Some("127.0.0.1:0".parse().expect("addr")),
+            default_certificate: None,
             admin_addr: "127.0.0.1:0".parse().expect("addr"),
             shutdown_grace: Duration::from_secs(5),
             affinity_key: Some(b"a test key of at least sixteen bytes".to_vec()),

@@ -539,3 +539,42 @@ fn duplicate_addresses_across_slices_count_once() {
         .compile();
     assert_eq!(c.statuses[&ObjectKey::new("ns", "p")].endpoints.total, 2);
 }
+
+#[test]
+fn an_expired_certificate_gets_a_warning_condition() {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["a.test".to_string()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let cert = params.self_signed(&key).unwrap();
+    use base64::Engine;
+    let b64 = |s: String| base64::engine::general_purpose::STANDARD.encode(s);
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": {"name": "tls", "namespace": "ns"},
+        "type": "kubernetes.io/tls",
+        "data": {"tls.crt": b64(cert.pem()), "tls.key": b64(key.serialize_pem())},
+    }))
+    .unwrap();
+    let mut w = World::default()
+        .web("ns", "web", &[ready("10.0.0.1")])
+        .pool(pool(
+            "ns",
+            "p",
+            None,
+            json!({"routes": [{"host": "a.test"}],
+                   "backends": [{"service": "web", "port": "http"}],
+                   "tls": {"secretName": "tls"}}),
+        ));
+    w.0.secrets
+        .insert(ObjectKey::new("ns", "tls"), Arc::new(secret));
+    let c = w.compile();
+    let valid = condition(&c, "ns", "p", "CertificateValid");
+    assert_eq!(
+        (valid.status.as_str(), valid.reason.as_str()),
+        ("False", "Expired")
+    );
+    assert!(valid.message.contains("ns/tls"), "{}", valid.message);
+    // Expired is still served (clients decide), and the refs resolved.
+    assert!(condition(&c, "ns", "p", "ResolvedRefs").is_true());
+    assert!(c.table.certificate("a.test").is_some());
+}

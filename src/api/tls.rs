@@ -1,0 +1,28 @@
+//! TLS settings of a pool spec.
+
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+/// TLS termination for the pool's hosts.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Tls {
+    /// A `kubernetes.io/tls` Secret in the pool's namespace (`tls.crt`, `tls.key`).
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+    /// Answer plain-HTTP requests for the pool's hosts with a 308 to https.
+    #[serde(default)]
+    pub redirect_http: bool,
+    /// Send `Strict-Transport-Security` on HTTPS answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsts: Option<Hsts>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Hsts {
+    #[schemars(range(min = 0, max = 63072000))]
+    pub max_age_seconds: u32,
+    #[serde(default)]
+    pub include_sub_domains: bool,
+}
