@@ -42,8 +42,9 @@ RESULTS_DIR=${RESULTS_DIR:-$BENCH_DIR/results}
 KEEP_TMP=${KEEP_TMP:-0}       # 1: keep the temp dir (it is kept anyway when a run had problems)
 RUN_PROBLEMS=0
 
-# weir gets TLS scenarios once it can terminate TLS: see write_weir_tls_objects and start_weir.
-WEIR_HAS_TLS=0
+# weir terminates TLS with the run's certificate as its default certificate (clients connect
+# to 127.0.0.1 and send no SNI), as nginx and HAProxy serve their one certificate.
+WEIR_HAS_TLS=1
 
 ALL_PROXIES=(direct nginx haproxy weir)
 # Names encode protocol, body and connections; describe_scenario decodes them.
@@ -273,8 +274,7 @@ start_weir() {
     PROXY_LOG=$TMP/weir/weir.log
     args=(serve --config "$conf" --workers "$PROXY_WORKERS" --shutdown-grace 2s
         --http-addr "127.0.0.1:$WEIR_HTTP_PORT" --admin-addr "127.0.0.1:$WEIR_ADMIN_PORT")
-    # TODO(weir TLS): when weir terminates TLS, set WEIR_HAS_TLS=1 above and uncomment:
-    # ((WEIR_HAS_TLS)) && args+=(--https-addr "127.0.0.1:$WEIR_TLS_PORT")
+    args+=(--https-addr "127.0.0.1:$WEIR_TLS_PORT" --default-certificate "$TLS_CERT" --default-key "$TLS_KEY")
     taskset -c "$PROXY_CPUS" "$WEIR" "${args[@]}" >"$PROXY_LOG" 2>&1 &
     PROXY_PID=$!
     track_pid "$PROXY_PID"

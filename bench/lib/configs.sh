@@ -183,27 +183,7 @@ spec:
   backends: [{ service: up, port: http }]
   algorithm: RoundRobin
 EOF
-    if ((WEIR_HAS_TLS)); then write_weir_tls_objects >>"$file"; fi
     echo "$file"
-}
-
-# ---- weir TLS: the place to add it ------------------------------------------------------------
-# weir has no TLS yet. When it lands (`--https-addr`, certificates from a v1 Secret), set
-# WEIR_HAS_TLS=1 in bench/run.sh, make this print the Secret (below: the standard
-# kubernetes.io/tls shape with the run's self-signed cert) plus whatever the pool needs to refer
-# to it, and add `--https-addr 127.0.0.1:$WEIR_TLS_PORT` in start_weir (bench/run.sh).
-write_weir_tls_objects() {
-    cat <<EOF
----
-apiVersion: v1
-kind: Secret
-metadata: { name: bench-tls, namespace: bench }
-type: kubernetes.io/tls
-data:
-  tls.crt: $(base64 -w0 "$TLS_CERT")
-  tls.key: $(base64 -w0 "$TLS_KEY")
-EOF
-    # TODO(weir TLS): reference bench-tls from the LoadBalancerPool once the API has the field.
 }
 
 # A self-signed ECDSA P-256 certificate for 127.0.0.1/localhost, valid one day. HAProxy wants
