@@ -32,6 +32,8 @@ pub struct Options {
     pub shutdown_grace: Duration,
     /// The affinity cookie key every replica shares; `None`: a random one for this process.
     pub affinity_key: Option<Vec<u8>>,
+    /// One line per request on stdout, or none.
+    pub access_log: proxy::access_log::AccessLog,
 }
 
 /// A running weir: listeners bound, table following the store feed.
@@ -66,6 +68,7 @@ pub async fn start(
     })]));
     let admin = Arc::new(AdminState {
         metrics: metrics.clone(),
+        table: table.clone(),
         ..Default::default()
     });
     let affinity = Arc::new(match &options.affinity_key {
@@ -91,7 +94,12 @@ pub async fn start(
         }
     };
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let proxy = Arc::new(Proxy::new(table.clone(), affinity.clone(), metrics.clone()));
+    let proxy = Arc::new(Proxy::new(
+        table.clone(),
+        affinity.clone(),
+        metrics.clone(),
+        options.access_log,
+    ));
     let mut tasks = Vec::new();
     let https_addr = match https {
         Some(listener) => {
@@ -164,7 +172,7 @@ async fn follow_store(
     affinity: Arc<Affinity>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let checker = Checker::default();
+    let checker = Checker::new(admin.metrics.clone());
     let mut compiled_statuses: BTreeMap<ObjectKey, LoadBalancerPoolStatus> = BTreeMap::new();
     let mut refresh = tokio::time::interval(STATUS_REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -222,6 +230,9 @@ async fn rebuild(
     };
     let metrics = &admin.metrics;
     metrics.table_rebuilds.inc();
+    metrics
+        .table_rebuild_duration
+        .observe(started.elapsed().as_secs_f64());
     metrics.pools.set(compiled.table.pools().count() as i64);
     metrics.endpoints.set(
         compiled

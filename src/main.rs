@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use weir::app::{self, Options};
+use weir::proxy::access_log::AccessLog;
 use weir::source::file;
 use weir::store::Store;
 
@@ -52,6 +53,12 @@ enum Command {
     },
     /// Print the LoadBalancerPool CustomResourceDefinition as YAML.
     Crd,
+    /// Show every pool of a running weir and the state of its endpoints (from its admin port).
+    Inspect {
+        /// The admin address of the weir to ask.
+        #[arg(long, default_value = "http://127.0.0.1:9901")]
+        admin: String,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -101,6 +108,27 @@ struct Process {
     /// Proxy worker threads (default: one per CPU).
     #[arg(long)]
     workers: Option<usize>,
+    /// One line per request on stdout: off, json, or common (Common Log Format plus pool,
+    /// endpoint, duration and request id).
+    #[arg(long, value_enum, default_value_t = AccessLogFormat::Off)]
+    access_log: AccessLogFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum AccessLogFormat {
+    Off,
+    Json,
+    Common,
+}
+
+impl From<AccessLogFormat> for AccessLog {
+    fn from(f: AccessLogFormat) -> Self {
+        match f {
+            AccessLogFormat::Off => AccessLog::Off,
+            AccessLogFormat::Json => AccessLog::Json,
+            AccessLogFormat::Common => AccessLog::Common,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -137,6 +165,7 @@ fn main() -> anyhow::Result<()> {
             print!("{}", weir::api::crd_yaml().context("rendering the CRD")?);
             Ok(())
         }
+        Command::Inspect { admin } => runtime(Some(1))?.block_on(inspect(&admin)),
         Command::Serve {
             config,
             listen,
@@ -156,6 +185,7 @@ fn main() -> anyhow::Result<()> {
                 admin_addr: listen.admin_addr,
                 shutdown_grace: listen.process.shutdown_grace,
                 affinity_key,
+                access_log: listen.process.access_log.into(),
             };
             let key_file = listen
                 .affinity_key_file
@@ -182,6 +212,7 @@ fn main() -> anyhow::Result<()> {
                 admin_addr: listen.admin_addr,
                 shutdown_grace: listen.process.shutdown_grace,
                 affinity_key: None,
+                access_log: listen.process.access_log.into(),
             };
             runtime(listen.process.workers)?.block_on(demo(options))
         }
@@ -311,6 +342,30 @@ async fn demo(options: Options) -> anyhow::Result<()> {
     );
     wait_for_signal().await;
     running.shutdown().await;
+    Ok(())
+}
+
+/// `weir inspect`: GET /pools and print it as tables.
+async fn inspect(admin: &str) -> anyhow::Result<()> {
+    use http_body_util::BodyExt;
+    let uri: http::Uri = format!("{}/pools", admin.trim_end_matches('/'))
+        .parse()
+        .context("the --admin address")?;
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let response = tokio::time::timeout(Duration::from_secs(5), client.get(uri.clone()))
+        .await
+        .with_context(|| format!("{uri} did not answer in 5s"))?
+        .with_context(|| format!("asking {uri}"))?;
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .context("reading /pools")?
+        .to_bytes();
+    let pools: serde_json::Value = serde_json::from_slice(&body).context("/pools is not JSON")?;
+    print!("{}", weir::admin::render_pools(&pools));
     Ok(())
 }
 

@@ -1,32 +1,85 @@
-//! Prometheus metrics, served by the admin server.
+//! Prometheus metrics, served by the admin server as OpenMetrics text.
+//!
+//! Names follow Prometheus conventions (`weir_` prefix, `_total` counters, base units). Labels
+//! are bounded: requests carry pool, method class and status class; endpoint labels appear
+//! only on per-endpoint gauges read at scrape time (see `admin::EndpointCollector`), never on
+//! histograms.
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     /// `namespace/name`, or empty when no pool matched.
     pub pool: Arc<String>,
-    pub code: u16,
+    /// GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, or other.
+    pub method: &'static str,
+    /// 1xx to 5xx.
+    pub status: &'static str,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    pub pool: Arc<String>,
+}
+
+/// The label set of per-pool metrics.
+pub fn pool(name: &Arc<String>) -> PoolLabels {
+    PoolLabels { pool: name.clone() }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckLabels {
+    pub pool: Arc<String>,
+    /// `pass` or `fail`.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// `ok` or `error`.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    /// `http` or `https`.
+    pub listener: &'static str,
+}
+
+/// Request duration buckets, in seconds: 1 ms to 60 s.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
+];
 
 /// Every metric weir keeps, registered once.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
+    pub request_duration: Family<PoolLabels, Histogram>,
+    pub in_flight: Family<PoolLabels, Gauge>,
+    pub connect_errors: Family<PoolLabels, Counter>,
+    pub timeouts: Family<PoolLabels, Counter>,
+    pub retries: Family<PoolLabels, Counter>,
+    pub ejections: Family<PoolLabels, Counter>,
+    pub health_check_results: Family<CheckLabels, Counter>,
+    pub health_checks: Gauge,
     pub table_rebuilds: Counter,
+    pub table_rebuild_duration: Histogram,
     pub config_errors: Counter,
     pub pools: Gauge,
     pub endpoints: Gauge,
-    pub health_checks: Gauge,
-    pub ejections: Counter,
-    pub retries: Counter,
+    pub tls_handshakes: Family<ResultLabels, Counter>,
+    pub connections_open: Family<ListenerLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -38,75 +91,141 @@ impl Default for Metrics {
 impl Metrics {
     /// The registry, with `collectors` that read live state at each scrape.
     pub fn new(collectors: Vec<Box<dyn Collector>>) -> Self {
-        let mut registry = Registry::with_prefix("weir");
+        let mut root = Registry::default();
+        root.register_collector(Box::new(ProcessCollector));
+        let r = root.sub_registry_with_prefix("weir");
         for c in collectors {
-            registry.register_collector(c);
+            r.register_collector(c);
         }
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
+        let requests = Family::default();
+        r.register(
             "requests",
-            "Requests answered, by pool and status code",
-            requests.clone(),
+            "Requests answered, by pool, method and status class",
+            Family::clone(&requests),
+        );
+        let request_duration = Family::<PoolLabels, Histogram>::new_with_constructor(
+            (|| Histogram::new(DURATION_BUCKETS)) as fn() -> Histogram,
+        );
+        let request_duration = Family::clone(&request_duration);
+        r.register(
+            "request_duration_seconds",
+            "Time from a request's arrival to the end of its response, by pool",
+            request_duration.clone(),
+        );
+        let in_flight = Family::default();
+        r.register(
+            "requests_in_flight",
+            "Requests being answered, by pool",
+            Family::clone(&in_flight),
+        );
+        let connect_errors = Family::default();
+        r.register(
+            "upstream_connect_errors",
+            "Connections to pods that failed, by pool",
+            Family::clone(&connect_errors),
+        );
+        let timeouts = Family::default();
+        r.register(
+            "upstream_timeouts",
+            "Upstream attempts that got no response headers in time, by pool",
+            Family::clone(&timeouts),
+        );
+        let retries = Family::default();
+        r.register(
+            "retries",
+            "Requests sent again to another endpoint, by pool",
+            Family::clone(&retries),
+        );
+        let ejections = Family::default();
+        r.register(
+            "outlier_ejections",
+            "Endpoints ejected by outlier detection, by pool",
+            Family::clone(&ejections),
+        );
+        let health_check_results = Family::default();
+        r.register(
+            "health_checks",
+            "Active health checks finished, by pool and result",
+            Family::clone(&health_check_results),
+        );
+        let health_checks = Gauge::default();
+        r.register(
+            "health_checks_running",
+            "Active health check tasks running (one per checked endpoint)",
+            health_checks.clone(),
         );
         let table_rebuilds = Counter::default();
-        registry.register(
+        r.register(
             "table_rebuilds",
             "Routing tables compiled and swapped in",
             table_rebuilds.clone(),
         );
+        let table_rebuild_duration =
+            Histogram::new([0.0001, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0]);
+        r.register(
+            "table_rebuild_duration_seconds",
+            "Time to compile a routing table",
+            table_rebuild_duration.clone(),
+        );
         let config_errors = Counter::default();
-        registry.register(
+        r.register(
             "config_errors",
             "Configuration loads refused (the last good state kept serving)",
             config_errors.clone(),
         );
         let pools = Gauge::default();
-        registry.register("table_pools", "Pools in the routing table", pools.clone());
+        r.register("table_pools", "Pools in the routing table", pools.clone());
         let endpoints = Gauge::default();
-        registry.register(
+        r.register(
             "table_endpoints",
             "Endpoints taking new traffic in the routing table",
             endpoints.clone(),
         );
-        let health_checks = Gauge::default();
-        registry.register(
-            "health_checks_running",
-            "Active health check tasks running (one per checked endpoint)",
-            health_checks.clone(),
+        let tls_handshakes = Family::default();
+        r.register(
+            "tls_handshakes",
+            "TLS handshakes, by result",
+            Family::clone(&tls_handshakes),
         );
-        let ejections = Counter::default();
-        registry.register(
-            "outlier_ejections",
-            "Endpoints ejected by outlier detection",
-            ejections.clone(),
-        );
-        let retries = Counter::default();
-        registry.register(
-            "retries",
-            "Requests sent again to another endpoint",
-            retries.clone(),
+        let connections_open = Family::default();
+        r.register(
+            "client_connections_open",
+            "Client connections open, by listener",
+            Family::clone(&connections_open),
         );
         Metrics {
-            registry,
-            health_checks,
-            ejections,
-            retries,
+            registry: root,
             requests,
+            request_duration,
+            in_flight,
+            connect_errors,
+            timeouts,
+            retries,
+            ejections,
+            health_check_results,
+            health_checks,
             table_rebuilds,
+            table_rebuild_duration,
             config_errors,
             pools,
             endpoints,
+            tls_handshakes,
+            connections_open,
         }
     }
 
-    /// Counts one answered request.
-    pub fn request(&self, pool: &Arc<String>, code: u16) {
+    /// Counts one answered request and its duration.
+    pub fn request(&self, pool: &Arc<String>, method: &http::Method, status: u16, took: Duration) {
         self.requests
             .get_or_create(&RequestLabels {
                 pool: pool.clone(),
-                code,
+                method: method_class(method),
+                status: status_class(status),
             })
             .inc();
+        self.request_duration
+            .get_or_create(&PoolLabels { pool: pool.clone() })
+            .observe(took.as_secs_f64());
     }
 
     /// The exposition text.
@@ -115,5 +234,87 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+fn method_class(m: &http::Method) -> &'static str {
+    match *m {
+        http::Method::GET => "GET",
+        http::Method::HEAD => "HEAD",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::DELETE => "DELETE",
+        http::Method::PATCH => "PATCH",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// The standard process metrics, read from /proc at each scrape.
+#[derive(Debug)]
+struct ProcessCollector;
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        // Kernel clock ticks per second: 100 on every Linux architecture weir builds for.
+        const TICKS: f64 = 100.0;
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // Fields after the command name (which may hold spaces), from field 3 on.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // utime and stime are fields 14 and 15: 11 and 12 after the command.
+        let cpu = (ticks(11) + ticks(12)) / TICKS;
+        let m = encoder.encode_descriptor(
+            "process_cpu_seconds",
+            "User and system CPU time",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(cpu).encode(m)?;
+        let rss = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+            })
+            .unwrap_or(0)
+            * 1024;
+        let m = encoder.encode_descriptor(
+            "process_resident_memory_bytes",
+            "Resident memory",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(rss).encode(m)?;
+        let fds = std::fs::read_dir("/proc/self/fd")
+            .map(|d| d.count() as i64)
+            .unwrap_or(0);
+        let m = encoder.encode_descriptor(
+            "process_open_fds",
+            "Open file descriptors",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(fds).encode(m)?;
+        Ok(())
     }
 }

@@ -188,7 +188,7 @@ async fn outlier_ejection_after_failures_in_a_row_expires_and_respects_the_cap()
         );
     }
     assert_eq!(backends[0].hits(), hits, "an ejected endpoint got traffic");
-    assert_eq!(weir.running.admin.metrics.ejections.get(), 1);
+    assert_eq!(pool_count(&weir.running.admin.metrics.ejections, "web"), 1);
     // The ejection (1 s) expires and e0 is tried again.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     backends[0].set_failing(false);
@@ -222,7 +222,7 @@ async fn never_more_than_max_ejected_percent_at_once() {
     for _ in 0..60 {
         let _ = get(&client, &weir.url("/"), "x").await.unwrap();
     }
-    assert_eq!(weir.running.admin.metrics.ejections.get(), 2);
+    assert_eq!(pool_count(&weir.running.admin.metrics.ejections, "web"), 2);
     let status = until_status(&weir, "web", Duration::from_secs(3), |s| {
         ready_message(s).contains("2 ejected")
     })
@@ -239,7 +239,7 @@ async fn never_more_than_max_ejected_percent_at_once() {
         errors, 20,
         "half the requests go to the failing endpoint that stays"
     );
-    assert_eq!(weir.running.admin.metrics.ejections.get(), 2);
+    assert_eq!(pool_count(&weir.running.admin.metrics.ejections, "web"), 2);
     weir.running.shutdown().await;
 }
 
@@ -290,7 +290,7 @@ async fn killing_a_backend_under_load_fails_no_get() {
         c.await.unwrap();
     }
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
-    let retries = weir.running.admin.metrics.retries.get();
+    let retries = pool_count(&weir.running.admin.metrics.retries, "web");
     eprintln!(
         "{ok} ok, {failed} failed, {retries} retried; the killed backend had {killed_at} hits"
     );
@@ -407,7 +407,7 @@ async fn a_post_that_could_not_connect_is_retried_with_its_body() {
     }
     // Round robin meets the dead address first on every request (each retry moves the
     // rotation on by one too), so every request was retried.
-    assert_eq!(weir.running.admin.metrics.retries.get(), 10);
+    assert_eq!(pool_count(&weir.running.admin.metrics.retries, "web"), 10);
     weir.running.shutdown().await;
 }
 

@@ -112,11 +112,13 @@ async fn errors_are_short_plain_answers_with_the_right_status() {
         .unwrap()
         .1;
     for line in [
-        r#"weir_requests_total{pool="",code="404"} 1"#,
-        r#"weir_requests_total{pool="test/unready",code="503"} 1"#,
-        r#"weir_requests_total{pool="test/down",code="502"} 1"#,
-        r#"weir_requests_total{pool="test/slow",code="504"} 1"#,
-        r#"weir_requests_total{pool="test/up",code="200"} 1"#,
+        r#"weir_requests_total{pool="",method="GET",status="4xx"} 1"#,
+        r#"weir_requests_total{pool="test/unready",method="GET",status="5xx"} 1"#,
+        r#"weir_requests_total{pool="test/down",method="GET",status="5xx"} 1"#,
+        r#"weir_requests_total{pool="test/slow",method="GET",status="5xx"} 1"#,
+        r#"weir_requests_total{pool="test/up",method="GET",status="2xx"} 1"#,
+        r#"weir_upstream_connect_errors_total{pool="test/down"} 1"#,
+        r#"weir_upstream_timeouts_total{pool="test/slow"} 1"#,
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }

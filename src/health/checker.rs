@@ -4,6 +4,7 @@
 
 use crate::api::{HealthCheck, parse_status_range};
 use crate::endpoint::{ActiveHealth, Endpoint};
+use crate::metrics::{CheckLabels, Metrics};
 use crate::routing::RoutingTable;
 use crate::store::ObjectKey;
 use bytes::Bytes;
@@ -29,6 +30,7 @@ struct Task {
 pub struct Checker {
     // Touched only by `sync` (after a table swap), never by the request path.
     tasks: Mutex<HashMap<Key, Task>>,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Checker {
@@ -40,6 +42,14 @@ impl std::fmt::Debug for Checker {
 }
 
 impl Checker {
+    /// Checks that count their results in `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Checker {
+            tasks: Mutex::default(),
+            metrics,
+        }
+    }
+
     /// Makes the running checks match the table.
     pub fn sync(&self, table: &RoutingTable) {
         let mut wanted: HashMap<Key, (Arc<Endpoint>, &HealthCheck, Arc<String>)> = HashMap::new();
@@ -72,7 +82,12 @@ impl Checker {
             if tasks.contains_key(&key) {
                 continue;
             }
-            let handle = tokio::spawn(check_loop(endpoint.clone(), config.clone(), pool));
+            let handle = tokio::spawn(check_loop(
+                endpoint.clone(),
+                config.clone(),
+                pool,
+                self.metrics.clone(),
+            ));
             tasks.insert(
                 key,
                 Task {
@@ -108,7 +123,12 @@ impl Drop for Checker {
     }
 }
 
-async fn check_loop(endpoint: Arc<Endpoint>, config: HealthCheck, pool: Arc<String>) {
+async fn check_loop(
+    endpoint: Arc<Endpoint>,
+    config: HealthCheck,
+    pool: Arc<String>,
+    metrics: Arc<Metrics>,
+) {
     let interval = Duration::from_secs(config.interval_seconds.into());
     let timeout = Duration::from_secs(config.timeout_seconds.into());
     // Spread the checks of many endpoints over the interval instead of firing them together.
@@ -120,6 +140,14 @@ async fn check_loop(endpoint: Arc<Endpoint>, config: HealthCheck, pool: Arc<Stri
             Ok(true)
         );
         endpoint.record_check(passed, Instant::now());
+        let result = if passed { "pass" } else { "fail" };
+        metrics
+            .health_check_results
+            .get_or_create(&CheckLabels {
+                pool: pool.clone(),
+                result,
+            })
+            .inc();
         let state = endpoint.active_health();
         if passed {
             passes += 1;

@@ -1,6 +1,7 @@
 //! The response body the proxy returns: the upstream's, streamed as it comes, or a short local
 //! answer. It carries the endpoint's in-flight mark, so a request counts until its body ends.
 
+use super::access_log::Completion;
 use crate::endpoint::InFlight;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -12,6 +13,9 @@ use std::task::{Context, Poll};
 pub struct ProxyBody {
     inner: Inner,
     _in_flight: Option<InFlight>,
+    /// Finished (metrics, access log) when the body ends or is dropped.
+    completion: Option<Box<Completion>>,
+    bytes: u64,
 }
 
 #[derive(Debug)]
@@ -25,6 +29,8 @@ impl ProxyBody {
         ProxyBody {
             inner: Inner::Upstream(body),
             _in_flight: Some(in_flight),
+            completion: None,
+            bytes: 0,
         }
     }
 
@@ -32,6 +38,22 @@ impl ProxyBody {
         ProxyBody {
             inner: Inner::Local(Some(text.into())),
             _in_flight: None,
+            completion: None,
+            bytes: 0,
+        }
+    }
+
+    /// Runs `completion` when the body has been sent (or the client went away).
+    pub fn on_end(mut self, completion: Completion) -> Self {
+        self.completion = Some(Box::new(completion));
+        self
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        if let Some(c) = self.completion.take() {
+            c.finish(self.bytes);
         }
     }
 }
@@ -44,10 +66,17 @@ impl Body for ProxyBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match &mut self.get_mut().inner {
+        let this = self.get_mut();
+        let frame = match &mut this.inner {
             Inner::Upstream(body) => Pin::new(body).poll_frame(cx),
             Inner::Local(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+        };
+        if let Poll::Ready(Some(Ok(f))) = &frame
+            && let Some(d) = f.data_ref()
+        {
+            this.bytes += d.len() as u64;
         }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {

@@ -2,6 +2,7 @@
 //! them, and drains them gracefully on shutdown.
 
 use super::{Connection, Proxy};
+use crate::metrics::{ListenerLabels, ResultLabels};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -18,6 +19,36 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Time a client has to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The TLS handshake of one connection, bounded in time and counted.
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    client: std::net::SocketAddr,
+    metrics: &crate::metrics::Metrics,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+    let result = if matches!(outcome, Ok(Ok(_))) {
+        "ok"
+    } else {
+        "error"
+    };
+    metrics
+        .tls_handshakes
+        .get_or_create(&ResultLabels { result })
+        .inc();
+    match outcome {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, %client, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%client, "TLS handshake timed out");
+            None
+        }
+    }
+}
 
 /// Serves `listener` (over TLS when `tls` is given) until `shutdown` turns true, then stops
 /// accepting and gives open connections `grace` to finish their requests.
@@ -55,6 +86,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let conn = Connection { client, scheme };
+        let metrics = proxy.metrics().clone();
         let proxy = proxy.clone();
         let service = service_fn(move |req| {
             let proxy = proxy.clone();
@@ -64,33 +96,31 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let result =
-                match tls {
-                    None => {
-                        let connection =
-                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        watcher.watch(connection.into_owned()).await
-                    }
-                    Some(acceptor) => {
-                        let stream =
-                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                                .await
-                            {
-                                Ok(Ok(s)) => s,
-                                Ok(Err(e)) => {
-                                    tracing::debug!(error = %e, %client, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => {
-                                    tracing::debug!(%client, "TLS handshake timed out");
-                                    return;
-                                }
-                            };
-                        let connection =
-                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        watcher.watch(connection.into_owned()).await
-                    }
-                };
+            let open = metrics
+                .connections_open
+                .get_or_create(&ListenerLabels { listener: scheme })
+                .clone();
+            open.inc();
+            let result = match tls {
+                None => {
+                    let connection =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    watcher.watch(connection.into_owned()).await
+                }
+                Some(acceptor) => {
+                    let stream = match handshake(&acceptor, stream, client, &metrics).await {
+                        Some(s) => s,
+                        None => {
+                            open.dec();
+                            return;
+                        }
+                    };
+                    let connection =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    watcher.watch(connection.into_owned()).await
+                }
+            };
+            open.dec();
             if let Err(e) = result {
                 tracing::debug!(error = %e, %client, "connection ended with an error");
             }

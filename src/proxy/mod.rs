@@ -3,6 +3,7 @@
 //! Every request loads the current routing table (lock-free), picks an endpoint and forwards;
 //! it never waits on the controller.
 
+pub mod access_log;
 mod body;
 mod headers;
 mod listener;
@@ -19,8 +20,9 @@ use crate::api::HashOn;
 use crate::balance::{Pick, key_hash};
 use crate::endpoint::{Endpoint, InFlight};
 use crate::health::{self, Outcome};
-use crate::metrics::Metrics;
+use crate::metrics::{self, Metrics};
 use crate::routing::{Pool, RoutingTable};
+use access_log::{AccessLog, Completion, Entry, Summary};
 use arc_swap::ArcSwap;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use hyper::body::Incoming;
@@ -43,6 +45,7 @@ pub struct Connection {
 #[derive(Debug)]
 pub struct Proxy {
     table: Arc<ArcSwap<RoutingTable>>,
+    access_log: AccessLog,
     affinity: Arc<Affinity>,
     upstreams: Arc<Upstreams>,
     metrics: Arc<Metrics>,
@@ -50,13 +53,19 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     pub fn new(
         table: Arc<ArcSwap<RoutingTable>>,
         affinity: Arc<Affinity>,
         metrics: Arc<Metrics>,
+        access_log: AccessLog,
     ) -> Self {
         Proxy {
             table,
+            access_log,
             affinity,
             upstreams: upstream::shared(),
             metrics,
@@ -64,24 +73,70 @@ impl Proxy {
         }
     }
 
-    /// Answers one request: routed, balanced and forwarded, or a short local error.
-    pub async fn handle(&self, req: Request<Incoming>, conn: Connection) -> Response<ProxyBody> {
+    /// Answers one request: routed, balanced and forwarded, or a short local error. The
+    /// response body carries the request's completion: metrics and the access-log line are
+    /// written when it ends.
+    pub async fn handle(
+        &self,
+        mut req: Request<Incoming>,
+        conn: Connection,
+    ) -> Response<ProxyBody> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let request_id = ensure_request_id(req.headers_mut());
         let host = request_host(&req).unwrap_or_default().to_string();
         let pool = self.table.load().route(&host, req.uri().path()).cloned();
-        let Some(pool) = pool else {
-            self.metrics.request(&self.no_pool, 404);
-            return local(StatusCode::NOT_FOUND, "no route for this host and path\n");
+        let mut summary = Summary {
+            affinity: "-",
+            ..Default::default()
         };
-        if conn.scheme == "http"
+        let entry = |summary: Summary, req_target: String, version| {
+            (self.access_log != AccessLog::Off).then(|| {
+                (
+                    self.access_log,
+                    Box::new(Entry {
+                        request_id: request_id.clone(),
+                        client: conn.client,
+                        host: host.clone(),
+                        target: req_target,
+                        version,
+                        summary,
+                    }),
+                )
+            })
+        };
+        let target = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let version = req.version();
+        let Some(pool) = pool else {
+            let response = local(StatusCode::NOT_FOUND, "no route for this host and path\n");
+            let completion = Completion {
+                started,
+                metrics: self.metrics.clone(),
+                pool: self.no_pool.clone(),
+                method,
+                status: 404,
+                in_flight: None,
+                log: entry(summary, target, version),
+            };
+            return response.map(|b| b.on_end(completion));
+        };
+        let in_flight = access_log::raise_in_flight(&self.metrics, &pool.name);
+        let mut response = if conn.scheme == "http"
             && let Some(location) = https_redirect(&pool, &host, req.uri())
         {
-            self.metrics.request(&pool.name, 308);
             let mut response = local(StatusCode::PERMANENT_REDIRECT, "moved to https\n");
             response.headers_mut().insert(header::LOCATION, location);
-            return response;
-        }
-        let span = tracing::debug_span!("request", pool = %pool.name);
-        let mut response = self.forward(req, conn, &host, &pool).instrument(span).await;
+            response
+        } else {
+            let span = tracing::debug_span!("request", pool = %pool.name, request_id = %request_id);
+            self.forward(req, conn, &host, &pool, &mut summary)
+                .instrument(span)
+                .await
+        };
         if conn.scheme == "https"
             && let Some(hsts) = pool.tls.as_ref().and_then(|t| t.hsts.clone())
         {
@@ -89,13 +144,24 @@ impl Proxy {
                 .headers_mut()
                 .insert(header::STRICT_TRANSPORT_SECURITY, hsts);
         }
-        self.metrics.request(&pool.name, response.status().as_u16());
-        response
+        let completion = Completion {
+            started,
+            metrics: self.metrics.clone(),
+            pool: pool.name.clone(),
+            method,
+            status: response.status().as_u16(),
+            in_flight: Some(in_flight),
+            log: entry(summary, target, version),
+        };
+        response.map(|b| b.on_end(completion))
     }
 
     fn record(&self, pool: &Pool, endpoint: &Endpoint, outcome: Outcome, now: Instant) {
         if health::record_outcome(pool, endpoint, outcome, now).is_some() {
-            self.metrics.ejections.inc();
+            self.metrics
+                .ejections
+                .get_or_create(&metrics::pool(&pool.name))
+                .inc();
         }
     }
 
@@ -107,6 +173,7 @@ impl Proxy {
         conn: Connection,
         host: &str,
         pool: &Arc<Pool>,
+        summary: &mut Summary,
     ) -> Response<ProxyBody> {
         let key = pool
             .hash_on
@@ -119,6 +186,8 @@ impl Proxy {
         let mut client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         let cookie_spec = pool.session_affinity.as_ref().map(|a| &a.cookie);
+        let had_cookie =
+            cookie_spec.is_some_and(|c| headers::cookie(&parts.headers, &c.name).is_some());
         let pinned = cookie_spec.and_then(|c| {
             let value = headers::cookie(&parts.headers, &c.name)?;
             self.affinity.pinned(pool, value, Instant::now())
@@ -175,8 +244,13 @@ impl Proxy {
                 break;
             };
             tried.push(endpoint.addr);
+            summary.endpoint = Some(endpoint.addr);
             if attempt > 0 {
-                self.metrics.retries.inc();
+                summary.retries = attempt;
+                self.metrics
+                    .retries
+                    .get_or_create(&metrics::pool(&pool.name))
+                    .inc();
             }
             let Ok(uri) = Uri::try_from(format!("http://{}{target}", endpoint.addr)) else {
                 return local(StatusCode::BAD_REQUEST, "bad request target\n");
@@ -202,6 +276,7 @@ impl Proxy {
             let now = Instant::now();
             // Time to response headers feeds the latency EWMA; a timeout counts its full wait.
             endpoint.observe_latency(now - sent_at, now, pool.latency_decay);
+            summary.upstream = Some(now - sent_at);
             let (failure, retryable) = match result {
                 Ok(Ok(response)) => {
                     let status = response.status();
@@ -222,6 +297,11 @@ impl Proxy {
                                 Arc::ptr_eq(&p.endpoint, &endpoint) && !p.stale_key
                             });
                             let https = conn.scheme == "https";
+                            summary.affinity = match (same, had_cookie) {
+                                (true, _) => "hit",
+                                (false, true) => "miss",
+                                (false, false) => "new",
+                            };
                             if !same
                                 && let Some(v) =
                                     self.affinity.set_cookie(spec, pool, &endpoint, https)
@@ -237,6 +317,12 @@ impl Proxy {
                 Ok(Err(e)) => {
                     self.record(pool, &endpoint, Outcome::Failure, now);
                     let never_sent = e.is_connect();
+                    if never_sent {
+                        self.metrics
+                            .connect_errors
+                            .get_or_create(&metrics::pool(&pool.name))
+                            .inc();
+                    }
                     let what = if never_sent {
                         "cannot connect"
                     } else {
@@ -257,6 +343,10 @@ impl Proxy {
                 }
                 Err(_) => {
                     self.record(pool, &endpoint, Outcome::Failure, now);
+                    self.metrics
+                        .timeouts
+                        .get_or_create(&metrics::pool(&pool.name))
+                        .inc();
                     tracing::warn!(endpoint = %endpoint.addr, timeout_seconds = timeout.as_secs(), "upstream timed out");
                     let response = local(
                         StatusCode::GATEWAY_TIMEOUT,
@@ -313,6 +403,22 @@ fn finish(
     };
     headers::remove_hop_by_hop(response.headers_mut(), agreed);
     response.map(|body| ProxyBody::upstream(body, in_flight))
+}
+
+/// The request's `X-Request-Id`, made up (and added) when it has none usable.
+fn ensure_request_id(headers: &mut http::HeaderMap) -> String {
+    const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+    if let Some(id) = headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok())
+        && !id.is_empty()
+        && id.len() <= 200
+    {
+        return id.to_string();
+    }
+    let id = access_log::new_request_id();
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        headers.insert(X_REQUEST_ID, v);
+    }
+    id
 }
 
 /// Where a plain-HTTP request goes when its pool redirects to https: same host (without the

@@ -282,6 +282,7 @@ fn compile_pool(
 
     let mut pool = Pool::new(key.clone(), policy(spec), backends);
     pool.tls = tls;
+    pool.routes = routes.clone();
     (Some((pool, routes)), status)
 }
 

@@ -28,6 +28,8 @@ pub struct Pool {
     pub session_affinity: Option<SessionAffinity>,
     /// TLS for the pool's hosts, when it asks for it.
     pub tls: Option<PoolTls>,
+    /// The routes this pool holds, as (host, path prefix); empty host: any host.
+    pub routes: Vec<(String, String)>,
     pub backends: Vec<BackendSet>,
     /// Backend picks, by backend weight, over the backends that have endpoints.
     backend_order: Option<WeightedSequence>,
@@ -99,6 +101,7 @@ impl Pool {
             retries: policy.retries,
             session_affinity: policy.session_affinity,
             tls: None,
+            routes: Vec::new(),
             backend_order: WeightedSequence::new(&weights),
             backend_ring,
             backends,

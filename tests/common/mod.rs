@@ -320,6 +320,7 @@ impl Weir {
             admin_addr: "127.0.0.1:0".parse().expect("addr"),
             shutdown_grace: Duration::from_secs(5),
             affinity_key: Some(b"a test key of at least sixteen bytes".to_vec()),
+            access_log: weir::proxy::access_log::AccessLog::Off,
         };
         let running = weir::app::start(options, rx).await.expect("weir starts");
         let weir = Weir { running, feed };
@@ -398,4 +399,19 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// A per-pool counter's value for pool `test/NAME` (0 before it counted anything).
+pub fn pool_count(
+    family: &prometheus_client::metrics::family::Family<
+        weir::metrics::PoolLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    pool: &str,
+) -> u64 {
+    family
+        .get(&weir::metrics::PoolLabels {
+            pool: Arc::new(format!("test/{pool}")),
+        })
+        .map_or(0, |c| c.get())
 }

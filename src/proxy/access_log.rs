@@ -1,0 +1,192 @@
+//! What happens when a response ends: its metrics, and its access-log line.
+
+use crate::metrics::{self, Metrics};
+use http::Method;
+use prometheus_client::metrics::gauge::Gauge;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// The access log's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AccessLog {
+    #[default]
+    Off,
+    /// One JSON object a line.
+    Json,
+    /// The Common Log Format, then pool, endpoint, duration in ms and request id.
+    Common,
+}
+
+/// What forwarding learnt about a request, for the log.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub endpoint: Option<SocketAddr>,
+    pub upstream: Option<Duration>,
+    pub retries: u32,
+    /// `hit` (a valid cookie was honoured), `miss` (a cookie that could not be), `new` (no
+    /// cookie: one was issued), or `-` (the pool has no affinity).
+    pub affinity: &'static str,
+}
+
+/// A request being answered: finished (counted, logged) when its response body ends.
+#[derive(Debug)]
+pub struct Completion {
+    pub started: Instant,
+    pub metrics: Arc<Metrics>,
+    pub pool: Arc<String>,
+    pub method: Method,
+    pub status: u16,
+    /// The pool's in-flight gauge, raised when the request arrived.
+    pub in_flight: Option<Gauge>,
+    pub log: Option<(AccessLog, Box<Entry>)>,
+}
+
+/// The request side of an access-log line.
+#[derive(Debug)]
+pub struct Entry {
+    pub request_id: String,
+    pub client: SocketAddr,
+    pub host: String,
+    pub target: String,
+    pub version: http::Version,
+    pub summary: Summary,
+}
+
+impl Completion {
+    /// Counts the request and writes its log line; `bytes` is the response body size sent.
+    pub fn finish(self, bytes: u64) {
+        let took = self.started.elapsed();
+        self.metrics
+            .request(&self.pool, &self.method, self.status, took);
+        if let Some(g) = &self.in_flight {
+            g.dec();
+        }
+        let Some((format, entry)) = &self.log else {
+            return;
+        };
+        let line = match format {
+            AccessLog::Off => return,
+            AccessLog::Json => json_line(&self, entry, bytes, took),
+            AccessLog::Common => common_line(&self, entry, bytes, took),
+        };
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(line.as_bytes());
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+fn json_line(c: &Completion, e: &Entry, bytes: u64, took: Duration) -> String {
+    let line = serde_json::json!({
+        "time": rfc3339(SystemTime::now()),
+        "request_id": e.request_id,
+        "client": e.client.ip().to_string(),
+        "method": c.method.as_str(),
+        "host": e.host,
+        "path": e.target,
+        "protocol": format!("{:?}", e.version),
+        "status": c.status,
+        "bytes": bytes,
+        "duration_ms": millis(took),
+        "upstream_ms": e.summary.upstream.map(millis),
+        "pool": if c.pool.is_empty() { None } else { Some(c.pool.as_str()) },
+        "endpoint": e.summary.endpoint.map(|a| a.to_string()),
+        "retries": e.summary.retries,
+        "affinity": e.summary.affinity,
+    });
+    format!("{line}\n")
+}
+
+fn common_line(c: &Completion, e: &Entry, bytes: u64, took: Duration) -> String {
+    let (date, time) = civil(SystemTime::now());
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = months[(date.1 as usize).saturating_sub(1).min(11)];
+    format!(
+        "{} - - [{:02}/{month}/{}:{:02}:{:02}:{:02} +0000] \"{} {} {:?}\" {} {bytes} \"{}\" \"{}\" {:.3} {}\n",
+        e.client.ip(),
+        date.2,
+        date.0,
+        time.0,
+        time.1,
+        time.2,
+        c.method,
+        e.target.replace('"', "%22"),
+        e.version,
+        c.status,
+        if c.pool.is_empty() {
+            "-"
+        } else {
+            c.pool.as_str()
+        },
+        e.summary
+            .endpoint
+            .map_or("-".to_string(), |a| a.to_string()),
+        millis(took),
+        e.request_id,
+    )
+}
+
+/// `2026-11-27T21:07:53.123Z`
+fn rfc3339(t: SystemTime) -> String {
+    let ((y, mo, d), (h, mi, s)) = civil(t);
+    let ms = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_millis())
+        .unwrap_or(0);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
+}
+
+/// (year, month, day), (hour, minute, second) in UTC.
+fn civil(t: SystemTime) -> ((i64, i64, i64), (i64, i64, i64)) {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    ((y, m, d), (rem / 3600, rem % 3600 / 60, rem % 60))
+}
+
+/// A new request id: 128 random bits in hex.
+pub fn new_request_id() -> String {
+    format!("{:032x}", fastrand::u128(..))
+}
+
+/// The per-pool in-flight gauge, raised now.
+pub fn raise_in_flight(metrics: &Metrics, pool: &Arc<String>) -> Gauge {
+    let g = metrics
+        .in_flight
+        .get_or_create(&metrics::pool(pool))
+        .clone();
+    g.inc();
+    g
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_civil() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_941_321_600 + 3_723);
+        assert_eq!(rfc3339(t), "2031-07-09T01:02:03.000Z");
+        assert_eq!(civil(SystemTime::UNIX_EPOCH), ((1970, 1, 1), (0, 0, 0)));
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(19_782 * 86_400);
+        assert_eq!(civil(leap).0, (2024, 2, 29));
+    }
+}
