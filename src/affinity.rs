@@ -110,7 +110,10 @@ impl Affinity {
     pub fn sync(&self, table: &RoutingTable) {
         let keys = self.keys.load();
         let mut index = Index::default();
-        for pool in table.pools().filter(|p| p.session_affinity.is_some()) {
+        for pool in table
+            .pools()
+            .filter(|p| p.policy.session_affinity.is_some())
+        {
             let tags = |key: &hmac::Key| -> HashMap<Tag, Arc<Endpoint>> {
                 pool.all_endpoints()
                     .map(|e| (tag(key, pool, e), e.clone()))

@@ -6,7 +6,6 @@ mod common;
 use common::*;
 use http::StatusCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const HTTP_CHECK: &str = "  healthCheck:\n    http: { path: /healthz }\n    intervalSeconds: 1\n    timeoutSeconds: 1\n    healthyThreshold: 2\n    unhealthyThreshold: 2\n";
@@ -255,27 +254,7 @@ async fn killing_a_backend_under_load_fails_no_get() {
             .service("web", &addrs)
             .pool_with("web", "", &[("web", 1)], HTTP_CHECK);
     let weir = Weir::start(&config).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let mut clients = Vec::new();
-    for _ in 0..4 {
-        let (stop, ok, failed, url) = (stop.clone(), ok.clone(), failed.clone(), weir.url("/"));
-        clients.push(tokio::spawn(async move {
-            let client = http1_client();
-            for _ in 0..20_000 {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                match get(&client, &url, "x").await {
-                    Ok((StatusCode::OK, _)) => ok.fetch_add(1, Ordering::Relaxed),
-                    other => {
-                        eprintln!("failed: {other:?}");
-                        failed.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
-            }
-        }));
-    }
+    let load = Load::start(weir.url("/"), "x", 4, 20_000);
     tokio::time::sleep(Duration::from_millis(500)).await;
     backends[1].stop();
     let killed_at = backends[1].hits();
@@ -285,11 +264,7 @@ async fn killing_a_backend_under_load_fails_no_get() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.await.unwrap();
-    }
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let (ok, failed) = load.finish().await;
     let retries = pool_count(&weir.running.admin.metrics.retries, "web");
     eprintln!(
         "{ok} ok, {failed} failed, {retries} retried; the killed backend had {killed_at} hits"

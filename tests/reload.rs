@@ -5,7 +5,6 @@ mod common;
 use common::*;
 use http::StatusCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
 use weir::store::Store;
@@ -47,28 +46,8 @@ async fn a_file_change_under_load_drops_nothing_and_moves_traffic() {
             .pool("web", "shop.test", &[("web", 1)]);
     let weir = weir_on_file(&path, &before).await;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let mut clients = Vec::new();
-    for _ in 0..4 {
-        let (stop, ok, failed, url) = (stop.clone(), ok.clone(), failed.clone(), weir.url("/"));
-        clients.push(tokio::spawn(async move {
-            let client = http1_client();
-            // Bounded: at most 5000 requests per client.
-            for _ in 0..5000 {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                match get(&client, &url, "shop.test").await {
-                    Ok((StatusCode::OK, _)) => ok.fetch_add(1, Ordering::Relaxed),
-                    other => {
-                        eprintln!("failed: {other:?}");
-                        failed.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
-            }
-        }));
-    }
+    // Bounded: at most 5000 requests per client.
+    let load = Load::start(weir.url("/"), "shop.test", 4, 5000);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = Config::default()
         .service("web", &[old.addr, new.addr])
@@ -82,11 +61,7 @@ async fn a_file_change_under_load_drops_nothing_and_moves_traffic() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.await.unwrap();
-    }
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let (ok, failed) = load.finish().await;
     eprintln!(
         "requests: {ok} ok, {failed} failed; new backend got {}",
         new.hits()

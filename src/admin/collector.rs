@@ -98,7 +98,7 @@ impl Collector for EndpointCollector {
         )?;
         for (pool, addr, p, e) in &rows {
             let labels = [("pool", *pool), ("endpoint", addr.as_str())];
-            let seconds = e.latency_ewma_at(now, p.latency_decay) / 1e9;
+            let seconds = e.latency_ewma_at(now, p.policy.latency_decay) / 1e9;
             ConstGauge::new(seconds).encode(m.encode_family(&labels)?)?;
         }
         let mut m = encoder.encode_descriptor(

@@ -43,7 +43,7 @@ impl AdminState {
                     .collect();
                 serde_json::json!({
                     "name": pool.name.as_str(),
-                    "algorithm": pool.algorithm.as_str(),
+                    "algorithm": pool.policy.algorithm.as_str(),
                     "routes": routes,
                     "status": statuses.get(&pool.key),
                     "backends": backends,
@@ -75,7 +75,7 @@ fn endpoint_json(e: &Endpoint, state: &str, pool: &Pool, now: Instant) -> serde_
         "available": e.is_available(now),
         "inFlight": e.in_flight(),
         "requests": e.requests(),
-        "latencyEwmaMs": (e.latency_ewma_at(now, pool.latency_decay) / 1e4).round() / 100.0,
+        "latencyEwmaMs": (e.latency_ewma_at(now, pool.policy.latency_decay) / 1e4).round() / 100.0,
         "lastCheck": last_check,
     })
 }

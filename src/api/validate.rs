@@ -19,6 +19,15 @@ fn err(field: impl Into<String>, message: impl Into<String>) -> ValidationError 
     }
 }
 
+/// Adds an error for each `(field, value, min, max)` whose value is out of range.
+fn check_ranges(errors: &mut Vec<ValidationError>, ranges: &[(&str, u32, u32, u32)]) {
+    for &(field, value, min, max) in ranges {
+        if !(min..=max).contains(&value) {
+            errors.push(err(field, format!("{value} is outside {min} to {max}")));
+        }
+    }
+}
+
 /// Every problem of the spec, in field order. Empty means valid.
 pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
     let mut errors = Vec::new();
@@ -114,21 +123,17 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
         )),
         _ => {}
     }
-    if let Some(p) = &spec.peak_ewma
-        && !(1..=600).contains(&p.decay_seconds)
-    {
-        errors.push(err(
-            "spec.peakEwma.decaySeconds",
-            format!("{} is outside 1 to 600", p.decay_seconds),
-        ));
+    if let Some(p) = &spec.peak_ewma {
+        check_ranges(
+            &mut errors,
+            &[("spec.peakEwma.decaySeconds", p.decay_seconds, 1, 600)],
+        );
     }
-    if let Some(s) = &spec.slow_start
-        && !(1..=3600).contains(&s.window_seconds)
-    {
-        errors.push(err(
-            "spec.slowStart.windowSeconds",
-            format!("{} is outside 1 to 3600", s.window_seconds),
-        ));
+    if let Some(w) = &spec.slow_start {
+        check_ranges(
+            &mut errors,
+            &[("spec.slowStart.windowSeconds", w.window_seconds, 1, 3600)],
+        );
     }
     if let Some(h) = &spec.health_check {
         match (&h.http, &h.tcp) {
@@ -156,35 +161,55 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
                 }
             }
         }
-        let bounds = [
-            ("intervalSeconds", h.interval_seconds, 1, 300),
-            ("timeoutSeconds", h.timeout_seconds, 1, 60),
-            ("healthyThreshold", h.healthy_threshold, 1, 20),
-            ("unhealthyThreshold", h.unhealthy_threshold, 1, 20),
-        ];
-        for (field, value, min, max) in bounds {
-            if !(min..=max).contains(&value) {
-                errors.push(err(
-                    format!("spec.healthCheck.{field}"),
-                    format!("{value} is outside {min} to {max}"),
-                ));
-            }
-        }
+        check_ranges(
+            &mut errors,
+            &[
+                (
+                    "spec.healthCheck.intervalSeconds",
+                    h.interval_seconds,
+                    1,
+                    300,
+                ),
+                ("spec.healthCheck.timeoutSeconds", h.timeout_seconds, 1, 60),
+                (
+                    "spec.healthCheck.healthyThreshold",
+                    h.healthy_threshold,
+                    1,
+                    20,
+                ),
+                (
+                    "spec.healthCheck.unhealthyThreshold",
+                    h.unhealthy_threshold,
+                    1,
+                    20,
+                ),
+            ],
+        );
     }
     if let Some(o) = &spec.outlier_detection {
-        let bounds = [
-            ("consecutiveFailures", o.consecutive_failures, 1, 1000),
-            ("ejectionSeconds", o.ejection_seconds, 1, 3600),
-            ("maxEjectedPercent", o.max_ejected_percent, 0, 100),
-        ];
-        for (field, value, min, max) in bounds {
-            if !(min..=max).contains(&value) {
-                errors.push(err(
-                    format!("spec.outlierDetection.{field}"),
-                    format!("{value} is outside {min} to {max}"),
-                ));
-            }
-        }
+        check_ranges(
+            &mut errors,
+            &[
+                (
+                    "spec.outlierDetection.consecutiveFailures",
+                    o.consecutive_failures,
+                    1,
+                    1000,
+                ),
+                (
+                    "spec.outlierDetection.ejectionSeconds",
+                    o.ejection_seconds,
+                    1,
+                    3600,
+                ),
+                (
+                    "spec.outlierDetection.maxEjectedPercent",
+                    o.max_ejected_percent,
+                    0,
+                    100,
+                ),
+            ],
+        );
     }
     if let Some(a) = &spec.session_affinity {
         let c = &a.cookie;
@@ -259,16 +284,14 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
         }
     }
     let t = &spec.timeouts;
-    let bounds = [
-        ("spec.timeouts.connectMillis", t.connect_millis, 60_000),
-        ("spec.timeouts.requestSeconds", t.request_seconds, 3600),
-        ("spec.timeouts.idleSeconds", t.idle_seconds, 86_400),
-    ];
-    for (field, value, max) in bounds {
-        if value == 0 || value > max {
-            errors.push(err(field, format!("{value} is outside 1 to {max}")));
-        }
-    }
+    check_ranges(
+        &mut errors,
+        &[
+            ("spec.timeouts.connectMillis", t.connect_millis, 1, 60_000),
+            ("spec.timeouts.requestSeconds", t.request_seconds, 1, 3600),
+            ("spec.timeouts.idleSeconds", t.idle_seconds, 1, 86_400),
+        ],
+    );
     errors
 }
 

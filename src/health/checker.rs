@@ -54,7 +54,7 @@ impl Checker {
     pub fn sync(&self, table: &RoutingTable) {
         let mut wanted: HashMap<Key, (Arc<Endpoint>, &HealthCheck, Arc<String>)> = HashMap::new();
         for pool in table.pools() {
-            let Some(config) = &pool.health_check else {
+            let Some(config) = &pool.policy.health_check else {
                 continue;
             };
             for e in pool.all_endpoints() {

@@ -26,7 +26,7 @@ pub fn record_outcome(
     outcome: Outcome,
     now: Instant,
 ) -> Option<Duration> {
-    let config = pool.outlier_detection.as_ref()?;
+    let config = pool.policy.outlier_detection.as_ref()?;
     let base = Duration::from_secs(config.ejection_seconds.into());
     match outcome {
         Outcome::Success => {

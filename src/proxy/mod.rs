@@ -176,6 +176,7 @@ impl Proxy {
         summary: &mut Summary,
     ) -> Response<ProxyBody> {
         let key = pool
+            .policy
             .hash_on
             .as_ref()
             .and_then(|on| hash_key(on, &req, conn.client));
@@ -185,7 +186,7 @@ impl Proxy {
         };
         let mut client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-        let cookie_spec = pool.session_affinity.as_ref().map(|a| &a.cookie);
+        let cookie_spec = pool.policy.session_affinity.as_ref().map(|a| &a.cookie);
         let had_cookie =
             cookie_spec.is_some_and(|c| headers::cookie(&parts.headers, &c.name).is_some());
         let pinned = cookie_spec.and_then(|c| {
@@ -209,7 +210,7 @@ impl Proxy {
         {
             parts.headers.insert(header::HOST, v);
         }
-        let timeout = Duration::from_secs(pool.timeouts.request_seconds.into());
+        let timeout = Duration::from_secs(pool.policy.timeouts.request_seconds.into());
         let content_length = parts
             .headers
             .get(header::CONTENT_LENGTH)
@@ -226,7 +227,7 @@ impl Proxy {
 
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut last_failure: Option<Response<ProxyBody>> = None;
-        for attempt in 0..=pool.retries.attempts {
+        for attempt in 0..=pool.policy.retries.attempts {
             let now = Instant::now();
             let accept = |e: &Endpoint| e.is_available(now) && !tried.contains(&e.addr);
             // A pinned client goes to its endpoint while that can serve (fenced ones too).
@@ -270,12 +271,12 @@ impl Proxy {
             let result = tokio::time::timeout(
                 timeout,
                 self.upstreams
-                    .request(&pool.timeouts, endpoint.h2c, request),
+                    .request(&pool.policy.timeouts, endpoint.h2c, request),
             )
             .await;
             let now = Instant::now();
             // Time to response headers feeds the latency EWMA; a timeout counts its full wait.
-            endpoint.observe_latency(now - sent_at, now, pool.latency_decay);
+            endpoint.observe_latency(now - sent_at, now, pool.policy.latency_decay);
             summary.upstream = Some(now - sent_at);
             let (failure, retryable) = match result {
                 Ok(Ok(response)) => {
@@ -288,8 +289,8 @@ impl Proxy {
                     self.record(pool, &endpoint, outcome, now);
                     let retry = idempotent
                         && body.is_held()
-                        && pool.retries.on_status.contains(&status.as_u16())
-                        && attempt < pool.retries.attempts;
+                        && pool.policy.retries.on_status.contains(&status.as_u16())
+                        && attempt < pool.policy.retries.attempts;
                     if !retry {
                         let mut response = finish(response, in_flight, client_upgrade.take());
                         if let Some(spec) = cookie_spec {

@@ -16,16 +16,8 @@ pub struct Pool {
     pub key: ObjectKey,
     /// `namespace/name`, shared by logs and metric labels without re-formatting.
     pub name: Arc<String>,
-    pub algorithm: Algorithm,
-    /// What requests are hashed on (ConsistentHash only).
-    pub hash_on: Option<HashOn>,
-    /// The time constant of the endpoints' latency EWMA.
-    pub latency_decay: Duration,
-    pub timeouts: Timeouts,
-    pub health_check: Option<HealthCheck>,
-    pub outlier_detection: Option<OutlierDetection>,
-    pub retries: Retries,
-    pub session_affinity: Option<SessionAffinity>,
+    /// How the pool balances, checks and retries.
+    pub policy: Policy,
     /// TLS for the pool's hosts, when it asks for it.
     pub tls: Option<PoolTls>,
     /// The routes this pool holds, as (host, path prefix); empty host: any host.
@@ -92,14 +84,7 @@ impl Pool {
         Pool {
             name: Arc::new(key.to_string()),
             key,
-            algorithm: policy.algorithm,
-            hash_on: policy.hash_on,
-            latency_decay: policy.latency_decay,
-            timeouts: policy.timeouts,
-            health_check: policy.health_check,
-            outlier_detection: policy.outlier_detection,
-            retries: policy.retries,
-            session_affinity: policy.session_affinity,
+            policy,
             tls: None,
             routes: Vec::new(),
             backend_order: WeightedSequence::new(&weights),

@@ -415,3 +415,58 @@ pub fn pool_count(
         })
         .map_or(0, |c| c.get())
 }
+
+/// A steady client loop: `clients` tasks sending GETs to `url` with `host` until stopped (at
+/// most `limit` requests each), counting answers.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(url: String, host: &str, clients: usize, limit: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let tasks = (0..clients)
+            .map(|_| {
+                let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+                let (url, host) = (url.clone(), host.to_string());
+                tokio::spawn(async move {
+                    let client = http1_client();
+                    for _ in 0..limit {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        match get(&client, &url, &host).await {
+                            Ok((StatusCode::OK, _)) => ok.fetch_add(1, Ordering::Relaxed),
+                            other => {
+                                eprintln!("failed: {other:?}");
+                                failed.fetch_add(1, Ordering::Relaxed)
+                            }
+                        };
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            failed,
+            tasks,
+        }
+    }
+
+    /// Stops the clients; returns (answered 200, failed).
+    pub async fn finish(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
