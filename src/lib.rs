@@ -8,6 +8,7 @@ pub mod affinity;
 pub mod api;
 pub mod app;
 pub mod balance;
+pub mod controller;
 pub mod demo;
 pub mod endpoint;
 pub mod health;

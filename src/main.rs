@@ -43,6 +43,29 @@ enum Command {
         #[arg(long, default_value = "1s", value_parser = parse_duration)]
         reload_interval: Duration,
     },
+    /// The ingress controller in a cluster: watch LoadBalancerPools, Services, EndpointSlices
+    /// and TLS Secrets, proxy, and (when leader) write pool status.
+    Run {
+        /// A kubeconfig file; default: KUBECONFIG, ~/.kube/config, or the in-cluster account.
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// Namespaces to watch, comma-separated; default: all.
+        #[arg(long, value_delimiter = ',')]
+        watch_namespaces: Vec<String>,
+        /// Serve only pools whose spec.className is this (pools without one are served too).
+        #[arg(long, default_value = "weir")]
+        controller_class: String,
+        /// Namespace of the leader-election Lease (default: POD_NAMESPACE, else default).
+        #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+        lease_namespace: String,
+        #[arg(long, default_value = "weir-leader")]
+        lease_name: String,
+        /// A leader that stops renewing is replaced after this long.
+        #[arg(long, default_value = "15s", value_parser = parse_duration)]
+        lease_duration: Duration,
+        #[command(flatten)]
+        listen: Listen,
+    },
     /// Start three local backends and a pool in front of them, to try weir in one command.
     Demo {
         #[command(flatten)]
@@ -166,27 +189,35 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Inspect { admin } => runtime(Some(1))?.block_on(inspect(&admin)),
+        Command::Run {
+            kubeconfig,
+            watch_namespaces,
+            controller_class,
+            lease_namespace,
+            lease_name,
+            lease_duration,
+            listen,
+        } => {
+            let options = listen_options(&listen)?;
+            let scope = weir::source::kube::Scope {
+                namespaces: watch_namespaces,
+                class: controller_class,
+            };
+            let lease = weir::controller::lease::LeaseConfig {
+                namespace: lease_namespace,
+                name: lease_name,
+                identity: replica_identity(),
+                duration: lease_duration,
+                renew_every: (lease_duration / 5).max(Duration::from_secs(1)),
+            };
+            runtime(listen.process.workers)?.block_on(run(kubeconfig, scope, lease, options))
+        }
         Command::Serve {
             config,
             listen,
             reload_interval,
         } => {
-            let affinity_key = match &listen.affinity_key_file {
-                Some(path) => Some(read_affinity_key(path)?),
-                None => None,
-            };
-            let options = Options {
-                http_addr: listen.http_addr,
-                https_addr: Some(listen.https_addr),
-                default_certificate: listen
-                    .default_certificate
-                    .clone()
-                    .zip(listen.default_key.clone()),
-                admin_addr: listen.admin_addr,
-                shutdown_grace: listen.process.shutdown_grace,
-                affinity_key,
-                access_log: listen.process.access_log.into(),
-            };
+            let options = listen_options(&listen)?;
             let key_file = listen
                 .affinity_key_file
                 .map(|path| (path, listen.affinity_key_grace));
@@ -238,6 +269,95 @@ fn init_logging(format: LogFormat, level: &str) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// Listener options shared by `serve` and `run`.
+fn listen_options(listen: &Listen) -> anyhow::Result<Options> {
+    let affinity_key = match &listen.affinity_key_file {
+        Some(path) => Some(read_affinity_key(path)?),
+        None => None,
+    };
+    Ok(Options {
+        http_addr: listen.http_addr,
+        https_addr: Some(listen.https_addr),
+        default_certificate: listen
+            .default_certificate
+            .clone()
+            .zip(listen.default_key.clone()),
+        admin_addr: listen.admin_addr,
+        shutdown_grace: listen.process.shutdown_grace,
+        affinity_key,
+        access_log: listen.process.access_log.into(),
+    })
+}
+
+/// This replica's name in the leader Lease: the pod, else host and process.
+fn replica_identity() -> String {
+    if let Ok(pod) = std::env::var("POD_NAME") {
+        return pod;
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}-{}", host.trim(), std::process::id())
+}
+
+async fn run(
+    kubeconfig: Option<PathBuf>,
+    scope: weir::source::kube::Scope,
+    lease: weir::controller::lease::LeaseConfig,
+    options: Options,
+) -> anyhow::Result<()> {
+    let client = match kubeconfig {
+        Some(path) => {
+            let config = kube::config::Kubeconfig::read_from(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let config = kube::Config::from_custom_kubeconfig(config, &Default::default())
+                .await
+                .context("using the kubeconfig")?;
+            kube::Client::try_from(config).context("making the Kubernetes client")?
+        }
+        None => kube::Client::try_default()
+            .await
+            .context("finding the cluster (KUBECONFIG, ~/.kube/config or in-cluster)")?,
+    };
+    let (tx, rx) = watch::channel(Arc::new(Store::default()));
+    let source_state = Arc::new(weir::source::kube::SourceState::default());
+    let source = tokio::spawn(weir::source::kube::run(
+        client.clone(),
+        scope,
+        tx,
+        source_state.clone(),
+    ));
+    let running = app::start(options, rx)
+        .await
+        .context("binding the listeners")?;
+    let leader = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let lease = tokio::spawn(weir::controller::lease::run(
+        client.clone(),
+        lease,
+        leader.clone(),
+    ));
+    let status = tokio::spawn(weir::controller::status::run(
+        client,
+        running.admin.clone(),
+        leader,
+        Duration::from_millis(500),
+    ));
+    let metrics = running.admin.metrics.clone();
+    let stale = tokio::spawn(async move {
+        loop {
+            let s = source_state
+                .stale
+                .load(std::sync::atomic::Ordering::Relaxed);
+            metrics.source_stale.set(i64::from(s));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    wait_for_signal().await;
+    for task in [source, lease, status, stale] {
+        task.abort();
+    }
+    running.shutdown().await;
+    Ok(())
 }
 
 /// The affinity key in a file: its bytes, without a trailing newline.

@@ -80,6 +80,8 @@ pub struct Metrics {
     pub endpoints: Gauge,
     pub tls_handshakes: Family<ResultLabels, Counter>,
     pub connections_open: Family<ListenerLabels, Gauge>,
+    /// 1 while a Kubernetes watch is failing (weir serves its last view).
+    pub source_stale: Gauge,
 }
 
 impl Default for Metrics {
@@ -193,8 +195,15 @@ impl Metrics {
             "Client connections open, by listener",
             Family::clone(&connections_open),
         );
+        let source_stale = Gauge::default();
+        r.register(
+            "source_stale",
+            "1 while a watch of the API server is failing and weir serves its last view",
+            source_stale.clone(),
+        );
         Metrics {
             registry: root,
+            source_stale,
             requests,
             request_duration,
             in_flight,

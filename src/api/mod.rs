@@ -42,6 +42,10 @@ pub const MAX_WEIGHT: u32 = 1000;
 #[x_kube(validation = Rule::new("!has(self.hashOn) || self.algorithm == 'ConsistentHash'").message("hashOn is only for algorithm ConsistentHash"))]
 #[serde(rename_all = "camelCase")]
 pub struct LoadBalancerPoolSpec {
+    /// Which weir installation serves this pool (`--controller-class`); none: the default one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub class_name: Option<String>,
     /// Which ingress traffic this pool takes. No routes: the pool takes nothing.
     #[serde(default)]
     #[schemars(length(max = 64))]

@@ -328,6 +328,7 @@ mod tests {
 
     fn spec() -> LoadBalancerPoolSpec {
         LoadBalancerPoolSpec {
+            class_name: None,
             routes: vec![Route {
                 host: "shop.example.com".into(),
                 path_prefix: "/".into(),

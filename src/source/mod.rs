@@ -1,3 +1,4 @@
 //! Sources fill the object store. They know nothing of routing.
 
 pub mod file;
+pub mod kube;

@@ -1,0 +1,135 @@
+//! Writes each pool's status to the API server: by the leader only, with server-side apply on
+//! the status subresource under one field manager, and only when it changed.
+
+use crate::admin::AdminState;
+use crate::api::{LoadBalancerPool, LoadBalancerPoolStatus};
+use crate::store::ObjectKey;
+use kube::api::{Api, Patch, PatchParams};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// The field manager weir's status writes are made under.
+pub const FIELD_MANAGER: &str = "weir";
+
+/// Keeps the API server's pool statuses equal to `statuses` while `leader` holds.
+pub async fn run(
+    client: kube::Client,
+    admin: Arc<AdminState>,
+    leader: Arc<AtomicBool>,
+    every: Duration,
+) {
+    // What we last wrote, with the transition time of each condition.
+    let mut written: HashMap<ObjectKey, LoadBalancerPoolStatus> = HashMap::new();
+    loop {
+        tokio::time::sleep(every).await;
+        if !leader.load(Ordering::Relaxed) {
+            // A new leader writes everything once: another replica may have written since.
+            written.clear();
+            continue;
+        }
+        let current = admin.statuses.load();
+        written.retain(|key, _| current.contains_key(key));
+        for (key, status) in current.iter() {
+            let previous = written.get(key);
+            let next = with_transition_times(status, previous);
+            if previous == Some(&next) {
+                continue;
+            }
+            match write(&client, key, &next).await {
+                Ok(()) => {
+                    written.insert(key.clone(), next);
+                }
+                Err(e) => tracing::warn!(pool = %key, error = %e, "could not write pool status"),
+            }
+        }
+    }
+}
+
+/// `status` with each condition's `lastTransitionTime`: kept from `previous` while the
+/// condition's status is unchanged, now when it changed.
+fn with_transition_times(
+    status: &LoadBalancerPoolStatus,
+    previous: Option<&LoadBalancerPoolStatus>,
+) -> LoadBalancerPoolStatus {
+    let mut next = status.clone();
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    for c in &mut next.conditions {
+        let before = previous.and_then(|p| p.conditions.iter().find(|b| b.type_ == c.type_));
+        c.last_transition_time = match before {
+            Some(b) if b.status == c.status => b.last_transition_time.clone(),
+            _ => Some(now.clone()),
+        };
+        c.observed_generation = status.observed_generation;
+    }
+    next
+}
+
+async fn write(
+    client: &kube::Client,
+    key: &ObjectKey,
+    status: &LoadBalancerPoolStatus,
+) -> Result<(), kube::Error> {
+    let api: Api<LoadBalancerPool> = Api::namespaced(client.clone(), &key.namespace);
+    let patch = serde_json::json!({
+        "apiVersion": "weir.dev/v1alpha1",
+        "kind": "LoadBalancerPool",
+        "status": status,
+    });
+    api.patch_status(
+        &key.name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Condition;
+
+    #[test]
+    fn transition_times_move_only_when_a_condition_flips() {
+        let mut s = LoadBalancerPoolStatus {
+            observed_generation: Some(4),
+            conditions: vec![
+                Condition::new("Accepted", true, "Accepted", "1 route(s)"),
+                Condition::new("Ready", true, "HealthyEndpoints", "2 of 2"),
+            ],
+            ..Default::default()
+        };
+        let first = with_transition_times(&s, None);
+        assert!(
+            first
+                .conditions
+                .iter()
+                .all(|c| c.last_transition_time.is_some())
+        );
+        assert!(
+            first
+                .conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(4))
+        );
+        std::thread::sleep(Duration::from_millis(5));
+        s.conditions[1] = Condition::new("Ready", true, "HealthyEndpoints", "1 of 2");
+        let same = with_transition_times(&s, Some(&first));
+        assert_eq!(
+            same.conditions[1].last_transition_time,
+            first.conditions[1].last_transition_time
+        );
+        s.conditions[1] = Condition::new("Ready", false, "NoHealthyEndpoints", "0 of 2");
+        let flipped = with_transition_times(&s, Some(&same));
+        assert_ne!(
+            flipped.conditions[1].last_transition_time,
+            first.conditions[1].last_transition_time
+        );
+        assert_eq!(
+            flipped.conditions[0].last_transition_time,
+            first.conditions[0].last_transition_time
+        );
+    }
+}

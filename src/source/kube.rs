@@ -1,0 +1,286 @@
+//! The Kubernetes source: watchers on LoadBalancerPools, Services, EndpointSlices and TLS
+//! Secrets feed the same store the file source fills.
+//!
+//! Each watcher sends edits to one task that owns the store. Bursts are coalesced (a rolling
+//! update of many pods gives a few rebuilds), and no change waits more than [`DEBOUNCE`]. The
+//! first store is published only once every watcher has listed everything once, so a new
+//! replica never serves a partial view.
+
+use crate::api::LoadBalancerPool;
+use crate::store::{ObjectKey, Store};
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// The longest a change waits before it is published.
+pub const DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// What to watch.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// Namespaces to watch; empty: all.
+    pub namespaces: Vec<String>,
+    /// Pools whose `spec.className` differs are ignored (a pool without one is ours).
+    pub class: String,
+}
+
+/// How the source is doing, for `/readyz` and the metrics.
+#[derive(Debug, Default)]
+pub struct SourceState {
+    /// Every watcher has listed once.
+    pub synced: AtomicBool,
+    /// A watcher is failing: the view may be stale.
+    pub stale: AtomicBool,
+}
+
+/// A kind the store holds.
+trait Kind:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + Debug
+    + Send
+    + Sync
+    + 'static
+{
+    fn map(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<Self>>;
+    /// Whether weir takes this object at all.
+    fn wanted(&self, _scope: &Scope) -> bool {
+        true
+    }
+}
+
+impl Kind for LoadBalancerPool {
+    fn map(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<Self>> {
+        &mut store.pools
+    }
+    fn wanted(&self, scope: &Scope) -> bool {
+        self.spec
+            .class_name
+            .as_deref()
+            .is_none_or(|c| c == scope.class)
+    }
+}
+impl Kind for Service {
+    fn map(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<Self>> {
+        &mut store.services
+    }
+}
+impl Kind for EndpointSlice {
+    fn map(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<Self>> {
+        &mut store.slices
+    }
+}
+impl Kind for Secret {
+    fn map(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<Self>> {
+        &mut store.secrets
+    }
+}
+
+type Edit = Box<dyn FnOnce(&mut Store) + Send>;
+
+enum Message {
+    Edit(Edit),
+    /// A watcher finished a full list.
+    Listed(usize),
+    Failed(usize, String),
+}
+
+/// Watches the cluster and publishes a store into `tx` after every (coalesced) change.
+pub async fn run(
+    client: Client,
+    scope: Scope,
+    tx: watch::Sender<Arc<Store>>,
+    state: Arc<SourceState>,
+) {
+    let (msg_tx, mut msg_rx) = mpsc::channel::<Message>(1024);
+    let namespaces: Vec<Option<String>> = if scope.namespaces.is_empty() {
+        vec![None]
+    } else {
+        scope.namespaces.iter().cloned().map(Some).collect()
+    };
+    let mut watchers = 0;
+    let mut tasks = Vec::new();
+    for ns in &namespaces {
+        let secrets = watcher::Config::default().fields("type=kubernetes.io/tls");
+        tasks.push(spawn_watch::<LoadBalancerPool>(
+            &client,
+            ns,
+            watcher::Config::default(),
+            &scope,
+            watchers,
+            &msg_tx,
+        ));
+        tasks.push(spawn_watch::<Service>(
+            &client,
+            ns,
+            watcher::Config::default(),
+            &scope,
+            watchers + 1,
+            &msg_tx,
+        ));
+        tasks.push(spawn_watch::<EndpointSlice>(
+            &client,
+            ns,
+            watcher::Config::default(),
+            &scope,
+            watchers + 2,
+            &msg_tx,
+        ));
+        tasks.push(spawn_watch::<Secret>(
+            &client,
+            ns,
+            secrets,
+            &scope,
+            watchers + 3,
+            &msg_tx,
+        ));
+        watchers += 4;
+    }
+    drop(msg_tx);
+    let mut store = Store::default();
+    let mut listed = vec![false; watchers];
+    let mut failing = vec![false; watchers];
+    let mut dirty = false;
+    loop {
+        let message = if dirty && state.synced.load(Ordering::Relaxed) {
+            match tokio::time::timeout(DEBOUNCE, msg_rx.recv()).await {
+                Ok(m) => m,
+                Err(_) => {
+                    // Quiet for a moment: publish what has gathered.
+                    let _ = tx.send(Arc::new(store.clone()));
+                    dirty = false;
+                    continue;
+                }
+            }
+        } else {
+            msg_rx.recv().await
+        };
+        let Some(message) = message else {
+            break;
+        };
+        match message {
+            Message::Edit(edit) => {
+                edit(&mut store);
+                dirty = true;
+            }
+            Message::Listed(i) => {
+                listed[i] = true;
+                failing[i] = false;
+                dirty = true;
+                if !state.synced.load(Ordering::Relaxed) && listed.iter().all(|l| *l) {
+                    state.synced.store(true, Ordering::Relaxed);
+                    tracing::info!(objects = store.len(), "every watcher synced");
+                }
+            }
+            Message::Failed(i, error) => {
+                if !failing[i] {
+                    tracing::warn!(error, "watch failed; serving the last view and retrying");
+                }
+                failing[i] = true;
+            }
+        }
+        let stale = failing.iter().any(|f| *f);
+        if state.stale.swap(stale, Ordering::Relaxed) != stale && !stale {
+            tracing::info!("every watcher is back; the view is current");
+        }
+    }
+    for t in tasks {
+        t.abort();
+    }
+}
+
+fn spawn_watch<K: Kind>(
+    client: &Client,
+    namespace: &Option<String>,
+    config: watcher::Config,
+    scope: &Scope,
+    index: usize,
+    tx: &mpsc::Sender<Message>,
+) -> tokio::task::JoinHandle<()> {
+    let api: Api<K> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    tokio::spawn(watch_kind(
+        api,
+        config,
+        namespace.clone(),
+        scope.clone(),
+        index,
+        tx.clone(),
+    ))
+}
+
+async fn watch_kind<K: Kind>(
+    api: Api<K>,
+    config: watcher::Config,
+    namespace: Option<String>,
+    scope: Scope,
+    index: usize,
+    tx: mpsc::Sender<Message>,
+) {
+    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+    let mut listing: Vec<K> = Vec::new();
+    while let Some(event) = stream.next().await {
+        let message = match event {
+            Ok(Event::Apply(object)) => {
+                let scope = scope.clone();
+                Message::Edit(Box::new(move |store: &mut Store| {
+                    apply(store, object, &scope)
+                }))
+            }
+            Ok(Event::Delete(object)) => Message::Edit(Box::new(move |store: &mut Store| {
+                K::map(store).remove(&ObjectKey::of(object.meta()));
+            })),
+            Ok(Event::Init) => {
+                listing.clear();
+                continue;
+            }
+            Ok(Event::InitApply(object)) => {
+                listing.push(object);
+                continue;
+            }
+            Ok(Event::InitDone) => {
+                // A full list replaces what this watcher saw before: deletions missed while
+                // the watch was down are caught here.
+                let objects = std::mem::take(&mut listing);
+                let (scope, namespace) = (scope.clone(), namespace.clone());
+                let replace: Edit = Box::new(move |store: &mut Store| {
+                    K::map(store)
+                        .retain(|key, _| namespace.as_ref().is_some_and(|ns| *ns != key.namespace));
+                    for object in objects {
+                        apply(store, object, &scope);
+                    }
+                });
+                if tx.send(Message::Edit(replace)).await.is_err() {
+                    return;
+                }
+                Message::Listed(index)
+            }
+            Err(e) => Message::Failed(index, e.to_string()),
+        };
+        if tx.send(message).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn apply<K: Kind>(store: &mut Store, object: K, scope: &Scope) {
+    let key = ObjectKey::of(object.meta());
+    if object.wanted(scope) {
+        K::map(store).insert(key, Arc::new(object));
+    } else {
+        K::map(store).remove(&key);
+    }
+}

@@ -1,0 +1,345 @@
+//! `weir run` against a real Kubernetes API server (../shared/k8s/apiserver.sh): the CRD,
+//! watches, status, leader election. One test function runs the scenarios in order, since
+//! they share one API server.
+
+mod common;
+
+use common::*;
+use http::StatusCode;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use weir::api::LoadBalancerPool;
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/k8s/apiserver.sh");
+
+/// A private API server, stopped by PID (through the script) when dropped.
+struct ApiServer {
+    run_dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+impl ApiServer {
+    fn start() -> ApiServer {
+        let run_dir = tempfile::tempdir().unwrap();
+        let out = Command::new("bash")
+            .arg(SCRIPT)
+            .arg("start")
+            .env("WEIR_APISERVER_RUN", run_dir.path())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("apiserver.sh runs (build it first: ../shared/k8s/apiserver.sh build)");
+        assert!(out.status.success(), "apiserver.sh start failed");
+        let kubeconfig = PathBuf::from(
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .lines()
+                .last()
+                .unwrap_or_default(),
+        );
+        assert!(kubeconfig.exists(), "no kubeconfig at {kubeconfig:?}");
+        ApiServer {
+            run_dir,
+            kubeconfig,
+        }
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(SCRIPT)
+            .arg("stop")
+            .env("WEIR_APISERVER_RUN", self.run_dir.path())
+            .output();
+    }
+}
+
+struct WeirProcess {
+    child: Child,
+    http: String,
+    admin: String,
+}
+
+impl Drop for WeirProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_weir(kubeconfig: &Path, identity: &str) -> WeirProcess {
+    let (http, admin, https) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("run")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args([
+            "--http-addr",
+            &http,
+            "--admin-addr",
+            &admin,
+            "--https-addr",
+            &https,
+        ])
+        .args(["--lease-duration", "4s", "--lease-namespace", "default"])
+        .env("POD_NAME", identity)
+        .env("RUST_LOG", "weir=debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("weir starts");
+    WeirProcess { child, http, admin }
+}
+
+async fn eventually<T>(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn from_yaml<T: serde::de::DeserializeOwned>(yaml: &str) -> T {
+    let value: serde_json::Value = serde_saphyr::from_str(yaml).expect("yaml");
+    serde_json::from_value(value).expect("object")
+}
+
+fn slice(name: &str, service: &str, addr: std::net::SocketAddr, ready: bool) -> EndpointSlice {
+    from_yaml(&format!(
+        "metadata:\n  name: {name}\n  namespace: shop\n  labels: {{ kubernetes.io/service-name: {service} }}\naddressType: IPv4\nports: [{{ name: http, port: {} }}]\nendpoints:\n  - addresses: [\"{}\"]\n    conditions: {{ ready: {ready} }}\n",
+        addr.port(),
+        addr.ip()
+    ))
+}
+
+async fn status_of(
+    api: &Api<LoadBalancerPool>,
+    name: &str,
+) -> Option<weir::api::LoadBalancerPoolStatus> {
+    api.get(name).await.ok()?.status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weir_run_against_a_real_api_server() {
+    let server = ApiServer::start();
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+
+    // The generated CRD is accepted, and becomes established.
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd: CustomResourceDefinition = from_yaml(include_str!("../crds/loadbalancerpool.yaml"));
+    crds.create(&PostParams::default(), &crd)
+        .await
+        .expect("the CRD installs");
+    eventually("CRD established", Duration::from_secs(20), async || {
+        let crd = crds.get("loadbalancerpools.weir.dev").await.ok()?;
+        let established = crd
+            .status?
+            .conditions?
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True");
+        established.then_some(())
+    })
+    .await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &from_yaml("metadata: { name: shop }"),
+        )
+        .await
+        .unwrap();
+    let pools: Api<LoadBalancerPool> = Api::namespaced(client.clone(), "shop");
+
+    // The schema and CEL rules refuse bad pools with a clear message.
+    let invalid = [
+        ("spec: { backends: [] }", "backends"),
+        (
+            "spec: { backends: [{ service: web, port: http, weight: 5000 }] }",
+            "weight",
+        ),
+        (
+            "spec: { backends: [{ service: web, port: http, weight: 0 }] }",
+            "at least one backend needs a weight above 0",
+        ),
+        (
+            "spec: { algorithm: ConsistentHash, backends: [{ service: web, port: http }] }",
+            "ConsistentHash needs hashOn",
+        ),
+        (
+            "spec: { routes: [{ host: 'Bad Host' }], backends: [{ service: web, port: http }] }",
+            "host",
+        ),
+    ];
+    let mut refused = 0;
+    let eventually_crd_served = Instant::now();
+    for (i, (spec, why)) in invalid.iter().enumerate() {
+        let pool: LoadBalancerPool = from_yaml(&format!(
+            "apiVersion: weir.dev/v1alpha1\nkind: LoadBalancerPool\nmetadata: {{ name: bad-{i}, namespace: shop }}\n{spec}\n"
+        ));
+        loop {
+            match pools.create(&PostParams::default(), &pool).await {
+                Err(kube::Error::Api(e)) if e.code == 422 => {
+                    assert!(e.message.contains(why), "pool {i}: {}", e.message);
+                    refused += 1;
+                    break;
+                }
+                // The CRD's endpoint may take a moment to appear after Established.
+                Err(kube::Error::Api(e))
+                    if e.code == 404
+                        && eventually_crd_served.elapsed() < Duration::from_secs(10) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                other => panic!("pool {i} was not refused: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(refused, invalid.len());
+
+    // A Service with two pods (test backends on loopback) and a pool.
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let services: Api<Service> = Api::namespaced(client.clone(), "shop");
+    services
+        .create(&PostParams::default(), &from_yaml("metadata: { name: web, namespace: shop }\nspec: { ports: [{ name: http, port: 80 }] }"))
+        .await
+        .unwrap();
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "shop");
+    slices
+        .create(&PostParams::default(), &slice("web-a", "web", a.addr, true))
+        .await
+        .unwrap();
+    slices
+        .create(&PostParams::default(), &slice("web-b", "web", b.addr, true))
+        .await
+        .unwrap();
+    let pool: LoadBalancerPool = from_yaml(
+        "apiVersion: weir.dev/v1alpha1\nkind: LoadBalancerPool\nmetadata: { name: web, namespace: shop }\nspec:\n  routes: [{ host: shop.test }]\n  backends: [{ service: web, port: http }]\n",
+    );
+    pools.create(&PostParams::default(), &pool).await.unwrap();
+
+    let first = start_weir(&server.kubeconfig, "weir-one");
+    let http = http1_client();
+    let readyz = format!("http://{}/readyz", first.admin);
+    eventually("weir ready", Duration::from_secs(20), async || {
+        matches!(get(&http, &readyz, "a").await, Ok((StatusCode::OK, _))).then_some(())
+    })
+    .await;
+    let url = format!("http://{}/", first.http);
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..10 {
+        let (status, body) = get(&http, &url, "shop.test").await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        seen.insert(body);
+    }
+    assert_eq!(seen.len(), 2, "both pods take traffic");
+
+    // Status: written by the leader, with the generation it describes.
+    let generation = pools.get("web").await.unwrap().metadata.generation;
+    let status = eventually("status written", Duration::from_secs(15), async || {
+        let s = status_of(&pools, "web").await?;
+        let ready = s.conditions.iter().find(|c| c.type_ == "Ready")?;
+        (ready.status == "True" && s.observed_generation == generation).then_some(s)
+    })
+    .await;
+    assert_eq!(status.endpoints.ready, 2);
+    assert!(
+        status
+            .conditions
+            .iter()
+            .all(|c| c.last_transition_time.is_some())
+    );
+    assert_eq!(status.hosts.as_deref(), Some("shop.test"));
+
+    // A pod stops being ready: traffic follows within a second.
+    slices
+        .replace("web-b", &PostParams::default(), &{
+            let mut s = slices.get("web-b").await.unwrap();
+            s.endpoints = slice("web-b", "web", b.addr, false).endpoints;
+            s
+        })
+        .await
+        .unwrap();
+    let changed = Instant::now();
+    eventually(
+        "traffic leaves the unready pod",
+        Duration::from_secs(2),
+        async || {
+            let mut only_a = true;
+            for _ in 0..6 {
+                only_a &= get(&http, &url, "shop.test").await.ok()?.1 == "a";
+            }
+            only_a.then_some(())
+        },
+    )
+    .await;
+    eprintln!("traffic followed the slice in {:?}", changed.elapsed());
+    eventually(
+        "status shows one ready",
+        Duration::from_secs(10),
+        async || (status_of(&pools, "web").await?.endpoints.ready == 1).then_some(()),
+    )
+    .await;
+
+    // A second replica: one leader at a time; when the leader dies, the other takes over.
+    let second = start_weir(&server.kubeconfig, "weir-two");
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+    let holder = |l: Lease| l.spec.and_then(|s| s.holder_identity);
+    let leader = eventually("a lease holder", Duration::from_secs(10), async || {
+        holder(leases.get("weir-leader").await.ok()?)
+    })
+    .await;
+    assert_eq!(leader, "weir-one", "the first replica leads");
+    drop(first);
+    let killed = Instant::now();
+    eventually(
+        "the second replica takes over",
+        Duration::from_secs(12),
+        async || (holder(leases.get("weir-leader").await.ok()?)? == "weir-two").then_some(()),
+    )
+    .await;
+    eprintln!("takeover after {:?} (lease 4s)", killed.elapsed());
+    // The new leader writes status: a spec change shows up as a new observedGeneration.
+    let patch =
+        serde_json::json!({"spec": {"routes": [{"host": "shop.test"}, {"host": "www.shop.test"}]}});
+    pools
+        .patch("web", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let generation = pools.get("web").await.unwrap().metadata.generation;
+    eventually(
+        "the new leader writes status",
+        Duration::from_secs(10),
+        async || {
+            let s = status_of(&pools, "web").await?;
+            (s.observed_generation == generation
+                && s.hosts.as_deref() == Some("shop.test,www.shop.test"))
+            .then_some(())
+        },
+    )
+    .await;
+    let url2 = format!("http://{}/", second.http);
+    assert_eq!(
+        get(&http, &url2, "www.shop.test").await.unwrap().0,
+        StatusCode::OK
+    );
+}
