@@ -194,3 +194,76 @@ mod tests {
         assert_eq!(days_from_civil(2024, 2, 29), 19_782);
     }
 }
+
+#[cfg(test)]
+mod openssl_formats {
+    //! RSA and the older PEM key formats, made with the openssl command (rcgen makes neither).
+    use super::*;
+    use std::process::Command;
+
+    fn openssl(dir: &std::path::Path, args: &[&str]) {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            status.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+    }
+
+    fn cert_for(dir: &std::path::Path, key: &str) -> Vec<u8> {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-key",
+                key,
+                "-subj",
+                "/CN=a.test",
+                "-days",
+                "2",
+                "-out",
+                "crt.pem",
+            ],
+        );
+        std::fs::read(dir.join("crt.pem")).unwrap()
+    }
+
+    #[test]
+    fn rsa_pkcs1_and_ec_sec1_keys_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // RSA, PKCS#1 ("BEGIN RSA PRIVATE KEY").
+        openssl(d, &["genrsa", "-traditional", "-out", "rsa.pem", "2048"]);
+        let key = std::fs::read(d.join("rsa.pem")).unwrap();
+        assert!(String::from_utf8_lossy(&key).contains("BEGIN RSA PRIVATE KEY"));
+        let crt = cert_for(d, "rsa.pem");
+        assert!(load_pem(&crt, &key).is_ok());
+        // ECDSA, SEC1 ("BEGIN EC PRIVATE KEY").
+        openssl(
+            d,
+            &[
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                "ec.pem",
+            ],
+        );
+        let key = std::fs::read(d.join("ec.pem")).unwrap();
+        assert!(String::from_utf8_lossy(&key).contains("BEGIN EC PRIVATE KEY"));
+        let crt = cert_for(d, "ec.pem");
+        let loaded = load_pem(&crt, &key).expect("SEC1 key loads");
+        assert!(loaded.not_after.is_some());
+        // A full chain (leaf, then a CA) keeps both certificates.
+        let mut chain = crt.clone();
+        chain.extend_from_slice(&crt);
+        assert_eq!(load_pem(&chain, &key).unwrap().key.cert.len(), 2);
+    }
+}
