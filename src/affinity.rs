@@ -61,6 +61,8 @@ pub struct Pinned {
 pub struct Affinity {
     keys: ArcSwap<Keys>,
     index: ArcSwap<Index>,
+    /// Made up at start: say so once, when a pool first uses affinity.
+    random_key: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Affinity {
@@ -78,6 +80,7 @@ impl Affinity {
                 previous: None,
             }),
             index: ArcSwap::from_pointee(Index::default()),
+            random_key: false.into(),
         }
     }
 
@@ -92,6 +95,7 @@ impl Affinity {
                 previous: None,
             }),
             index: ArcSwap::from_pointee(Index::default()),
+            random_key: true.into(),
         }
     }
 
@@ -103,6 +107,8 @@ impl Affinity {
             current: hmac::Key::new(hmac::HMAC_SHA256, key),
             previous: Some((old.current.clone(), Instant::now() + grace)),
         }));
+        self.random_key
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         self.sync(table);
     }
 

@@ -73,12 +73,7 @@ pub async fn start(
     });
     let affinity = Arc::new(match &options.affinity_key {
         Some(key) => Affinity::new(key),
-        None => {
-            tracing::warn!(
-                "no --affinity-key-file: affinity cookies use a random key and hold only on this replica"
-            );
-            Affinity::random()
-        }
+        None => Affinity::random(),
     });
     let tls = match &https {
         None => None,
