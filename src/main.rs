@@ -76,6 +76,14 @@ enum Command {
     },
     /// Print the LoadBalancerPool CustomResourceDefinition as YAML.
     Crd,
+    /// Check a file of pools (with the Services, EndpointSlices and Secrets they use) offline:
+    /// the same parsing and compile weir runs, printing the conditions each pool would get.
+    /// Exits non-zero when a pool would not be accepted or its references do not resolve.
+    Check {
+        /// The file, as `weir serve --config` takes it.
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+    },
     /// Show every pool of a running weir and the state of its endpoints (from its admin port).
     Inspect {
         /// The admin address of the weir to ask.
@@ -189,6 +197,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Inspect { admin } => runtime(Some(1))?.block_on(inspect(&admin)),
+        Command::Check { file } => check(&file),
         Command::Run {
             kubeconfig,
             watch_namespaces,
@@ -462,6 +471,29 @@ async fn demo(options: Options) -> anyhow::Result<()> {
     );
     wait_for_signal().await;
     running.shutdown().await;
+    Ok(())
+}
+
+/// `weir check`: parse and compile a file offline; print each pool's conditions.
+fn check(path: &std::path::Path) -> anyhow::Result<()> {
+    let store = file::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let compiled = weir::routing::compile(&store, None);
+    let mut bad = 0;
+    for (key, status) in &compiled.statuses {
+        println!("{key}  hosts: {}", status.hosts.as_deref().unwrap_or("-"));
+        for c in &status.conditions {
+            println!("  {}={} {}: {}", c.type_, c.status, c.reason, c.message);
+            if !c.is_true() && (c.type_ == "Accepted" || c.type_ == "ResolvedRefs") {
+                bad += 1;
+            }
+        }
+    }
+    if compiled.statuses.is_empty() {
+        println!("no LoadBalancerPool in {}", path.display());
+    }
+    if bad > 0 {
+        anyhow::bail!("{bad} problem(s) found");
+    }
     Ok(())
 }
 

@@ -339,3 +339,40 @@ fn a_short_affinity_key_is_refused() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs at least 16"));
 }
+
+#[test]
+fn check_prints_the_conditions_pools_would_get() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.yaml");
+    let config = Config::default()
+        .service("web", &["127.0.0.1:8080".parse().unwrap()])
+        .pool("web", "shop.test", &[("web", 1)]);
+    std::fs::write(&good, config.yaml()).unwrap();
+    let out = Command::new(WEIR)
+        .args(["check", "-f"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("test/web  hosts: shop.test"), "{text}");
+    assert!(
+        text.contains("Accepted=True") && text.contains("Ready=True"),
+        "{text}"
+    );
+
+    let bad = dir.path().join("bad.yaml");
+    let broken = config.pool("ghost", "ghost.test", &[("nothing", 1)]);
+    std::fs::write(&bad, broken.yaml()).unwrap();
+    let out = Command::new(WEIR)
+        .args(["check", "-f"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("ResolvedRefs=False BackendNotFound: Service test/nothing not found"),
+        "{text}"
+    );
+}

@@ -18,19 +18,34 @@ use weir::api::LoadBalancerPool;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/k8s/apiserver.sh");
 
-/// A private API server, stopped by PID (through the script) when dropped.
+/// A private API server on fixed ports (so it can come back where it was), stopped by PID
+/// (through the script) when dropped.
 struct ApiServer {
     run_dir: tempfile::TempDir,
     kubeconfig: PathBuf,
+    ports: (u16, u16),
 }
 
 impl ApiServer {
     fn start() -> ApiServer {
         let run_dir = tempfile::tempdir().unwrap();
+        let ports = (free_port(), free_port());
+        let kubeconfig = Self::launch(run_dir.path(), ports, false);
+        ApiServer {
+            run_dir,
+            kubeconfig,
+            ports,
+        }
+    }
+
+    fn launch(dir: &Path, ports: (u16, u16), keep_data: bool) -> PathBuf {
         let out = Command::new("bash")
             .arg(SCRIPT)
             .arg("start")
-            .env("WEIR_APISERVER_RUN", run_dir.path())
+            .env("WEIR_APISERVER_RUN", dir)
+            .env("PORT", ports.0.to_string())
+            .env("ETCD_PORT", ports.1.to_string())
+            .env("KEEP_DATA", if keep_data { "1" } else { "0" })
             .stderr(Stdio::inherit())
             .output()
             .expect("apiserver.sh runs (build it first: ../shared/k8s/apiserver.sh build)");
@@ -43,20 +58,26 @@ impl ApiServer {
                 .unwrap_or_default(),
         );
         assert!(kubeconfig.exists(), "no kubeconfig at {kubeconfig:?}");
-        ApiServer {
-            run_dir,
-            kubeconfig,
-        }
+        kubeconfig
     }
-}
 
-impl Drop for ApiServer {
-    fn drop(&mut self) {
+    fn stop(&self) {
         let _ = Command::new("bash")
             .arg(SCRIPT)
             .arg("stop")
             .env("WEIR_APISERVER_RUN", self.run_dir.path())
             .output();
+    }
+
+    /// Starts again on the same ports, with the data it had.
+    fn restart(&self) {
+        Self::launch(self.run_dir.path(), self.ports, true);
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -342,4 +363,99 @@ async fn weir_run_against_a_real_api_server() {
         get(&http, &url2, "www.shop.test").await.unwrap().0,
         StatusCode::OK
     );
+
+    // A pool claiming a taken route: a RouteConflict condition and a Warning event.
+    let late: LoadBalancerPool = from_yaml(
+        "apiVersion: weir.dev/v1alpha1\nkind: LoadBalancerPool\nmetadata: { name: late, namespace: shop }\nspec:\n  routes: [{ host: shop.test }]\n  backends: [{ service: web, port: http }]\n",
+    );
+    pools.create(&PostParams::default(), &late).await.unwrap();
+    let conflict = eventually(
+        "RouteConflict in status",
+        Duration::from_secs(10),
+        async || {
+            let s = status_of(&pools, "late").await?;
+            s.conditions
+                .into_iter()
+                .find(|c| c.type_ == "Accepted" && c.reason == "RouteConflict")
+        },
+    )
+    .await;
+    assert!(
+        conflict.message.contains("shop/web"),
+        "{}",
+        conflict.message
+    );
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "shop");
+    eventually(
+        "a RouteConflict event",
+        Duration::from_secs(10),
+        async || {
+            let list = events.list(&Default::default()).await.ok()?;
+            list.items
+                .iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some("RouteConflict")
+                        && e.type_.as_deref() == Some("Warning")
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("late")
+                })
+                .then_some(())
+        },
+    )
+    .await;
+
+    // The API server goes away under load: traffic keeps flowing on the last table, /readyz
+    // stays ready, and a metric says the view is stale.
+    let load = Load::start(url2.clone(), "www.shop.test", 2, 100_000);
+    server.stop();
+    let metrics_url = format!("http://{}/metrics", second.admin);
+    eventually("stale flag", Duration::from_secs(15), async || {
+        let text = get(&http, &metrics_url, "a").await.ok()?.1;
+        text.lines()
+            .any(|l| l == "weir_source_stale 1")
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        get(&http, &format!("http://{}/readyz", second.admin), "a")
+            .await
+            .unwrap()
+            .0,
+        StatusCode::OK
+    );
+    // Back, with its data: weir reconnects and catches up with changes made since.
+    server.restart();
+    let (ok, failed) = load.finish().await;
+    eprintln!("while the API server was down and back: {ok} ok, {failed} failed");
+    assert_eq!(failed, 0);
+    assert!(ok > 100);
+    slices
+        .replace("web-b", &PostParams::default(), &{
+            let mut s = slices.get("web-b").await.unwrap();
+            s.endpoints = slice("web-b", "web", b.addr, true).endpoints;
+            s
+        })
+        .await
+        .unwrap();
+    let back = Instant::now();
+    eventually(
+        "weir catches up after the restart",
+        Duration::from_secs(40),
+        async || {
+            let mut seen = std::collections::HashSet::new();
+            for _ in 0..6 {
+                seen.insert(get(&http, &url2, "shop.test").await.ok()?.1);
+            }
+            (seen.len() == 2).then_some(())
+        },
+    )
+    .await;
+    eprintln!("caught up {:?} after the restart", back.elapsed());
+    eventually("stale flag cleared", Duration::from_secs(10), async || {
+        let text = get(&http, &metrics_url, "a").await.ok()?.1;
+        text.lines()
+            .any(|l| l == "weir_source_stale 0")
+            .then_some(())
+    })
+    .await;
 }

@@ -1,10 +1,15 @@
 //! Writes each pool's status to the API server: by the leader only, with server-side apply on
-//! the status subresource under one field manager, and only when it changed.
+//! the status subresource under one field manager, and only when it changed. A condition
+//! turning bad (a route conflict, a missing reference, a bad Secret, no healthy endpoint) is
+//! also reported as a Warning event on the pool, and a pool becoming ready as a Normal one.
 
 use crate::admin::AdminState;
 use crate::api::{LoadBalancerPool, LoadBalancerPoolStatus};
 use crate::store::ObjectKey;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +27,13 @@ pub async fn run(
 ) {
     // What we last wrote, with the transition time of each condition.
     let mut written: HashMap<ObjectKey, LoadBalancerPoolStatus> = HashMap::new();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "weir".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    );
     loop {
         tokio::time::sleep(every).await;
         if !leader.load(Ordering::Relaxed) {
@@ -38,7 +50,12 @@ pub async fn run(
                 continue;
             }
             match write(&client, key, &next).await {
-                Ok(()) => {
+                Ok(reference) => {
+                    for event in events(previous, &next) {
+                        if let Err(e) = recorder.publish(&event, &reference).await {
+                            tracing::debug!(pool = %key, error = %e, "could not write an event");
+                        }
+                    }
                     written.insert(key.clone(), next);
                 }
                 Err(e) => tracing::warn!(pool = %key, error = %e, "could not write pool status"),
@@ -66,11 +83,38 @@ fn with_transition_times(
     next
 }
 
+/// The events a status change deserves: a Warning for each condition that turned false (or
+/// changed its reason while false), a Normal one when the pool becomes ready again.
+pub fn events(
+    previous: Option<&LoadBalancerPoolStatus>,
+    next: &LoadBalancerPoolStatus,
+) -> Vec<Event> {
+    let mut out = Vec::new();
+    for c in &next.conditions {
+        let before = previous.and_then(|p| p.conditions.iter().find(|b| b.type_ == c.type_));
+        let event_type = match (before, c.is_true()) {
+            (Some(b), false) if !b.is_true() && b.reason == c.reason => continue,
+            (_, false) => EventType::Warning,
+            (Some(b), true) if !b.is_true() && c.type_ == "Ready" => EventType::Normal,
+            _ => continue,
+        };
+        out.push(Event {
+            type_: event_type,
+            reason: c.reason.clone(),
+            note: Some(c.message.chars().take(1000).collect()),
+            action: c.type_.clone(),
+            secondary: None,
+        });
+    }
+    out
+}
+
+/// Applies the status; returns a reference to the pool, for events.
 async fn write(
     client: &kube::Client,
     key: &ObjectKey,
     status: &LoadBalancerPoolStatus,
-) -> Result<(), kube::Error> {
+) -> Result<ObjectReference, kube::Error> {
     let api: Api<LoadBalancerPool> = Api::namespaced(client.clone(), &key.namespace);
     let patch = serde_json::json!({
         "apiVersion": "weir.dev/v1alpha1",
@@ -83,13 +127,55 @@ async fn write(
         &Patch::Apply(&patch),
     )
     .await
-    .map(|_| ())
+    .map(|pool| pool.object_ref(&()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::Condition;
+
+    fn status(conditions: Vec<Condition>) -> LoadBalancerPoolStatus {
+        LoadBalancerPoolStatus {
+            conditions,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn events_for_conditions_turning_bad_and_recovery() {
+        let good = status(vec![
+            Condition::new("Accepted", true, "Accepted", "1 route(s)"),
+            Condition::new("Ready", true, "HealthyEndpoints", "2 of 2"),
+        ]);
+        assert!(events(None, &good).is_empty());
+        let conflict = status(vec![
+            Condition::new("Accepted", false, "RouteConflict", "held by ns/old"),
+            Condition::new("Ready", false, "NoHealthyEndpoints", "0 of 2"),
+        ]);
+        let e = events(Some(&good), &conflict);
+        let got: Vec<_> = e.iter().map(|e| (e.type_, e.reason.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (EventType::Warning, "RouteConflict"),
+                (EventType::Warning, "NoHealthyEndpoints")
+            ]
+        );
+        // Unchanged trouble is not repeated; a new reason is.
+        assert!(events(Some(&conflict), &conflict).is_empty());
+        let other = status(vec![
+            Condition::new("Accepted", false, "Invalid", "spec.backends"),
+            Condition::new("Ready", false, "NoHealthyEndpoints", "0 of 2"),
+        ]);
+        assert_eq!(events(Some(&conflict), &other).len(), 1);
+        // Recovery: Ready again is a Normal event.
+        let e = events(Some(&other), &good);
+        let got: Vec<_> = e.iter().map(|e| (e.type_, e.reason.as_str())).collect();
+        assert_eq!(got, [(EventType::Normal, "HealthyEndpoints")]);
+        // A new leader reports what is wrong now, once.
+        assert_eq!(events(None, &conflict).len(), 2);
+    }
 
     #[test]
     fn transition_times_move_only_when_a_condition_flips() {
