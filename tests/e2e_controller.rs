@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use weir::api::LoadBalancerPool;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/k8s/apiserver.sh");
+const CLIENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/k8s/clients.sh");
 
 /// A private API server on fixed ports (so it can come back where it was), stopped by PID
 /// (through the script) when dropped.
@@ -458,4 +459,127 @@ async fn weir_run_against_a_real_api_server() {
             .then_some(())
     })
     .await;
+
+    // The real kubectl: apply a pool, read it with the printer columns, and see a bad one refused.
+    let clients = Command::new("bash")
+        .arg(CLIENTS)
+        .output()
+        .expect("clients.sh runs");
+    assert!(
+        clients.status.success(),
+        "clients.sh: {}",
+        String::from_utf8_lossy(&clients.stderr)
+    );
+    let kubectl = PathBuf::from(String::from_utf8_lossy(&clients.stdout).trim()).join("kubectl");
+    let apply = |yaml: &str| {
+        let mut child = Command::new(&kubectl)
+            .arg("--kubeconfig")
+            .arg(&server.kubeconfig)
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(yaml.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = apply(
+        "apiVersion: weir.dev/v1alpha1\nkind: LoadBalancerPool\nmetadata: { name: api, namespace: shop }\nspec:\n  routes: [{ host: api.shop.test, pathPrefix: /v1 }]\n  backends: [{ service: web, port: 80 }]\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = eventually(
+        "kubectl get lbp shows the status",
+        Duration::from_secs(15),
+        async || {
+            let out = Command::new(&kubectl)
+                .arg("--kubeconfig")
+                .arg(&server.kubeconfig)
+                .args(["get", "lbp", "-n", "shop"])
+                .output()
+                .ok()?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.lines()
+                .any(|l| {
+                    l.starts_with("api ") && l.contains("api.shop.test") && l.contains("RoundRobin")
+                })
+                .then_some(text)
+        },
+    )
+    .await;
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "HOSTS", "ALGORITHM", "READY", "HEALTHY", "AGE"],
+        "{table}"
+    );
+    assert_eq!(
+        get(
+            &http,
+            &format!("http://{}/v1/x", second.http),
+            "api.shop.test"
+        )
+        .await
+        .unwrap()
+        .0,
+        StatusCode::OK
+    );
+    let out = apply(
+        "apiVersion: weir.dev/v1alpha1\nkind: LoadBalancerPool\nmetadata: { name: zero, namespace: shop }\nspec:\n  backends: [{ service: web, port: 80, weight: 0 }]\n",
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("at least one backend needs a weight above 0"),
+        "{err}"
+    );
+
+    // A rolling update's worth of slice changes in a burst gives a handful of rebuilds.
+    let rebuilds = |text: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("weir_table_rebuilds_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let before = rebuilds(&get(&http, &metrics_url, "a").await.unwrap().1);
+    let burst: Vec<_> = (0..60)
+        .map(|i| {
+            let slices = slices.clone();
+            let addr: std::net::SocketAddr = format!("127.0.2.{}:{}", i + 1, 9000).parse().unwrap();
+            async move {
+                slices
+                    .create(
+                        &PostParams::default(),
+                        &slice(&format!("web-burst-{i}"), "web", addr, false),
+                    )
+                    .await
+            }
+        })
+        .collect();
+    for r in futures_util::future::join_all(burst).await {
+        r.expect("slice created");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rebuilds(&get(&http, &metrics_url, "a").await.unwrap().1);
+    eprintln!("60 slice changes gave {} rebuilds", after - before);
+    assert!(
+        after > before && after - before <= 15,
+        "{} rebuilds",
+        after - before
+    );
 }

@@ -2,7 +2,7 @@
 //! Secrets feed the same store the file source fills.
 //!
 //! Each watcher sends edits to one task that owns the store. Bursts are coalesced (a rolling
-//! update of many pods gives a few rebuilds), and no change waits more than [`DEBOUNCE`]. The
+//! update of many pods gives a few rebuilds), and no change waits more than [`MAX_DELAY`]. The
 //! first store is published only once every watcher has listed everything once, so a new
 //! replica never serves a partial view.
 
@@ -11,7 +11,6 @@ use crate::store::{ObjectKey, Store};
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
@@ -19,11 +18,13 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
-/// The longest a change waits before it is published.
-pub const DEBOUNCE: Duration = Duration::from_millis(50);
+/// Changes are published once they pause this long ...
+pub const DEBOUNCE: Duration = Duration::from_millis(20);
+/// ... or once the oldest unpublished one has waited this long.
+pub const MAX_DELAY: Duration = Duration::from_millis(100);
 
 /// What to watch.
 #[derive(Debug, Clone)]
@@ -151,20 +152,24 @@ pub async fn run(
     let mut store = Store::default();
     let mut listed = vec![false; watchers];
     let mut failing = vec![false; watchers];
-    let mut dirty = false;
+    // When the oldest change not yet published arrived.
+    let mut dirty: Option<Instant> = None;
     loop {
-        let message = if dirty && state.synced.load(Ordering::Relaxed) {
-            match tokio::time::timeout(DEBOUNCE, msg_rx.recv()).await {
-                Ok(m) => m,
-                Err(_) => {
-                    // Quiet for a moment: publish what has gathered.
-                    let _ = tx.send(Arc::new(store.clone()));
-                    dirty = false;
-                    continue;
+        let message = match dirty {
+            Some(since) if state.synced.load(Ordering::Relaxed) => {
+                // Publish once changes pause for DEBOUNCE, or once the oldest has waited
+                // MAX_DELAY, whichever comes first: a steady stream still gets through.
+                let wait = DEBOUNCE.min(MAX_DELAY.saturating_sub(since.elapsed()));
+                match tokio::time::timeout(wait, msg_rx.recv()).await {
+                    Ok(m) => m,
+                    Err(_) => {
+                        let _ = tx.send(Arc::new(store.clone()));
+                        dirty = None;
+                        continue;
+                    }
                 }
             }
-        } else {
-            msg_rx.recv().await
+            _ => msg_rx.recv().await,
         };
         let Some(message) = message else {
             break;
@@ -172,12 +177,12 @@ pub async fn run(
         match message {
             Message::Edit(edit) => {
                 edit(&mut store);
-                dirty = true;
+                dirty.get_or_insert_with(Instant::now);
             }
             Message::Listed(i) => {
                 listed[i] = true;
                 failing[i] = false;
-                dirty = true;
+                dirty.get_or_insert_with(Instant::now);
                 if !state.synced.load(Ordering::Relaxed) && listed.iter().all(|l| *l) {
                     state.synced.store(true, Ordering::Relaxed);
                     tracing::info!(objects = store.len(), "every watcher synced");
@@ -230,7 +235,38 @@ async fn watch_kind<K: Kind>(
     index: usize,
     tx: mpsc::Sender<Message>,
 ) {
-    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+    // After a failure the watch starts over with a full list (rather than resuming where it
+    // was): that list is what says the view is current again, and it catches deletions missed
+    // while the API server was away.
+    let mut backoff = RETRY_MIN;
+    loop {
+        let failed = watch_once(&api, &config, &namespace, &scope, index, &tx).await;
+        if tx.is_closed() {
+            return;
+        }
+        if failed {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(RETRY_MAX);
+        } else {
+            backoff = RETRY_MIN;
+        }
+    }
+}
+
+/// First and longest pause before a failed watch starts over.
+const RETRY_MIN: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Runs one watch until it fails (true) or ends (false).
+async fn watch_once<K: Kind>(
+    api: &Api<K>,
+    config: &watcher::Config,
+    namespace: &Option<String>,
+    scope: &Scope,
+    index: usize,
+    tx: &mpsc::Sender<Message>,
+) -> bool {
+    let mut stream = watcher::watcher(api.clone(), config.clone()).boxed();
     let mut listing: Vec<K> = Vec::new();
     while let Some(event) = stream.next().await {
         let message = match event {
@@ -264,16 +300,20 @@ async fn watch_kind<K: Kind>(
                     }
                 });
                 if tx.send(Message::Edit(replace)).await.is_err() {
-                    return;
+                    return false;
                 }
                 Message::Listed(index)
             }
-            Err(e) => Message::Failed(index, e.to_string()),
+            Err(e) => {
+                let _ = tx.send(Message::Failed(index, e.to_string())).await;
+                return true;
+            }
         };
         if tx.send(message).await.is_err() {
-            return;
+            return false;
         }
     }
+    false
 }
 
 fn apply<K: Kind>(store: &mut Store, object: K, scope: &Scope) {
