@@ -85,6 +85,7 @@ impl Drop for ApiServer {
 struct WeirProcess {
     child: Child,
     http: String,
+    https: String,
     admin: String,
 }
 
@@ -120,7 +121,12 @@ fn start_weir(kubeconfig: &Path, identity: &str) -> WeirProcess {
         .stderr(Stdio::null())
         .spawn()
         .expect("weir starts");
-    WeirProcess { child, http, admin }
+    WeirProcess {
+        child,
+        http,
+        https,
+        admin,
+    }
 }
 
 async fn eventually<T>(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
@@ -582,4 +588,99 @@ async fn weir_run_against_a_real_api_server() {
         "{} rebuilds",
         after - before
     );
+
+    // A TLS Secret (watched through the type field selector) gives its pool a certificate.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["secure.shop.test".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "secure-tls", "namespace": "shop"},
+        "type": "kubernetes.io/tls",
+        "stringData": {"tls.crt": cert.pem(), "tls.key": key.serialize_pem()},
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), "shop")
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let secure: LoadBalancerPool = from_yaml(
+        "apiVersion: weir.dev/v1alpha1\nkind: LoadBalancerPool\nmetadata: { name: secure, namespace: shop }\nspec:\n  routes: [{ host: secure.shop.test }]\n  backends: [{ service: web, port: http }]\n  tls: { secretName: secure-tls }\n",
+    );
+    pools.create(&PostParams::default(), &secure).await.unwrap();
+    let https: std::net::SocketAddr = second.https.parse().unwrap();
+    let want = cert.der().to_vec();
+    eventually(
+        "the Secret's certificate is served",
+        Duration::from_secs(10),
+        async || {
+            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .ok()?
+                .dangerous()
+                .with_custom_certificate_verifier(std::sync::Arc::new(AnyCert))
+                .with_no_client_auth();
+            let tcp = tokio::net::TcpStream::connect(https).await.ok()?;
+            let name = rustls::pki_types::ServerName::try_from("secure.shop.test").ok()?;
+            let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+                .connect(name, tcp)
+                .await
+                .ok()?;
+            let got = tls.get_ref().1.peer_certificates()?.first()?.to_vec();
+            (got == want).then_some(())
+        },
+    )
+    .await;
+    let secure_status = eventually(
+        "the secure pool's certificate condition",
+        Duration::from_secs(10),
+        async || {
+            let s = status_of(&pools, "secure").await?;
+            s.conditions
+                .into_iter()
+                .find(|c| c.type_ == "CertificateValid")
+        },
+    )
+    .await;
+    assert_eq!(secure_status.status, "True", "{}", secure_status.message);
+}
+
+/// Accepts any certificate: the test looks at which one it got.
+#[derive(Debug)]
+struct AnyCert;
+
+impl rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
