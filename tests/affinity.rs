@@ -58,6 +58,15 @@ async fn backends(n: usize) -> Vec<Backend> {
     .await
 }
 
+/// weir with one pool (any host) over `addrs`, with cookie affinity.
+async fn start_affine(addrs: &[std::net::SocketAddr]) -> Weir {
+    let config =
+        Config::default()
+            .service("web", addrs)
+            .pool_with("web", "", &[("web", 1)], AFFINITY);
+    Weir::start(&config).await
+}
+
 fn sticky(value: &str) -> Vec<u8> {
     format!("theme=dark; sticky={value}").into_bytes()
 }
@@ -66,13 +75,7 @@ fn sticky(value: &str) -> Vec<u8> {
 async fn a_cookie_keeps_its_client_on_one_endpoint_and_clients_without_spread() {
     let bs = backends(3).await;
     let addrs: Vec<_> = bs.iter().map(|b| b.addr).collect();
-    let weir = Weir::start(&Config::default().service("web", &addrs).pool_with(
-        "web",
-        "",
-        &[("web", 1)],
-        AFFINITY,
-    ))
-    .await;
+    let weir = start_affine(&addrs).await;
     let client = http1_client();
     let first = request(&client, &weir.url("/"), "x", None).await;
     let value = first.value().expect("the first answer sets the cookie");
@@ -142,13 +145,7 @@ async fn scaling_up_moves_no_session() {
 async fn a_dead_pinned_endpoint_moves_the_session_and_reissues_the_cookie() {
     let bs = backends(3).await;
     let addrs: Vec<_> = bs.iter().map(|b| b.addr).collect();
-    let weir = Weir::start(&Config::default().service("web", &addrs).pool_with(
-        "web",
-        "",
-        &[("web", 1)],
-        AFFINITY,
-    ))
-    .await;
+    let weir = start_affine(&addrs).await;
     let client = http1_client();
     let first = request(&client, &weir.url("/"), "x", None).await;
     let old_value = first.value().unwrap();
@@ -213,13 +210,7 @@ async fn tampered_cookies_are_ignored_and_replaced() {
 async fn the_cookie_reveals_no_address() {
     let bs = backends(3).await;
     let addrs: Vec<_> = bs.iter().map(|b| b.addr).collect();
-    let weir = Weir::start(&Config::default().service("web", &addrs).pool_with(
-        "web",
-        "",
-        &[("web", 1)],
-        AFFINITY,
-    ))
-    .await;
+    let weir = start_affine(&addrs).await;
     let client = http1_client();
     use base64::Engine;
     for _ in 0..3 {
@@ -389,13 +380,7 @@ async fn a_fenced_endpoint_keeps_its_pinned_clients_and_gets_no_new_ones() {
 async fn a_rotated_key_still_honours_old_cookies_and_reissues_them() {
     let bs = backends(3).await;
     let addrs: Vec<_> = bs.iter().map(|b| b.addr).collect();
-    let weir = Weir::start(&Config::default().service("web", &addrs).pool_with(
-        "web",
-        "",
-        &[("web", 1)],
-        AFFINITY,
-    ))
-    .await;
+    let weir = start_affine(&addrs).await;
     let client = http1_client();
     let first = request(&client, &weir.url("/"), "x", None).await;
     let old = first.value().unwrap();
