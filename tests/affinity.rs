@@ -51,13 +51,6 @@ async fn request(client: &HttpClient, url: &str, host: &str, cookie: Option<&[u8
     }
 }
 
-async fn backends(n: usize) -> Vec<Backend> {
-    futures_util::future::join_all(
-        (0..n).map(|i| async move { Backend::start(&format!("e{i}")).await }),
-    )
-    .await
-}
-
 /// weir with one pool (any host) over `addrs`, with cookie affinity.
 async fn start_affine(addrs: &[std::net::SocketAddr]) -> Weir {
     let config =
@@ -73,7 +66,7 @@ fn sticky(value: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn a_cookie_keeps_its_client_on_one_endpoint_and_clients_without_spread() {
-    let bs = backends(3).await;
+    let bs = Backend::start_many(3).await;
     let addrs: Vec<_> = bs.iter().map(|b| b.addr).collect();
     let weir = start_affine(&addrs).await;
     let client = http1_client();
@@ -108,7 +101,7 @@ async fn a_cookie_keeps_its_client_on_one_endpoint_and_clients_without_spread() 
 
 #[tokio::test]
 async fn scaling_up_moves_no_session() {
-    let bs = backends(6).await;
+    let bs = Backend::start_many(6).await;
     let addrs: Vec<_> = bs.iter().map(|b| b.addr).collect();
     let three =
         Config::default()
@@ -143,7 +136,7 @@ async fn scaling_up_moves_no_session() {
 
 #[tokio::test]
 async fn a_dead_pinned_endpoint_moves_the_session_and_reissues_the_cookie() {
-    let bs = backends(3).await;
+    let bs = Backend::start_many(3).await;
     let addrs: Vec<_> = bs.iter().map(|b| b.addr).collect();
     let weir = start_affine(&addrs).await;
     let client = http1_client();
@@ -165,7 +158,7 @@ async fn a_dead_pinned_endpoint_moves_the_session_and_reissues_the_cookie() {
 
 #[tokio::test]
 async fn tampered_cookies_are_ignored_and_replaced() {
-    let bs = backends(2).await;
+    let bs = Backend::start_many(2).await;
     let addrs: Vec<_> = bs.iter().map(|b| b.addr).collect();
     let config = Config::default()
         .service("web", &addrs)
@@ -208,7 +201,7 @@ async fn tampered_cookies_are_ignored_and_replaced() {
 
 #[tokio::test]
 async fn the_cookie_reveals_no_address() {
-    let bs = backends(3).await;
+    let bs = Backend::start_many(3).await;
     let addrs: Vec<_> = bs.iter().map(|b| b.addr).collect();
     let weir = start_affine(&addrs).await;
     let client = http1_client();
@@ -337,7 +330,7 @@ async fn only_the_affinity_cookie_is_kept_from_the_pods() {
 
 #[tokio::test]
 async fn a_fenced_endpoint_keeps_its_pinned_clients_and_gets_no_new_ones() {
-    let bs = backends(2).await;
+    let bs = Backend::start_many(2).await;
     let weir = Weir::start(
         &Config::default()
             .service("web", &[bs[0].addr, bs[1].addr])
@@ -378,7 +371,7 @@ async fn a_fenced_endpoint_keeps_its_pinned_clients_and_gets_no_new_ones() {
 
 #[tokio::test]
 async fn a_rotated_key_still_honours_old_cookies_and_reissues_them() {
-    let bs = backends(3).await;
+    let bs = Backend::start_many(3).await;
     let addrs: Vec<_> = bs.iter().map(|b| b.addr).collect();
     let weir = start_affine(&addrs).await;
     let client = http1_client();

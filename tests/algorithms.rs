@@ -135,10 +135,7 @@ async fn random_spreads_over_every_endpoint() {
 
 #[tokio::test]
 async fn consistent_hash_keeps_keys_on_their_endpoint_across_rebuilds() {
-    let backends: Vec<Backend> = futures_util::future::join_all(
-        (0..4).map(|i| async move { Backend::start(&format!("e{i}")).await }),
-    )
-    .await;
+    let backends: Vec<Backend> = Backend::start_many(4).await;
     let addrs: Vec<_> = backends.iter().map(|b| b.addr).collect();
     let spec = "  algorithm: ConsistentHash\n  hashOn: { header: x-user-id }\n";
     let config = Config::default()
@@ -205,10 +202,7 @@ async fn consistent_hash_keeps_keys_on_their_endpoint_across_rebuilds() {
 
 #[tokio::test]
 async fn consistent_hash_on_a_cookie_and_on_the_source_address() {
-    let backends: Vec<Backend> = futures_util::future::join_all(
-        (0..3).map(|i| async move { Backend::start(&format!("e{i}")).await }),
-    )
-    .await;
+    let backends: Vec<Backend> = Backend::start_many(3).await;
     let addrs: Vec<_> = backends.iter().map(|b| b.addr).collect();
     let config = Config::default()
         .service("web", &addrs)

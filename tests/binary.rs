@@ -253,10 +253,7 @@ fn cookie_value(resp: &http::Response<hyper::body::Incoming>) -> Option<String> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_sharing_a_key_file_pin_a_cookie_to_the_same_endpoint() {
-    let backends: Vec<Backend> = futures_util::future::join_all(
-        (0..4).map(|i| async move { Backend::start(&format!("e{i}")).await }),
-    )
-    .await;
+    let backends: Vec<Backend> = Backend::start_many(4).await;
     let addrs: Vec<_> = backends.iter().map(|b| b.addr).collect();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pools.yaml");

@@ -159,10 +159,7 @@ async fn a_check_that_never_answers_times_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outlier_ejection_after_failures_in_a_row_expires_and_respects_the_cap() {
-    let backends: Vec<Backend> = futures_util::future::join_all(
-        (0..4).map(|i| async move { Backend::start(&format!("e{i}")).await }),
-    )
-    .await;
+    let backends: Vec<Backend> = Backend::start_many(4).await;
     let addrs: Vec<_> = backends.iter().map(|b| b.addr).collect();
     let spec = "  outlierDetection: { consecutiveFailures: 3, ejectionSeconds: 1, maxEjectedPercent: 50 }\n  retries: { attempts: 0 }\n";
     let config = Config::default()
@@ -204,10 +201,7 @@ async fn outlier_ejection_after_failures_in_a_row_expires_and_respects_the_cap()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn never_more_than_max_ejected_percent_at_once() {
-    let backends: Vec<Backend> = futures_util::future::join_all(
-        (0..4).map(|i| async move { Backend::start(&format!("e{i}")).await }),
-    )
-    .await;
+    let backends: Vec<Backend> = Backend::start_many(4).await;
     let addrs: Vec<_> = backends.iter().map(|b| b.addr).collect();
     let spec = "  outlierDetection: { consecutiveFailures: 3, ejectionSeconds: 60, maxEjectedPercent: 50 }\n  retries: { attempts: 0 }\n";
     let config = Config::default()
@@ -244,10 +238,7 @@ async fn never_more_than_max_ejected_percent_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_backend_under_load_fails_no_get() {
-    let backends: Vec<Backend> = futures_util::future::join_all(
-        (0..3).map(|i| async move { Backend::start(&format!("e{i}")).await }),
-    )
-    .await;
+    let backends: Vec<Backend> = Backend::start_many(3).await;
     let addrs: Vec<_> = backends.iter().map(|b| b.addr).collect();
     let config =
         Config::default()

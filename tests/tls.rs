@@ -66,6 +66,18 @@ fn store_of(config: &Config, secrets: &[String]) -> weir::store::Store {
     weir::source::file::parse("test.yaml", &yaml).expect("parses")
 }
 
+/// weir with one pool on a.test over `b`, its certificate `a`.
+async fn start_a_test(b: &Backend, a: &Cert) -> Weir {
+    let config = tls_pool(
+        Config::default().service("web", &[b.addr]),
+        "a",
+        "a.test",
+        "a-tls",
+        "",
+    );
+    start(&config, &[secret_yaml("a-tls", &a.pem, &a.key)]).await
+}
+
 async fn start(config: &Config, secrets: &[String]) -> Weir {
     let weir = Weir::start(&Config::default()).await;
     weir.feed.send(Arc::new(store_of(config, secrets))).unwrap();
@@ -178,14 +190,7 @@ async fn sni_picks_exact_then_wildcard_then_default() {
 async fn alpn_offers_h2_and_http11() {
     let b = Backend::start("b").await;
     let a = cert(&["a.test"]);
-    let config = tls_pool(
-        Config::default().service("web", &[b.addr]),
-        "a",
-        "a.test",
-        "a-tls",
-        "",
-    );
-    let weir = start(&config, &[secret_yaml("a-tls", &a.pem, &a.key)]).await;
+    let weir = start_a_test(&b, &a).await;
     let https = weir.running.https_addr.unwrap();
 
     let tls = handshake(https, Some("a.test"), &[b"h2", b"http/1.1"])
@@ -514,14 +519,7 @@ async fn grpc_style_h2c_upstream_with_trailers_through_tls_h2() {
 async fn tls_12_works_and_tls_11_and_older_are_refused() {
     let b = Backend::start("b").await;
     let a = cert(&["a.test"]);
-    let config = tls_pool(
-        Config::default().service("web", &[b.addr]),
-        "a",
-        "a.test",
-        "a-tls",
-        "",
-    );
-    let weir = start(&config, &[secret_yaml("a-tls", &a.pem, &a.key)]).await;
+    let weir = start_a_test(&b, &a).await;
     let https = weir.running.https_addr.unwrap();
     let tcp = TcpStream::connect(https).await.unwrap();
     let tls12 = connector(&[], &[&rustls::version::TLS12])

@@ -78,6 +78,14 @@ impl Backend {
         }
     }
 
+    /// `n` backends named e0, e1, ...
+    pub async fn start_many(n: usize) -> Vec<Backend> {
+        futures_util::future::join_all(
+            (0..n).map(|i| async move { Backend::start(&format!("e{i}")).await }),
+        )
+        .await
+    }
+
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
     }
@@ -238,18 +246,10 @@ impl Config {
 
     /// A Service with endpoints `(address, ready)`; one slice per endpoint, since each test
     /// backend has its own port.
-    pub fn service_with(mut self, name: &str, endpoints: &[(SocketAddr, bool)]) -> Self {
-        self.docs.push(format!(
-            "apiVersion: v1\nkind: Service\nmetadata: {{ name: {name}, namespace: test }}\nspec:\n  ports: [{{ name: http, port: 80 }}]\n"
-        ));
-        for (i, (addr, ready)) in endpoints.iter().enumerate() {
-            self.docs.push(format!(
-                "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-{i}\n  namespace: test\n  labels: {{ kubernetes.io/service-name: {name} }}\naddressType: IPv4\nports: [{{ name: http, port: {} }}]\nendpoints:\n  - addresses: [\"{}\"]\n    conditions: {{ ready: {ready} }}\n",
-                addr.port(),
-                addr.ip()
-            ));
-        }
-        self
+    pub fn service_with(self, name: &str, endpoints: &[(SocketAddr, bool)]) -> Self {
+        // An endpoint that is not ready is not serving either, and not terminating.
+        let full: Vec<_> = endpoints.iter().map(|&(a, r)| (a, r, r, false)).collect();
+        self.service_conditions(name, &full)
     }
 
     /// A Service whose endpoints are `(address, ready, serving, terminating)`.
