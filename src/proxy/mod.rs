@@ -90,8 +90,10 @@ impl Proxy {
             affinity: "-",
             ..Default::default()
         };
-        let entry = |summary: Summary, req_target: String, version| {
+        // The log's copy of the target is made only when there is a log.
+        let entry = |summary: Summary, target: Option<http::uri::PathAndQuery>, version| {
             (self.access_log != AccessLog::Off).then(|| {
+                let req_target = target.map_or_else(|| "/".to_string(), |t| t.as_str().to_string());
                 (
                     self.access_log,
                     Box::new(Entry {
@@ -105,11 +107,7 @@ impl Proxy {
                 )
             })
         };
-        let target = req
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
+        let target = req.uri().path_and_query().cloned();
         let version = req.version();
         let Some(pool) = pool else {
             let response = local(StatusCode::NOT_FOUND, "no route for this host and path\n");
