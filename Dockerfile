@@ -1,22 +1,35 @@
 # syntax=docker/dockerfile:1
-# Multi-stage build of the same binary the tests build (same crate, same features, release profile).
+# weir's container image: the same crate, Cargo.lock and default features the tests build, in the
+# release profile, on a distroless base (glibc and CA certificates; no shell, no package manager).
+#
+#   docker build -t REGISTRY/weir:0.1.0 .
+#
+# The Helm chart runs it as `weir run ...` (its args replace CMD), as uid/gid 65532 with a
+# read-only root filesystem.
 
-FROM rust:1.95-bookworm AS build
+FROM rust:1.95.0-bookworm AS build
 WORKDIR /src
-# Dependencies first, in their own layer: source edits do not rebuild them.
+# Dependencies first, in their own layer: a source edit does not rebuild them. The stubs stand in
+# for every target Cargo.toml names (Cargo refuses a manifest whose targets are missing).
 COPY Cargo.toml Cargo.lock rust-toolchain.toml ./
-RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+RUN mkdir -p src benches \
+ && echo 'fn main() {}' > src/main.rs \
+ && touch src/lib.rs \
+ && echo 'fn main() {}' > benches/balance.rs \
  && cargo build --release --locked \
- && rm -rf src
+ && rm -rf src benches
+# The crate itself (touched so Cargo does not take the stubs' build for it).
 COPY src ./src
-COPY crds ./crds
-RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin weir
+COPY benches ./benches
+RUN touch src/main.rs src/lib.rs \
+ && cargo build --release --locked --bin weir \
+ && cp target/release/weir /weir
 
-# distroless: CA certificates, no shell, no package manager; uid 65532 is "nonroot".
+# uid 65532 is distroless's "nonroot"; weir listens on 8080, 8443 and 9901 (no privileged port).
 FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /src/target/release/weir /weir
+COPY --from=build /weir /weir
 USER 65532:65532
 EXPOSE 8080 8443 9901
 ENTRYPOINT ["/weir"]
-# `weir run` (the in-cluster controller) arrives with issue #7; until then the image serves a file.
-CMD ["serve", "--config", "/etc/weir/pools.yaml"]
+# The in-cluster controller; `docker run IMAGE serve --config FILE` serves a file instead.
+CMD ["run"]
