@@ -34,6 +34,10 @@ pub struct Options {
     pub affinity_key: Option<Vec<u8>>,
     /// One line per request on stdout, or none.
     pub access_log: proxy::access_log::AccessLog,
+    /// What one client may cost: connections, header size and time, HTTP/2 streams.
+    pub limits: proxy::Limits,
+    /// Whose `X-Forwarded-*` to believe; `Via` and `Server`.
+    pub forwarding: proxy::Forwarding,
 }
 
 /// A running weir: listeners bound, table following the store feed.
@@ -94,7 +98,9 @@ pub async fn start(
         affinity.clone(),
         metrics.clone(),
         options.access_log,
+        options.forwarding.clone(),
     ));
+    let slots = proxy::Slots::new(options.limits.max_connections);
     let mut tasks = Vec::new();
     let https_addr = match https {
         Some(listener) => {
@@ -103,6 +109,8 @@ pub async fn start(
                 listener,
                 proxy.clone(),
                 tls,
+                options.limits.clone(),
+                slots.clone(),
                 shutdown_rx.clone(),
                 options.shutdown_grace,
             )));
@@ -129,6 +137,8 @@ pub async fn start(
                 http,
                 proxy,
                 None,
+                options.limits.clone(),
+                slots,
                 shutdown_rx.clone(),
                 options.shutdown_grace,
             )),

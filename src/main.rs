@@ -118,7 +118,65 @@ struct Listen {
     #[arg(long, default_value = "60m", value_parser = parse_duration)]
     affinity_key_grace: Duration,
     #[command(flatten)]
+    clients: Clients,
+    #[command(flatten)]
     process: Process,
+}
+
+/// What ingress clients may cost, and what weir tells them and the pods.
+#[derive(clap::Args, Debug)]
+struct Clients {
+    /// Open client connections (both listeners together); a client beyond this gets a 503
+    /// (plain HTTP) or a closed socket (TLS). Keep it under half of `ulimit -n`.
+    #[arg(long, default_value_t = 16_384)]
+    max_connections: usize,
+    /// Time a client has to send a request's headers; an idle keep-alive connection is
+    /// closed after it too.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    client_header_timeout: Duration,
+    /// Largest request head (request line and headers) in bytes; larger gets 431.
+    #[arg(long, default_value_t = 64 * 1024)]
+    max_header_bytes: usize,
+    /// Most header fields in a request; more gets 431.
+    #[arg(long, default_value_t = 100)]
+    max_headers: usize,
+    /// CIDRs of proxies in front of weir (comma-separated) whose X-Forwarded-For, -Proto and
+    /// -Host are believed. Anyone else's X-Forwarded-For is appended to, never trusted.
+    #[arg(long, value_delimiter = ',')]
+    trusted_proxies: Vec<ipnet::IpNet>,
+    /// Add `Via: 1.1 weir` to requests and responses.
+    #[arg(long)]
+    via: bool,
+    /// Set this `Server` header on every response (default: the pod's own, untouched).
+    #[arg(long)]
+    server_header: Option<String>,
+}
+
+impl Clients {
+    fn limits(&self) -> weir::proxy::Limits {
+        weir::proxy::Limits {
+            max_connections: self.max_connections.max(1),
+            header_timeout: self.client_header_timeout,
+            max_header_bytes: self.max_header_bytes,
+            max_headers: self.max_headers,
+            ..Default::default()
+        }
+    }
+
+    fn forwarding(&self) -> anyhow::Result<weir::proxy::Forwarding> {
+        let server = match &self.server_header {
+            Some(v) => Some(
+                http::HeaderValue::from_str(v)
+                    .with_context(|| format!("--server-header {v:?} is not a header value"))?,
+            ),
+            None => None,
+        };
+        Ok(weir::proxy::Forwarding {
+            trusted_proxies: self.trusted_proxies.clone(),
+            via: self.via,
+            server,
+        })
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -253,6 +311,8 @@ fn main() -> anyhow::Result<()> {
                 shutdown_grace: listen.process.shutdown_grace,
                 affinity_key: None,
                 access_log: listen.process.access_log.into(),
+                limits: Default::default(),
+                forwarding: Default::default(),
             };
             runtime(listen.process.workers)?.block_on(demo(options))
         }
@@ -297,6 +357,8 @@ fn listen_options(listen: &Listen) -> anyhow::Result<Options> {
         shutdown_grace: listen.process.shutdown_grace,
         affinity_key,
         access_log: listen.process.access_log.into(),
+        limits: listen.clients.limits(),
+        forwarding: listen.clients.forwarding()?,
     })
 }
 

@@ -80,6 +80,8 @@ pub struct Metrics {
     pub endpoints: Gauge,
     pub tls_handshakes: Family<ResultLabels, Counter>,
     pub connections_open: Family<ListenerLabels, Gauge>,
+    /// Clients turned away at `--max-connections`.
+    pub connections_refused: Family<ListenerLabels, Counter>,
     /// 1 while a Kubernetes watch is failing (weir serves its last view).
     pub source_stale: Gauge,
 }
@@ -96,6 +98,7 @@ impl Metrics {
         let mut root = Registry::default();
         root.register_collector(Box::new(ProcessCollector));
         let r = root.sub_registry_with_prefix("weir");
+        r.register_collector(Box::new(RuntimeCollector));
         for c in collectors {
             r.register_collector(c);
         }
@@ -195,6 +198,12 @@ impl Metrics {
             "Client connections open, by listener",
             Family::clone(&connections_open),
         );
+        let connections_refused = Family::default();
+        r.register(
+            "client_connections_refused",
+            "Client connections refused at the connection limit, by listener",
+            Family::clone(&connections_refused),
+        );
         let source_stale = Gauge::default();
         r.register(
             "source_stale",
@@ -220,6 +229,7 @@ impl Metrics {
             endpoints,
             tls_handshakes,
             connections_open,
+            connections_refused,
         }
     }
 
@@ -266,6 +276,26 @@ fn status_class(status: u16) -> &'static str {
         300..=399 => "3xx",
         400..=499 => "4xx",
         _ => "5xx",
+    }
+}
+
+/// The async runtime's live task count: a leak of connections or upstream calls shows here.
+#[derive(Debug)]
+struct RuntimeCollector;
+
+impl Collector for RuntimeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Ok(());
+        };
+        let m = encoder.encode_descriptor(
+            "runtime_tasks",
+            "Tasks alive in the async runtime",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(runtime.metrics().num_alive_tasks() as i64).encode(m)?;
+        Ok(())
     }
 }
 

@@ -4,7 +4,7 @@ use crate::metrics::{self, Metrics};
 use http::Method;
 use prometheus_client::metrics::gauge::Gauge;
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -47,7 +47,7 @@ pub struct Completion {
 #[derive(Debug)]
 pub struct Entry {
     pub request_id: String,
-    pub client: SocketAddr,
+    pub client: IpAddr,
     pub host: String,
     pub target: String,
     pub version: http::Version,
@@ -84,7 +84,7 @@ fn json_line(c: &Completion, e: &Entry, bytes: u64, took: Duration) -> String {
     let line = serde_json::json!({
         "time": rfc3339(SystemTime::now()),
         "request_id": e.request_id,
-        "client": e.client.ip().to_string(),
+        "client": e.client.to_string(),
         "method": c.method.as_str(),
         "host": e.host,
         "path": e.target,
@@ -109,7 +109,7 @@ fn common_line(c: &Completion, e: &Entry, bytes: u64, took: Duration) -> String 
     let month = months[(date.1 as usize).saturating_sub(1).min(11)];
     format!(
         "{} - - [{:02}/{month}/{}:{:02}:{:02}:{:02} +0000] \"{} {} {:?}\" {} {bytes} \"{}\" \"{}\" {:.3} {}\n",
-        e.client.ip(),
+        e.client,
         date.2,
         date.0,
         time.0,

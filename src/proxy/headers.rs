@@ -1,7 +1,6 @@
 //! Header rewriting between client and upstream: hop-by-hop headers out, forwarding headers in.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use std::net::IpAddr;
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -61,22 +60,6 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) 
     if let Some(protocol) = upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, protocol);
-    }
-}
-
-/// Adds `X-Forwarded-For` (appended to what the client sent), `-Proto` and `-Host`.
-pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static str, host: &str) {
-    let client = client.to_string();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {client}"),
-        _ => client,
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(X_FORWARDED_FOR, v);
-    }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-    if let Ok(v) = HeaderValue::from_str(host) {
-        headers.insert(X_FORWARDED_HOST, v);
     }
 }
 
@@ -190,14 +173,5 @@ mod tests {
         let mut untouched = map(&[("cookie", "a=1;b=2")]);
         remove_cookie(&mut untouched, "weir-affinity");
         assert_eq!(untouched["cookie"], "a=1;b=2");
-    }
-
-    #[test]
-    fn forwarded_for_appends() {
-        let mut h = map(&[("x-forwarded-for", "203.0.113.7")]);
-        add_forwarded(&mut h, "127.0.0.1".parse().unwrap(), "http", "a.test");
-        assert_eq!(h["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
-        assert_eq!(h["x-forwarded-proto"], "http");
-        assert_eq!(h["x-forwarded-host"], "a.test");
     }
 }

@@ -1,24 +1,22 @@
 //! The ingress listener: accepts connections, serves HTTP/1.1 and HTTP/2 (prior knowledge) on
 //! them, and drains them gracefully on shutdown.
 
+use super::limits::{Limits, REFUSAL, Slots};
 use super::{Connection, Proxy};
 use crate::metrics::{ListenerLabels, ResultLabels};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-/// Time a client has to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Time a client has to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a refused client gets to take its 503 before the socket closes.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The TLS handshake of one connection, bounded in time and counted.
 async fn handshake(
@@ -26,8 +24,9 @@ async fn handshake(
     stream: tokio::net::TcpStream,
     client: std::net::SocketAddr,
     metrics: &crate::metrics::Metrics,
+    timeout: Duration,
 ) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
-    let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+    let outcome = tokio::time::timeout(timeout, acceptor.accept(stream)).await;
     let result = if matches!(outcome, Ok(Ok(_))) {
         "ok"
     } else {
@@ -51,25 +50,20 @@ async fn handshake(
 }
 
 /// Serves `listener` (over TLS when `tls` is given) until `shutdown` turns true, then stops
-/// accepting and gives open connections `grace` to finish their requests.
+/// accepting and gives open connections `grace` to finish their requests. A connection needs
+/// one of `slots`; a client that finds none is refused.
 pub async fn serve(
     listener: TcpListener,
     proxy: Arc<Proxy>,
     tls: Option<TlsAcceptor>,
+    limits: Limits,
+    slots: Arc<Slots>,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) {
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256);
+    let builder = limits.builder();
+    let handshake_timeout = limits.handshake_timeout;
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, client) = tokio::select! {
@@ -84,6 +78,10 @@ pub async fn serve(
             },
             _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
         };
+        let Some(slot) = slots.take() else {
+            refuse(stream, tls.is_none(), &proxy, scheme);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let conn = Connection { client, scheme };
         let metrics = proxy.metrics().clone();
@@ -96,6 +94,7 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let open = metrics
                 .connections_open
                 .get_or_create(&ListenerLabels { listener: scheme })
@@ -108,13 +107,16 @@ pub async fn serve(
                     watcher.watch(connection.into_owned()).await
                 }
                 Some(acceptor) => {
-                    let stream = match handshake(&acceptor, stream, client, &metrics).await {
-                        Some(s) => s,
-                        None => {
-                            open.dec();
-                            return;
-                        }
-                    };
+                    let stream =
+                        match handshake(&acceptor, stream, client, &metrics, handshake_timeout)
+                            .await
+                        {
+                            Some(s) => s,
+                            None => {
+                                open.dec();
+                                return;
+                            }
+                        };
                     let connection =
                         builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     watcher.watch(connection.into_owned()).await
@@ -137,5 +139,33 @@ pub async fn serve(
             grace_seconds = grace.as_secs(),
             "connections still open after the grace period"
         );
+    }
+}
+
+/// Turns away a client over the connection limit: a plain-HTTP one reads a 503 saying why; a
+/// TLS one is closed at once (answering would cost a handshake, the very thing in short supply).
+fn refuse(mut stream: tokio::net::TcpStream, plain: bool, proxy: &Proxy, scheme: &'static str) {
+    proxy
+        .metrics()
+        .connections_refused
+        .get_or_create(&ListenerLabels { listener: scheme })
+        .inc();
+    tracing::debug!(
+        listener = scheme,
+        "connection limit reached; refusing a client"
+    );
+    if plain {
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
+                stream.write_all(REFUSAL).await?;
+                stream.shutdown().await?;
+                // Read what the client already sent: closing with unread bytes would reset the
+                // connection and could destroy the 503 before the client reads it.
+                let mut sink = [0u8; 1024];
+                while stream.read(&mut sink).await? > 0 {}
+                Ok::<_, std::io::Error>(())
+            })
+            .await;
+        });
     }
 }

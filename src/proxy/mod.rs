@@ -5,13 +5,17 @@
 
 pub mod access_log;
 mod body;
+mod forwarding;
 mod headers;
+mod limits;
 mod listener;
 mod request_body;
 pub mod tls;
 mod upstream;
 
 pub use body::ProxyBody;
+pub use forwarding::Forwarding;
+pub use limits::{Limits, Slots};
 pub use listener::serve;
 pub use upstream::Upstreams;
 
@@ -49,6 +53,7 @@ pub struct Proxy {
     affinity: Arc<Affinity>,
     upstreams: Arc<Upstreams>,
     metrics: Arc<Metrics>,
+    forwarding: Forwarding,
     no_pool: Arc<String>,
 }
 
@@ -62,6 +67,7 @@ impl Proxy {
         affinity: Arc<Affinity>,
         metrics: Arc<Metrics>,
         access_log: AccessLog,
+        forwarding: Forwarding,
     ) -> Self {
         Proxy {
             table,
@@ -69,6 +75,7 @@ impl Proxy {
             affinity,
             upstreams: upstream::shared(),
             metrics,
+            forwarding,
             no_pool: Arc::new(String::new()),
         }
     }
@@ -84,8 +91,15 @@ impl Proxy {
         let started = Instant::now();
         let method = req.method().clone();
         let request_id = ensure_request_id(req.headers_mut());
-        let host = request_host(&req).unwrap_or_default().to_string();
-        let pool = self.table.load().route(&host, req.uri().path()).cloned();
+        let client = self.forwarding.client_ip(conn.client.ip(), req.headers());
+        let host = request_host(&req);
+        let bad_host = host.is_err();
+        let host = host.unwrap_or_default().to_string();
+        let pool = if bad_host {
+            None
+        } else {
+            self.table.load().route(&host, req.uri().path()).cloned()
+        };
         let mut summary = Summary {
             affinity: "-",
             ..Default::default()
@@ -98,7 +112,7 @@ impl Proxy {
                     self.access_log,
                     Box::new(Entry {
                         request_id: request_id.clone(),
-                        client: conn.client,
+                        client,
                         host: host.clone(),
                         target: req_target,
                         version,
@@ -110,13 +124,18 @@ impl Proxy {
         let target = req.uri().path_and_query().cloned();
         let version = req.version();
         let Some(pool) = pool else {
-            let response = local(StatusCode::NOT_FOUND, "no route for this host and path\n");
+            let mut response = if bad_host {
+                local(StatusCode::BAD_REQUEST, "one Host header is required\n")
+            } else {
+                local(StatusCode::NOT_FOUND, "no route for this host and path\n")
+            };
+            self.forwarding.set_server(response.headers_mut());
             let completion = Completion {
                 started,
                 metrics: self.metrics.clone(),
                 pool: self.no_pool.clone(),
                 method,
-                status: 404,
+                status: response.status().as_u16(),
                 in_flight: None,
                 log: entry(summary, target, version),
             };
@@ -131,7 +150,7 @@ impl Proxy {
             response
         } else {
             let span = tracing::debug_span!("request", pool = %pool.name, request_id = %request_id);
-            self.forward(req, conn, &host, &pool, &mut summary)
+            self.forward(req, conn, client, &host, &pool, &mut summary)
                 .instrument(span)
                 .await
         };
@@ -142,6 +161,7 @@ impl Proxy {
                 .headers_mut()
                 .insert(header::STRICT_TRANSPORT_SECURITY, hsts);
         }
+        self.forwarding.set_server(response.headers_mut());
         let completion = Completion {
             started,
             metrics: self.metrics.clone(),
@@ -169,6 +189,7 @@ impl Proxy {
         &self,
         mut req: Request<Incoming>,
         conn: Connection,
+        client: IpAddr,
         host: &str,
         pool: &Arc<Pool>,
         summary: &mut Summary,
@@ -177,7 +198,7 @@ impl Proxy {
             .policy
             .hash_on
             .as_ref()
-            .and_then(|on| hash_key(on, &req, conn.client));
+            .and_then(|on| hash_key(on, &req, client));
         let upgrade = match req.version() {
             Version::HTTP_11 => headers::upgrade_requested(req.headers()),
             _ => None,
@@ -202,8 +223,12 @@ impl Proxy {
             .map_or("/", |p| p.as_str())
             .to_string();
         headers::remove_hop_by_hop(&mut parts.headers, upgrade.clone());
-        headers::add_forwarded(&mut parts.headers, conn.client.ip(), conn.scheme, host);
-        if !parts.headers.contains_key(header::HOST)
+        self.forwarding
+            .add_forwarded(&mut parts.headers, conn.client.ip(), conn.scheme, host);
+        self.forwarding.add_via(&mut parts.headers, parts.version);
+        // The pod sees the host weir routed on: an absolute-form target's authority wins
+        // over a Host header that disagrees (RFC 9112 §3.2.2).
+        if (parts.uri.authority().is_some() || !parts.headers.contains_key(header::HOST))
             && let Ok(v) = HeaderValue::from_str(host)
         {
             parts.headers.insert(header::HOST, v);
@@ -291,6 +316,8 @@ impl Proxy {
                         && attempt < pool.policy.retries.attempts;
                     if !retry {
                         let mut response = finish(response, in_flight, client_upgrade.take());
+                        let version = response.version();
+                        self.forwarding.add_via(response.headers_mut(), version);
                         if let Some(spec) = cookie_spec {
                             let same = pinned.as_ref().is_some_and(|p| {
                                 Arc::ptr_eq(&p.endpoint, &endpoint) && !p.stale_key
@@ -436,7 +463,7 @@ fn https_redirect(pool: &Pool, host: &str, uri: &Uri) -> Option<HeaderValue> {
 }
 
 /// The request's consistent-hash key, when it has the property the pool hashes on.
-fn hash_key<B>(on: &HashOn, req: &Request<B>, client: SocketAddr) -> Option<u64> {
+fn hash_key<B>(on: &HashOn, req: &Request<B>, client: IpAddr) -> Option<u64> {
     if let Some(name) = &on.header {
         return req
             .headers()
@@ -446,18 +473,29 @@ fn hash_key<B>(on: &HashOn, req: &Request<B>, client: SocketAddr) -> Option<u64>
     if let Some(name) = &on.cookie {
         return headers::cookie(req.headers(), name).map(key_hash);
     }
-    match client.ip() {
+    match client {
         IpAddr::V4(ip) => Some(key_hash(&ip.octets())),
         IpAddr::V6(ip) => Some(key_hash(&ip.octets())),
     }
 }
 
 /// The host a request is for: the URI authority (HTTP/2, absolute-form), else `Host`.
-fn request_host<B>(req: &Request<B>) -> Option<&str> {
-    if let Some(authority) = req.uri().authority() {
-        return Some(authority.as_str());
+/// Two `Host` headers, or an HTTP/1.1 request with none, are malformed (RFC 9112 §3.2): which
+/// one a pod would believe is anyone's guess, so neither is routed.
+fn request_host<B>(req: &Request<B>) -> Result<&str, ()> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Err(());
     }
-    req.headers().get(header::HOST)?.to_str().ok()
+    if let Some(authority) = req.uri().authority() {
+        return Ok(authority.as_str());
+    }
+    match first {
+        Some(v) => v.to_str().map_err(|_| ()),
+        None if req.version() == Version::HTTP_11 => Err(()),
+        None => Ok(""),
+    }
 }
 
 /// A short plain-text answer of weir's own.

@@ -311,6 +311,11 @@ pub struct Weir {
 
 impl Weir {
     pub async fn start(config: &Config) -> Weir {
+        Weir::start_with(config, |_| {}).await
+    }
+
+    /// Starts with the test defaults changed by `adjust`.
+    pub async fn start_with(config: &Config, adjust: impl FnOnce(&mut Options)) -> Weir {
         let (feed, rx) = watch::channel(Arc::new(Store::default()));
         feed.send(Arc::new(config.store())).expect("feed open");
         let options = Options {
@@ -321,7 +326,11 @@ impl Weir {
             shutdown_grace: Duration::from_secs(5),
             affinity_key: Some(b"a test key of at least sixteen bytes".to_vec()),
             access_log: weir::proxy::access_log::AccessLog::Off,
+            limits: Default::default(),
+            forwarding: Default::default(),
         };
+        let mut options = options;
+        adjust(&mut options);
         let running = weir::app::start(options, rx).await.expect("weir starts");
         let weir = Weir { running, feed };
         weir.wait_ready().await;
