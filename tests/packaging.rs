@@ -44,15 +44,15 @@ fn clients() -> &'static Path {
     })
 }
 
-/// Helm with its own cache, config and data folders (nothing read from or left in $HOME).
+/// Helm with its own cache, config and data folders (under target/tmp; nothing read from or
+/// left in $HOME).
 fn helm_command() -> Command {
-    static HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
-    let home = HOME.get_or_init(|| tempfile::tempdir().expect("a temp dir for helm"));
+    let home = Path::new(env!("CARGO_TARGET_TMPDIR")).join("packaging-helm");
     let mut cmd = Command::new(clients().join("helm"));
     cmd.current_dir(root())
-        .env("HELM_CACHE_HOME", home.path().join("cache"))
-        .env("HELM_CONFIG_HOME", home.path().join("config"))
-        .env("HELM_DATA_HOME", home.path().join("data"));
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"));
     cmd
 }
 
