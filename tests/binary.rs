@@ -2,79 +2,11 @@
 
 mod common;
 
+use common::process::*;
 use common::*;
 use http::StatusCode;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-const WEIR: &str = env!("CARGO_BIN_EXE_weir");
-
-/// A weir process, killed by PID if the test ends without stopping it.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Process {
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.0.id().to_string())
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-    }
-
-    /// Waits up to `limit` for the process to exit.
-    fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if let Ok(Some(status)) = self.0.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-async fn wait_ready(admin: &str) {
-    let client = http1_client();
-    for _ in 0..300 {
-        if let Ok((StatusCode::OK, _)) =
-            get(&client, &format!("http://{admin}/readyz"), "admin").await
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("weir at {admin} never became ready");
-}
-
-fn serve(config: &std::path::Path, http: &str, admin: &str, extra: &[&str]) -> Process {
-    let child = Command::new(WEIR)
-        .args(["serve", "--config"])
-        .arg(config)
-        .args([
-            "--http-addr",
-            http,
-            "--admin-addr",
-            admin,
-            "--reload-interval",
-            "100ms",
-        ])
-        .args(["--https-addr", &format!("127.0.0.1:{}", free_port())])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("weir starts");
-    Process(child)
-}
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 #[test]
 fn crd_command_matches_the_checked_in_crd() {

@@ -116,7 +116,8 @@ impl Default for OutlierDetection {
 
 /// Retries on another endpoint. A request is retried when it never reached a pod (connect
 /// failure), or — for idempotent methods with a body weir still holds — when the connection
-/// broke before any response byte, or the answer's status is in `onStatus`.
+/// broke before any response byte, no response came within `timeouts.requestSeconds`, or the
+/// answer's status is in `onStatus`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Retries {

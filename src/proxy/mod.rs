@@ -374,14 +374,20 @@ impl Proxy {
                         .get_or_create(&metrics::pool(&pool.name))
                         .inc();
                     tracing::warn!(endpoint = %endpoint.addr, timeout_seconds = timeout.as_secs(), "upstream timed out");
-                    let response = local(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        format!(
-                            "upstream {} did not answer within {timeout:?}\n",
-                            endpoint.identity
+                    // The pod may have acted on it, so only an idempotent request with its body
+                    // still in hand goes to another endpoint (as nginx's `proxy_next_upstream
+                    // timeout`); each attempt gets the full timeout.
+                    let retryable = idempotent && body.is_held() && body.can_resend();
+                    (
+                        local(
+                            StatusCode::GATEWAY_TIMEOUT,
+                            format!(
+                                "upstream {} did not answer within {timeout:?}\n",
+                                endpoint.identity
+                            ),
                         ),
-                    );
-                    return response;
+                        retryable,
+                    )
                 }
             };
             last_failure = Some(failure);

@@ -2,6 +2,8 @@
 //! the same YAML a user would, weir started in-process, and an HTTP client.
 #![allow(dead_code)]
 
+pub mod process;
+
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody};
