@@ -472,6 +472,11 @@ impl Load {
     /// Stops the clients; returns (answered 200, failed).
     pub async fn finish(self) -> (usize, usize) {
         self.stop.store(true, Ordering::Relaxed);
+        self.join().await
+    }
+
+    /// Waits for every client to send its `limit` requests; returns (answered 200, failed).
+    pub async fn join(self) -> (usize, usize) {
         for t in self.tasks {
             let _ = t.await;
         }
