@@ -11,6 +11,7 @@ pub mod balance;
 pub mod controller;
 pub mod demo;
 pub mod endpoint;
+pub mod fd_limit;
 pub mod health;
 pub mod metrics;
 pub mod proxy;

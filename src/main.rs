@@ -154,6 +154,18 @@ struct Clients {
 
 impl Clients {
     fn limits(&self) -> weir::proxy::Limits {
+        let fds = weir::fd_limit::raise();
+        let needed =
+            self.max_connections as u64 * weir::fd_limit::PER_CONNECTION + weir::fd_limit::RESERVED;
+        if let Some(fds) = fds
+            && fds < needed
+        {
+            tracing::warn!(
+                open_files = fds,
+                max_connections = self.max_connections,
+                "the open-file limit is below what --max-connections needs; raise `ulimit -n` or lower --max-connections"
+            );
+        }
         weir::proxy::Limits {
             max_connections: self.max_connections.max(1),
             header_timeout: self.client_header_timeout,
