@@ -10,12 +10,15 @@
 FROM rust:1.95.0-bookworm AS build
 WORKDIR /src
 # Dependencies first, in their own layer: a source edit does not rebuild them. The stubs stand in
-# for every target Cargo.toml names (Cargo refuses a manifest whose targets are missing).
+# for every target Cargo.toml names (Cargo refuses a manifest whose targets are missing); the
+# bench names are read from Cargo.toml's [[bench]] tables.
 COPY Cargo.toml Cargo.lock rust-toolchain.toml ./
 RUN mkdir -p src benches \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
- && echo 'fn main() {}' > benches/balance.rs \
+ && for bench in $(awk '/^\[\[bench\]\]/ { getline; gsub(/name = |"/, ""); print }' Cargo.toml); do \
+      echo 'fn main() {}' > "benches/$bench.rs"; \
+    done \
  && cargo build --release --locked \
  && rm -rf src benches
 # The crate itself (touched so Cargo does not take the stubs' build for it).

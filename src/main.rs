@@ -289,7 +289,11 @@ fn main() -> anyhow::Result<()> {
                 duration: lease_duration,
                 renew_every: (lease_duration / 5).max(Duration::from_secs(1)),
             };
-            runtime(listen.process.workers)?.block_on(run(kubeconfig, scope, lease, options))
+            let key_file = listen
+                .affinity_key_file
+                .map(|path| (path, listen.affinity_key_grace));
+            runtime(listen.process.workers)?
+                .block_on(run(kubeconfig, scope, lease, options, key_file))
         }
         Command::Serve {
             config,
@@ -388,6 +392,7 @@ async fn run(
     scope: weir::source::kube::Scope,
     lease: weir::controller::lease::LeaseConfig,
     options: Options,
+    key_file: Option<(PathBuf, Duration)>,
 ) -> anyhow::Result<()> {
     let client = match kubeconfig {
         Some(path) => {
@@ -435,13 +440,29 @@ async fn run(
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     });
-    wait_for_signal().await;
+    // A mounted Secret changes in place (kubelet swaps a symlink), so a rotated key is picked
+    // up without a restart.
+    let follow_key = async {
+        match key_file {
+            Some((path, grace)) => {
+                follow_affinity_key(path, grace, KEY_FILE_INTERVAL, &running).await
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = wait_for_signal() => {}
+        _ = follow_key => {}
+    }
     for task in [source, lease, status, stale] {
         task.abort();
     }
     running.shutdown().await;
     Ok(())
 }
+
+/// How often `weir run` looks at the affinity key file.
+const KEY_FILE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The affinity key in a file: its bytes, without a trailing newline.
 fn read_affinity_key(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {

@@ -349,5 +349,26 @@ impl Condition {
 /// The CRD as YAML, exactly as `weir crd` prints it and `crds/` holds it.
 pub fn crd_yaml() -> Result<String, serde_saphyr::ser_error::Error> {
     use kube::CustomResourceExt;
-    serde_saphyr::to_string(&LoadBalancerPool::crd())
+    let mut crd = serde_json::to_value(LoadBalancerPool::crd()).unwrap_or_default();
+    drop_unknown_formats(&mut crd);
+    serde_saphyr::to_string(&crd)
+}
+
+/// Removes the `uint16`/`uint32` formats schemars writes for unsigned fields: Kubernetes does
+/// not know them and warns on every apply, and the schema's `minimum: 0` already says it.
+fn drop_unknown_formats(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if map
+                .get("format")
+                .and_then(|f| f.as_str())
+                .is_some_and(|f| f.starts_with("uint"))
+            {
+                map.remove("format");
+            }
+            map.values_mut().for_each(drop_unknown_formats);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_unknown_formats),
+        _ => {}
+    }
 }
