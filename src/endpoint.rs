@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 pub struct Endpoint {
     /// Where to connect.
     pub addr: SocketAddr,
+    /// `addr` as a URI authority, made once: every request to the endpoint names it.
+    pub authority: http::uri::Authority,
     /// A stable name for logs, hashing and status: the pod (`namespace/name`) when the slice
     /// names it, else the address.
     pub identity: String,
@@ -77,6 +79,9 @@ impl Endpoint {
         epoch();
         Endpoint {
             addr,
+            // A socket address always prints as a valid authority (`[v6]:port` included).
+            authority: http::uri::Authority::try_from(addr.to_string().as_str())
+                .unwrap_or_else(|_| http::uri::Authority::from_static("invalid.endpoint")),
             identity: identity.into(),
             h2c: false,
             added_at,

@@ -256,27 +256,84 @@ impl Metrics {
     }
 }
 
-fn method_class(m: &http::Method) -> &'static str {
-    match *m {
-        http::Method::GET => "GET",
-        http::Method::HEAD => "HEAD",
-        http::Method::POST => "POST",
-        http::Method::PUT => "PUT",
-        http::Method::DELETE => "DELETE",
-        http::Method::PATCH => "PATCH",
-        http::Method::OPTIONS => "OPTIONS",
-        _ => "other",
+/// Method classes and status classes, in the order [`PoolHandles`] indexes them.
+const METHOD_CLASSES: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other",
+];
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// One pool's request metrics, looked up once instead of per request: a family lookup hashes
+/// the labels and takes a read lock, which the request path should not pay every time.
+/// Request counters are made on first use, so a pool shows only the classes it has served.
+#[derive(Debug)]
+pub struct PoolHandles {
+    pool: Arc<String>,
+    pub in_flight: Gauge,
+    duration: Histogram,
+    requests: [std::sync::OnceLock<Counter>; METHOD_CLASSES.len() * STATUS_CLASSES.len()],
+}
+
+impl PoolHandles {
+    pub fn new(metrics: &Metrics, pool: &Arc<String>) -> Self {
+        PoolHandles {
+            pool: pool.clone(),
+            in_flight: metrics.in_flight.get_or_create(&self::pool(pool)).clone(),
+            duration: metrics
+                .request_duration
+                .get_or_create(&self::pool(pool))
+                .clone(),
+            requests: std::array::from_fn(|_| std::sync::OnceLock::new()),
+        }
+    }
+
+    /// Counts one answered request and its duration.
+    pub fn request(&self, metrics: &Metrics, method: &http::Method, status: u16, took: Duration) {
+        let (m, s) = (method_index(method), status_index(status));
+        self.requests[m * STATUS_CLASSES.len() + s]
+            .get_or_init(|| {
+                metrics
+                    .requests
+                    .get_or_create(&RequestLabels {
+                        pool: self.pool.clone(),
+                        method: METHOD_CLASSES[m],
+                        status: STATUS_CLASSES[s],
+                    })
+                    .clone()
+            })
+            .inc();
+        self.duration.observe(took.as_secs_f64());
     }
 }
 
-fn status_class(status: u16) -> &'static str {
-    match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+fn method_index(m: &http::Method) -> usize {
+    match *m {
+        http::Method::GET => 0,
+        http::Method::HEAD => 1,
+        http::Method::POST => 2,
+        http::Method::PUT => 3,
+        http::Method::DELETE => 4,
+        http::Method::PATCH => 5,
+        http::Method::OPTIONS => 6,
+        _ => 7,
     }
+}
+
+fn status_index(status: u16) -> usize {
+    match status {
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
+    }
+}
+
+fn method_class(m: &http::Method) -> &'static str {
+    METHOD_CLASSES[method_index(m)]
+}
+
+fn status_class(status: u16) -> &'static str {
+    STATUS_CLASSES[status_index(status)]
 }
 
 /// The async runtime's live task count: a leak of connections or upstream calls shows here.

@@ -76,7 +76,7 @@ async fn misbehave(mut stream: TcpStream, fault: Fault, taken: Arc<AtomicUsize>)
     taken.fetch_add(1, Ordering::SeqCst);
     let reset = |stream: TcpStream| {
         // Linger 0: close() sends RST instead of FIN.
-        let _ = stream.set_linger(Some(Duration::ZERO));
+        let _ = stream.set_zero_linger();
         drop(stream);
     };
     match fault {
@@ -145,20 +145,25 @@ impl Drop for PythonPod {
 impl PythonPod {
     async fn start() -> PythonPod {
         let port = free_port();
-        let child = Command::new("python3")
-            .args(["-c", PYTHON_POD])
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 runs (CI installs it)");
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut pod = PythonPod {
+            child: Command::new("python3")
+                .args(["-c", PYTHON_POD])
+                .arg(port.to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("python3 runs (CI installs it)"),
+            addr: ([127, 0, 0, 1], port).into(),
+        };
         for _ in 0..200 {
-            if TcpStream::connect(addr).await.is_ok() {
-                return PythonPod { child, addr };
+            if TcpStream::connect(pod.addr).await.is_ok() {
+                return pod;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // Dropping the pod kills and reaps the process.
+        let addr = pod.addr;
+        pod.kill();
         panic!("the python pod never listened on {addr}");
     }
 

@@ -1,8 +1,8 @@
 //! What happens when a response ends: its metrics, and its access-log line.
 
-use crate::metrics::{self, Metrics};
+use crate::metrics::Metrics;
+use crate::routing::Pool;
 use http::Method;
-use prometheus_client::metrics::gauge::Gauge;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -35,11 +35,11 @@ pub struct Summary {
 pub struct Completion {
     pub started: Instant,
     pub metrics: Arc<Metrics>,
-    pub pool: Arc<String>,
+    /// The pool that answered, whose in-flight gauge was raised when the request arrived;
+    /// `None` when no pool matched.
+    pub pool: Option<Arc<Pool>>,
     pub method: Method,
     pub status: u16,
-    /// The pool's in-flight gauge, raised when the request arrived.
-    pub in_flight: Option<Gauge>,
     pub log: Option<(AccessLog, Box<Entry>)>,
 }
 
@@ -58,10 +58,15 @@ impl Completion {
     /// Counts the request and writes its log line; `bytes` is the response body size sent.
     pub fn finish(self, bytes: u64) {
         let took = self.started.elapsed();
-        self.metrics
-            .request(&self.pool, &self.method, self.status, took);
-        if let Some(g) = &self.in_flight {
-            g.dec();
+        match &self.pool {
+            Some(pool) => {
+                let handles = pool.metrics(&self.metrics);
+                handles.request(&self.metrics, &self.method, self.status, took);
+                handles.in_flight.dec();
+            }
+            None => self
+                .metrics
+                .request(&no_pool(), &self.method, self.status, took),
         }
         let Some((format, entry)) = &self.log else {
             return;
@@ -93,7 +98,7 @@ fn json_line(c: &Completion, e: &Entry, bytes: u64, took: Duration) -> String {
         "bytes": bytes,
         "duration_ms": millis(took),
         "upstream_ms": e.summary.upstream.map(millis),
-        "pool": if c.pool.is_empty() { None } else { Some(c.pool.as_str()) },
+        "pool": c.pool.as_ref().map(|p| p.name.as_str()),
         "endpoint": e.summary.endpoint.map(|a| a.to_string()),
         "retries": e.summary.retries,
         "affinity": e.summary.affinity,
@@ -119,11 +124,7 @@ fn common_line(c: &Completion, e: &Entry, bytes: u64, took: Duration) -> String 
         e.target.replace('"', "%22"),
         e.version,
         c.status,
-        if c.pool.is_empty() {
-            "-"
-        } else {
-            c.pool.as_str()
-        },
+        pool_name(c),
         e.summary
             .endpoint
             .map_or("-".to_string(), |a| a.to_string()),
@@ -164,22 +165,41 @@ fn civil(t: SystemTime) -> ((i64, i64, i64), (i64, i64, i64)) {
 
 /// A new request id: 128 random bits in hex.
 pub fn new_request_id() -> String {
-    format!("{:032x}", fastrand::u128(..))
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut bits = fastrand::u128(..);
+    let mut id = [0u8; 32];
+    for digit in id.iter_mut().rev() {
+        *digit = HEX[(bits & 0xf) as usize];
+        bits >>= 4;
+    }
+    id.iter().map(|&b| b as char).collect()
 }
 
-/// The per-pool in-flight gauge, raised now.
-pub fn raise_in_flight(metrics: &Metrics, pool: &Arc<String>) -> Gauge {
-    let g = metrics
-        .in_flight
-        .get_or_create(&metrics::pool(pool))
-        .clone();
-    g.inc();
-    g
+/// The `pool` label of requests no pool matched: empty.
+fn no_pool() -> Arc<String> {
+    static EMPTY: std::sync::OnceLock<Arc<String>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| Arc::new(String::new())).clone()
+}
+
+/// The pool's name for a log line: `-` when none matched.
+fn pool_name(c: &Completion) -> &str {
+    c.pool.as_ref().map_or("-", |p| p.name.as_str())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_are_32_hex_digits_and_differ() {
+        let (a, b) = (new_request_id(), new_request_id());
+        assert_eq!(a.len(), 32);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
+        assert_ne!(a, b);
+    }
 
     #[test]
     fn dates_are_civil() {

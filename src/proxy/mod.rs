@@ -54,7 +54,6 @@ pub struct Proxy {
     upstreams: Arc<Upstreams>,
     metrics: Arc<Metrics>,
     forwarding: Forwarding,
-    no_pool: Arc<String>,
 }
 
 impl Proxy {
@@ -76,7 +75,6 @@ impl Proxy {
             upstreams: upstream::shared(),
             metrics,
             forwarding,
-            no_pool: Arc::new(String::new()),
         }
     }
 
@@ -133,15 +131,14 @@ impl Proxy {
             let completion = Completion {
                 started,
                 metrics: self.metrics.clone(),
-                pool: self.no_pool.clone(),
+                pool: None,
                 method,
                 status: response.status().as_u16(),
-                in_flight: None,
                 log: entry(summary, target, version),
             };
             return response.map(|b| b.on_end(completion));
         };
-        let in_flight = access_log::raise_in_flight(&self.metrics, &pool.name);
+        pool.metrics(&self.metrics).in_flight.inc();
         let mut response = if conn.scheme == "http"
             && let Some(location) = https_redirect(&pool, &host, req.uri())
         {
@@ -165,10 +162,9 @@ impl Proxy {
         let completion = Completion {
             started,
             metrics: self.metrics.clone(),
-            pool: pool.name.clone(),
+            pool: Some(pool),
             method,
             status: response.status().as_u16(),
-            in_flight: Some(in_flight),
             log: entry(summary, target, version),
         };
         response.map(|b| b.on_end(completion))
@@ -220,8 +216,8 @@ impl Proxy {
         let target = parts
             .uri
             .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         headers::remove_hop_by_hop(&mut parts.headers, upgrade.clone());
         self.forwarding
             .add_forwarded(&mut parts.headers, conn.client.ip(), conn.scheme, host);
@@ -276,7 +272,11 @@ impl Proxy {
                     .get_or_create(&metrics::pool(&pool.name))
                     .inc();
             }
-            let Ok(uri) = Uri::try_from(format!("http://{}{target}", endpoint.addr)) else {
+            let mut uri = http::uri::Parts::default();
+            uri.scheme = Some(http::uri::Scheme::HTTP);
+            uri.authority = Some(endpoint.authority.clone());
+            uri.path_and_query = Some(target.clone());
+            let Ok(uri) = Uri::from_parts(uri) else {
                 return local(StatusCode::BAD_REQUEST, "bad request target\n");
             };
             let mut request = Request::new(body.attempt());

@@ -6,8 +6,9 @@ use crate::api::{
 };
 use crate::balance::{Balance, HashRing, Pick, WeightedSequence};
 use crate::endpoint::Endpoint;
+use crate::metrics::{Metrics, PoolHandles};
 use crate::store::ObjectKey;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// A pool as the proxy sees it.
@@ -27,6 +28,8 @@ pub struct Pool {
     backend_order: Option<WeightedSequence>,
     /// Backend picks for requests with a hash key (ConsistentHash only).
     backend_ring: Option<HashRing>,
+    /// The pool's request metrics, looked up on its first request.
+    metrics: OnceLock<PoolHandles>,
 }
 
 /// A pool's TLS settings, compiled.
@@ -90,7 +93,14 @@ impl Pool {
             backend_order: WeightedSequence::new(&weights),
             backend_ring,
             backends,
+            metrics: OnceLock::new(),
         }
+    }
+
+    /// The pool's request metrics in `metrics`.
+    pub fn metrics(&self, metrics: &Metrics) -> &PoolHandles {
+        self.metrics
+            .get_or_init(|| PoolHandles::new(metrics, &self.name))
     }
 
     /// The endpoint for the next request: a backend by weight (by hash when the request has
