@@ -335,11 +335,19 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// The async runtime: one thread per CPU, or `workers`. With one worker, the single-threaded
+/// scheduler: it does the same work without the work-stealing machinery (shared queues,
+/// cross-thread wake-ups) that only pays off with several threads.
 fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = workers {
-        builder.worker_threads(n.max(1));
-    }
+    let mut builder = match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n.max(1));
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     builder.enable_all().build().context("starting the runtime")
 }
 
