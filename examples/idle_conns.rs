@@ -1,7 +1,7 @@
 //! Memory per idle client connection of the `weir serve` binary.
 //!
 //! `cargo run --release --example idle_conns -- [CONNECTIONS] [VARIANTS]`
-//! (defaults 10000, `request,silent,h2`); the binary is `$WEIR`, else `target/release/weir`.
+//! (defaults 10000, `request,silent`; `h2` on request); the binary is `$WEIR`, else `target/release/weir`.
 //!
 //! For each variant a fresh weir starts (`--workers 1` unless `WEIR_WORKERS` says otherwise,
 //! `--client-header-timeout 600s` so that idle connections stay open while measured) on
@@ -9,7 +9,9 @@
 //! `VmRSS` is read; then CONNECTIONS connections are opened and left idle:
 //! - `request`: each sends one complete HTTP/1.1 keep-alive request and reads the answer;
 //! - `silent`: each sends nothing;
-//! - `h2`: each sends the HTTP/2 prior-knowledge preface and an empty SETTINGS frame.
+//! - `h2`: each sends the HTTP/2 prior-knowledge preface and an empty SETTINGS frame (and
+//!   never answers weir's PING, so weir closes them 30 + 10 s after they open; this variant
+//!   does not give a sound figure yet: the connections close while they are still opened).
 //!
 //! Once weir's `client_connections_open` gauge shows them all, and 2 s later, `VmRSS` is read
 //! again: (after − before) ÷ CONNECTIONS is the figure. Then they are closed and RSS read once
@@ -240,6 +242,11 @@ fn run_variant(weir: &Path, file: &Path, variant: &str, n: usize) {
             errors += 1;
         }
         conns.push(s);
+        // Unanswered connects pile up in the listen backlog faster than one worker accepts
+        // them, and a full backlog drops SYNs (retried after 1 s, 3 s...): let weir catch up.
+        if variant != "request" && conns.len() % 500 == 0 {
+            let _ = wait_gauge(admin, conns.len() as u64, Duration::from_secs(5));
+        }
     }
     let opened = t.elapsed();
     let seen = wait_gauge(admin, conns.len() as u64, Duration::from_secs(30));
@@ -274,7 +281,7 @@ fn main() {
         .unwrap_or(10_000);
     let variants: Vec<String> = args
         .get(1)
-        .map_or("request,silent,h2", String::as_str)
+        .map_or("request,silent", String::as_str)
         .split(',')
         .map(str::to_string)
         .collect();

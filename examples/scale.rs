@@ -3,7 +3,8 @@
 //!
 //! `cargo run --release --example scale -- [POOLS] [ENDPOINTS_PER_POOL] [RUNS]`
 //! (defaults 10000 10 7). Add `--affinity` to give every pool cookie affinity (the swap then
-//! includes `Affinity::sync`, which hashes every endpoint).
+//! includes `Affinity::sync`, which hashes every endpoint), and `--created` to give pools
+//! creation times, as pools from the API server have (pools from a file have none).
 //!
 //! Memory is read two ways: the process's `VmRSS` (what the kernel charges, allocator slack
 //! included) and the live heap bytes counted by this program's global allocator (exact, by
@@ -79,6 +80,7 @@ fn rss() -> u64 {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let affinity_on = args.iter().any(|a| a == "--affinity");
+    let created = args.iter().any(|a| a == "--created");
     let nums: Vec<usize> = args
         .iter()
         .filter(|a| !a.starts_with("--"))
@@ -88,14 +90,20 @@ fn main() {
     let per_pool = nums.get(1).copied().unwrap_or(10);
     let runs = nums.get(2).copied().unwrap_or(7).max(1);
     println!(
-        "scale: {pools} pools x {per_pool} endpoints = {} endpoints, affinity {}, {runs} runs",
+        "scale: {pools} pools x {per_pool} endpoints = {} endpoints, affinity {}, creation times {}, {runs} runs",
         pools * per_pool,
-        if affinity_on { "on" } else { "off" }
+        if affinity_on { "on" } else { "off" },
+        if created {
+            "set"
+        } else {
+            "unset (as from a file)"
+        }
     );
 
     let rss_start = rss();
     let heap_start = live();
-    let shape = Shape::new(pools, per_pool).affinity(affinity_on);
+    let mut shape = Shape::new(pools, per_pool).affinity(affinity_on);
+    shape.created = created;
     let t = Instant::now();
     let store = support::store(&shape);
     let built = t.elapsed();

@@ -93,7 +93,10 @@ fn main() {
 
 async fn run(pools: usize, swaps: usize, clients: usize) {
     let backends = vec![backend().await, backend().await];
-    let (feed, rx) = watch::channel(Arc::new(store(pools, 0, &backends)));
+    // weir compiles what is sent after it subscribes, not the channel's first value.
+    let (feed, rx) = watch::channel(Arc::new(Store::default()));
+    feed.send(Arc::new(store(pools, 0, &backends)))
+        .expect("the feed is open");
     let options = weir::app::Options {
         http_addr: "127.0.0.1:0".parse().expect("addr"),
         https_addr: None,

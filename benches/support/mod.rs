@@ -37,6 +37,8 @@ pub struct Shape {
     pub extra_spec: Value,
     /// Added to every endpoint's last address octets, so two stores can differ in endpoints.
     pub address_salt: u32,
+    /// Give pools a creation time (as the API server does; pools from a file have none).
+    pub created: bool,
 }
 
 impl Shape {
@@ -48,6 +50,7 @@ impl Shape {
             affinity: false,
             extra_spec: json!({}),
             address_salt: 0,
+            created: false,
         }
     }
 
@@ -150,10 +153,21 @@ pub fn pool(
             spec.insert(k.clone(), v.clone());
         }
     }
+    let mut metadata = json!({ "name": name, "namespace": NS });
+    if shape.created {
+        // Distinct times, one second apart, in the order of the pool numbers.
+        let n: u64 = name
+            .rsplit('-')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let (d, h, m, s) = (1 + n / 86_400, (n / 3600) % 24, (n / 60) % 60, n % 60);
+        metadata["creationTimestamp"] = json!(format!("2026-01-{d:02}T{h:02}:{m:02}:{s:02}Z"));
+    }
     let v = json!({
         "apiVersion": "weir.dev/v1alpha1",
         "kind": "LoadBalancerPool",
-        "metadata": { "name": name, "namespace": NS },
+        "metadata": metadata,
         "spec": spec
     });
     Arc::new(serde_json::from_value(v).expect("a valid LoadBalancerPool"))
