@@ -478,7 +478,6 @@ fn precedence_by_example() {
 /// checking that the first label is not empty, so a `Host: .shop` request reaches the pool
 /// of `*.shop`.)
 #[test]
-#[ignore = "bug: src/routing/table.rs RoutingTable::route matches Host \".shop\" to the *.shop wildcard (empty first label)"]
 fn an_empty_first_label_is_not_a_wildcard_match() {
     let specs = vec![(
         ObjectKey::new("t", "wild"),

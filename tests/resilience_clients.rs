@@ -555,6 +555,14 @@ async fn the_host_decides_the_pool_and_the_admin_port_is_not_behind_the_ingress(
             seen.text
         );
     }
+    // Userinfo in the target is refused, not routed by what follows the `@`.
+    let seen = exchange(
+        addr,
+        b"GET http://user@b.test/ HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    assert_eq!(seen.status(), Some(400), "{}", seen.text);
     // Case and port do not matter.
     let seen = exchange(
         addr,

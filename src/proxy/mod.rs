@@ -123,7 +123,10 @@ impl Proxy {
         let version = req.version();
         let Some(pool) = pool else {
             let mut response = if bad_host {
-                local(StatusCode::BAD_REQUEST, "one Host header is required\n")
+                local(
+                    StatusCode::BAD_REQUEST,
+                    "one Host header, naming a host, is required\n",
+                )
             } else {
                 local(StatusCode::NOT_FOUND, "no route for this host and path\n")
             };
@@ -487,21 +490,24 @@ fn hash_key<B>(on: &HashOn, req: &Request<B>, client: IpAddr) -> Option<u64> {
 
 /// The host a request is for: the URI authority (HTTP/2, absolute-form), else `Host`.
 /// Two `Host` headers, or an HTTP/1.1 request with none, are malformed (RFC 9112 §3.2): which
-/// one a pod would believe is anyone's guess, so neither is routed.
+/// one a pod would believe is anyone's guess, so neither is routed. So is a host with userinfo.
 fn request_host<B>(req: &Request<B>) -> Result<&str, ()> {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     let first = hosts.next();
     if hosts.next().is_some() {
         return Err(());
     }
-    if let Some(authority) = req.uri().authority() {
-        return Ok(authority.as_str());
+    let host = match (req.uri().authority(), first) {
+        (Some(authority), _) => authority.as_str(),
+        (None, Some(v)) => v.to_str().map_err(|_| ())?,
+        (None, None) if req.version() == Version::HTTP_11 => return Err(()),
+        (None, None) => "",
+    };
+    // Userinfo (`user@host`) has no place in a request's host (RFC 9110 §4.2.4).
+    if host.contains('@') {
+        return Err(());
     }
-    match first {
-        Some(v) => v.to_str().map_err(|_| ()),
-        None if req.version() == Version::HTTP_11 => Err(()),
-        None => Ok(""),
-    }
+    Ok(host)
 }
 
 /// A short plain-text answer of weir's own.

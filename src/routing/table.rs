@@ -52,7 +52,7 @@ impl RoutingTable {
         if let Some(pool) = self.exact.get(host).and_then(|r| r.lookup(path)) {
             return Some(pool);
         }
-        if let Some((_, parent)) = host.split_once('.')
+        if let Some(parent) = wildcard_parent(host)
             && let Some(pool) = self.wildcard.get(parent).and_then(|r| r.lookup(path))
         {
             return Some(pool);
@@ -68,8 +68,7 @@ impl RoutingTable {
         if let Some(c) = self.certificates.get(name) {
             return Some(c);
         }
-        let (_, parent) = name.split_once('.')?;
-        self.wildcard_certificates.get(parent)
+        self.wildcard_certificates.get(wildcard_parent(name)?)
     }
 
     /// A pool by key, whether or not it holds any route.
@@ -81,4 +80,16 @@ impl RoutingTable {
     pub fn pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
         self.pools.values()
     }
+}
+
+/// The domain a `*.` wildcard must name to match `host`: what follows its first label, when
+/// that label is one DNS label (letters, digits, `-`, `_`; not empty). `.shop`, `a b.shop` or
+/// `user@a.shop` match no wildcard.
+fn wildcard_parent(host: &str) -> Option<&str> {
+    let (label, parent) = host.split_once('.')?;
+    let is_label = !label.is_empty()
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    is_label.then_some(parent)
 }

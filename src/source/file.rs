@@ -34,6 +34,18 @@ pub fn load(path: &Path) -> Result<Store, FileError> {
     parse(&name, &text)
 }
 
+/// The parser's limits, sized for a whole cluster in one file (10 000 pools with their Services
+/// and slices as separate documents) while still refusing alias bombs and document storms.
+fn yaml_limits() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_documents: 250_000,
+            max_nodes: 20_000_000,
+            max_events: 50_000_000,
+        },
+    }
+}
+
 /// Parses file text into a store. Any problem refuses the whole file: a half-applied file
 /// would serve a state nobody wrote.
 pub fn parse(file: &str, text: &str) -> Result<Store, FileError> {
@@ -42,7 +54,7 @@ pub fn parse(file: &str, text: &str) -> Result<Store, FileError> {
         place,
         message,
     };
-    let documents: Vec<Value> = serde_saphyr::from_multiple(text)
+    let documents: Vec<Value> = serde_saphyr::from_multiple_with_options(text, yaml_limits())
         .map_err(|e| fail(String::new(), format!("not valid YAML: {e}")))?;
     let mut store = Store::default();
     let mut seen: BTreeMap<(String, ObjectKey), String> = BTreeMap::new();
