@@ -2,14 +2,7 @@
 //! stripped, `X-Forwarded-*` added, `Via`; and all of it together on a copy of a typical
 //! browser request.
 //!
-//! `src/proxy/headers.rs` is a private module of weir, so it is compiled into this bench
-//! from its source file (the exact code the proxy runs); `Forwarding` is public.
-//!
 //! `cargo bench --bench headers` (about 40 seconds)
-
-#[allow(dead_code)]
-#[path = "../src/proxy/headers.rs"]
-mod headers;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use http::Version;
@@ -17,7 +10,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use std::hint::black_box;
 use std::net::IpAddr;
 use std::time::Duration;
-use weir::proxy::Forwarding;
+use weir::proxy::{Forwarding, headers};
 
 const COOKIE: &str = "weir-affinity";
 

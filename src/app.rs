@@ -188,10 +188,9 @@ async fn follow_store(
                     return;
                 }
                 let store = stores.borrow_and_update().clone();
-                if let Some(statuses) = rebuild(store, &table, &admin).await {
+                if let Some(statuses) = rebuild(store, &table, &admin, &affinity).await {
                     compiled_statuses = statuses;
                     let current = table.load();
-                    affinity.sync(&current);
                     checker.sync(&current);
                     admin.metrics.health_checks.set(checker.running() as i64);
                 }
@@ -221,6 +220,7 @@ async fn rebuild(
     store: Arc<Store>,
     table: &ArcSwap<RoutingTable>,
     admin: &AdminState,
+    affinity: &Affinity,
 ) -> Option<BTreeMap<ObjectKey, LoadBalancerPoolStatus>> {
     let previous = table.load_full();
     let started = Instant::now();
@@ -246,7 +246,14 @@ async fn rebuild(
             .map(|p| p.endpoints().count() as i64)
             .sum(),
     );
-    table.store(Arc::new(compiled.table));
+    let new = Arc::new(compiled.table);
+    // The cookie index first: a request that meets the new table before its index falls back
+    // to hashing every endpoint of its pool.
+    affinity.sync(&new);
+    let old = table.swap(new);
+    // Freeing a large table takes tens of milliseconds: not on a thread that serves requests.
+    // (A request still holding it frees it when it ends; that is rare and short-lived.)
+    drop(tokio::task::spawn_blocking(move || drop(old)));
     admin.synced.store(true, Ordering::Relaxed);
     tracing::info!(
         pools = compiled.statuses.len(),

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 pub struct Endpoint {
     /// Where to connect.
     pub addr: SocketAddr,
-    /// `addr` as a URI authority, made once: every request to the endpoint names it.
-    pub authority: http::uri::Authority,
+    /// `addr` as a URI authority, made on the first request: every request names it, and an
+    /// endpoint that never serves one does not pay for it.
+    authority: OnceLock<http::uri::Authority>,
     /// A stable name for logs, hashing and status: the pod (`namespace/name`) when the slice
     /// names it, else the address.
     pub identity: String,
@@ -79,9 +80,7 @@ impl Endpoint {
         epoch();
         Endpoint {
             addr,
-            // A socket address always prints as a valid authority (`[v6]:port` included).
-            authority: http::uri::Authority::try_from(addr.to_string().as_str())
-                .unwrap_or_else(|_| http::uri::Authority::from_static("invalid.endpoint")),
+            authority: OnceLock::new(),
             identity: identity.into(),
             h2c: false,
             added_at,
@@ -96,6 +95,15 @@ impl Endpoint {
             ejected_until: AtomicU64::new(0),
             ejection_multiplier: AtomicU32::new(0),
         }
+    }
+
+    /// The endpoint's address as a URI authority.
+    pub fn authority(&self) -> &http::uri::Authority {
+        self.authority.get_or_init(|| {
+            // A socket address always prints as a valid authority (`[v6]:port` included).
+            http::uri::Authority::try_from(self.addr.to_string().as_str())
+                .unwrap_or_else(|_| http::uri::Authority::from_static("invalid.endpoint"))
+        })
     }
 
     /// The same endpoint, spoken to with HTTP/2 cleartext when `h2c`.

@@ -6,7 +6,7 @@
 pub mod access_log;
 mod body;
 mod forwarding;
-mod headers;
+pub mod headers;
 mod limits;
 mod listener;
 mod request_body;
@@ -277,7 +277,7 @@ impl Proxy {
             }
             let mut uri = http::uri::Parts::default();
             uri.scheme = Some(http::uri::Scheme::HTTP);
-            uri.authority = Some(endpoint.authority.clone());
+            uri.authority = Some(endpoint.authority().clone());
             uri.path_and_query = Some(target.clone());
             let Ok(uri) = Uri::from_parts(uri) else {
                 return local(StatusCode::BAD_REQUEST, "bad request target\n");

@@ -28,8 +28,9 @@ pub struct Pool {
     backend_order: Option<WeightedSequence>,
     /// Backend picks for requests with a hash key (ConsistentHash only).
     backend_ring: Option<HashRing>,
-    /// The pool's request metrics, looked up on its first request.
-    metrics: OnceLock<PoolHandles>,
+    /// The pool's request metrics, looked up on its first request (boxed: most pools of a
+    /// large table may never serve one, and an empty slot costs one pointer).
+    metrics: OnceLock<Box<PoolHandles>>,
 }
 
 /// A pool's TLS settings, compiled.
@@ -100,7 +101,7 @@ impl Pool {
     /// The pool's request metrics in `metrics`.
     pub fn metrics(&self, metrics: &Metrics) -> &PoolHandles {
         self.metrics
-            .get_or_init(|| PoolHandles::new(metrics, &self.name))
+            .get_or_init(|| Box::new(PoolHandles::new(metrics, &self.name)))
     }
 
     /// The endpoint for the next request: a backend by weight (by hash when the request has
