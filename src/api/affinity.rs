@@ -1,7 +1,13 @@
 //! Session affinity settings of a pool spec.
 
+use super::Bounds;
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
+
+pub(crate) const COOKIE_NAME_LEN: Bounds = Bounds::new(1, 64);
+pub(crate) const TTL_SECONDS: Bounds = Bounds::new(0, 31_536_000);
+pub(crate) const COOKIE_PATH_LEN: Bounds = Bounds::new(1, 1024);
+pub(crate) const COOKIE_DOMAIN_LEN: Bounds = Bounds::new(1, 253);
 
 /// Keeps a client on one endpoint with a cookie.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
@@ -19,21 +25,24 @@ pub struct AffinityCookie {
     /// Cookie name.
     #[serde(default = "default_name")]
     #[schemars(
-        length(min = 1, max = 64),
+        length(min = COOKIE_NAME_LEN.min, max = COOKIE_NAME_LEN.max),
         regex(pattern = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
     )]
     pub name: String,
     /// Lifetime in seconds; 0 makes a session cookie (gone when the browser closes).
     #[serde(default = "default_ttl")]
-    #[schemars(range(min = 0, max = 31536000))]
+    #[schemars(range(min = TTL_SECONDS.min, max = TTL_SECONDS.max))]
     pub ttl_seconds: u32,
     #[serde(default = "default_path")]
-    #[schemars(length(min = 1, max = 1024), regex(pattern = r"^/[^;\s]*$"))]
+    #[schemars(
+        length(min = COOKIE_PATH_LEN.min, max = COOKIE_PATH_LEN.max),
+        regex(pattern = r"^/[^;\s]*$")
+    )]
     pub path: String,
     /// The Domain attribute; none by default (the cookie stays with the exact host).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
-        length(min = 1, max = 253),
+        length(min = COOKIE_DOMAIN_LEN.min, max = COOKIE_DOMAIN_LEN.max),
         regex(pattern = r"^\.?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     )]
     pub domain: Option<String>,

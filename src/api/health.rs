@@ -1,7 +1,21 @@
 //! Health-related parts of a pool spec: active checks, outlier detection, retries.
 
+use super::Bounds;
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
+
+pub(crate) const INTERVAL_SECONDS: Bounds = Bounds::new(1, 300);
+pub(crate) const TIMEOUT_SECONDS: Bounds = Bounds::new(1, 60);
+/// `healthyThreshold` and `unhealthyThreshold`.
+pub(crate) const THRESHOLD: Bounds = Bounds::new(1, 20);
+pub(crate) const CHECK_PATH_LEN: Bounds = Bounds::new(1, 1024);
+pub(crate) const CHECK_HOST_LEN: Bounds = Bounds::new(1, 253);
+pub(crate) const EXPECTED_STATUSES: Bounds = Bounds::new(1, 16);
+pub(crate) const CONSECUTIVE_FAILURES: Bounds = Bounds::new(1, 1000);
+pub(crate) const EJECTION_SECONDS: Bounds = Bounds::new(1, 3600);
+pub(crate) const MAX_EJECTED_PERCENT: Bounds = Bounds::new(0, 100);
+pub(crate) const ATTEMPTS: Bounds = Bounds::new(0, 5);
+pub(crate) const ON_STATUS: Bounds = Bounds::new(0, 3);
 
 /// Active health checks, on top of Kubernetes readiness. An endpoint Kubernetes reports
 /// ready is trusted at once; `unhealthyThreshold` failed checks in a row take it out of
@@ -18,19 +32,19 @@ pub struct HealthCheck {
     pub tcp: Option<TcpCheck>,
     /// Time between two checks of one endpoint.
     #[serde(default = "default_interval")]
-    #[schemars(range(min = 1, max = 300))]
+    #[schemars(range(min = INTERVAL_SECONDS.min, max = INTERVAL_SECONDS.max))]
     pub interval_seconds: u32,
     /// Time a check may take before it counts as failed.
     #[serde(default = "default_timeout")]
-    #[schemars(range(min = 1, max = 60))]
+    #[schemars(range(min = TIMEOUT_SECONDS.min, max = TIMEOUT_SECONDS.max))]
     pub timeout_seconds: u32,
     /// Passing checks in a row that bring an unhealthy endpoint back.
     #[serde(default = "default_healthy")]
-    #[schemars(range(min = 1, max = 20))]
+    #[schemars(range(min = THRESHOLD.min, max = THRESHOLD.max))]
     pub healthy_threshold: u32,
     /// Failed checks in a row that take an endpoint out.
     #[serde(default = "default_unhealthy")]
-    #[schemars(range(min = 1, max = 20))]
+    #[schemars(range(min = THRESHOLD.min, max = THRESHOLD.max))]
     pub unhealthy_threshold: u32,
 }
 
@@ -52,15 +66,18 @@ fn default_unhealthy() -> u32 {
 pub struct HttpCheck {
     /// The path to GET.
     #[serde(default = "default_check_path")]
-    #[schemars(length(min = 1, max = 1024), regex(pattern = r"^/"))]
+    #[schemars(
+        length(min = CHECK_PATH_LEN.min, max = CHECK_PATH_LEN.max),
+        regex(pattern = r"^/")
+    )]
     pub path: String,
     /// The Host header to send (default: the endpoint's address).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = CHECK_HOST_LEN.min, max = CHECK_HOST_LEN.max))]
     pub host: Option<String>,
     /// Statuses that pass: codes (`"204"`) or ranges (`"200-399"`).
     #[serde(default = "default_expected")]
-    #[schemars(length(min = 1, max = 16))]
+    #[schemars(length(min = EXPECTED_STATUSES.min, max = EXPECTED_STATUSES.max))]
     pub expected_statuses: Vec<String>,
 }
 
@@ -82,15 +99,15 @@ pub struct TcpCheck {}
 pub struct OutlierDetection {
     /// 5xx answers or connect errors in a row that eject an endpoint.
     #[serde(default = "default_consecutive")]
-    #[schemars(range(min = 1, max = 1000))]
+    #[schemars(range(min = CONSECUTIVE_FAILURES.min, max = CONSECUTIVE_FAILURES.max))]
     pub consecutive_failures: u32,
     /// Length of the first ejection; each ejection in a row lasts one more of these (up to 10).
     #[serde(default = "default_ejection")]
-    #[schemars(range(min = 1, max = 3600))]
+    #[schemars(range(min = EJECTION_SECONDS.min, max = EJECTION_SECONDS.max))]
     pub ejection_seconds: u32,
     /// Never eject more than this share of the pool's endpoints at once (at least one).
     #[serde(default = "default_max_ejected")]
-    #[schemars(range(min = 0, max = 100))]
+    #[schemars(range(min = MAX_EJECTED_PERCENT.min, max = MAX_EJECTED_PERCENT.max))]
     pub max_ejected_percent: u32,
 }
 
@@ -123,12 +140,12 @@ impl Default for OutlierDetection {
 pub struct Retries {
     /// Retries per request (each on an endpoint not tried yet); 0 turns retries off.
     #[serde(default = "default_attempts")]
-    #[schemars(range(min = 0, max = 5))]
+    #[schemars(range(min = ATTEMPTS.min, max = ATTEMPTS.max))]
     pub attempts: u32,
     /// Statuses that an idempotent request (GET, HEAD, OPTIONS, PUT, DELETE) is retried on:
     /// any of 502, 503, 504.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 3))]
+    #[schemars(length(max = ON_STATUS.max))]
     pub on_status: Vec<u16>,
 }
 

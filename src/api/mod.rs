@@ -20,6 +20,32 @@ pub const MAX_ROUTES: usize = 64;
 pub const MAX_BACKENDS: usize = 32;
 pub const MAX_WEIGHT: u32 = 1000;
 
+/// An inclusive bound of the schema: a length in characters, a number of items, or a value.
+/// The `#[schemars(...)]` attributes and `validate_spec` read the same constants, so the CRD
+/// (which the API server enforces) and the file source (which only weir checks) agree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Bounds {
+    pub min: u32,
+    pub max: u32,
+}
+
+impl Bounds {
+    pub(crate) const fn new(min: u32, max: u32) -> Self {
+        Bounds { min, max }
+    }
+}
+
+pub(crate) const CLASS_NAME_LEN: Bounds = Bounds::new(1, 63);
+pub(crate) const ROUTE_HOST_LEN: Bounds = Bounds::new(0, 253);
+pub(crate) const PATH_PREFIX_LEN: Bounds = Bounds::new(1, 1024);
+pub(crate) const SERVICE_LEN: Bounds = Bounds::new(1, 63);
+pub(crate) const HASH_KEY_LEN: Bounds = Bounds::new(1, 256);
+pub(crate) const DECAY_SECONDS: Bounds = Bounds::new(1, 600);
+pub(crate) const WINDOW_SECONDS: Bounds = Bounds::new(1, 3600);
+pub(crate) const CONNECT_MILLIS: Bounds = Bounds::new(1, 60_000);
+pub(crate) const REQUEST_SECONDS: Bounds = Bounds::new(1, 3600);
+pub(crate) const IDLE_SECONDS: Bounds = Bounds::new(1, 86_400);
+
 /// A pool of pods that takes a share of ingress traffic.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -44,14 +70,14 @@ pub const MAX_WEIGHT: u32 = 1000;
 pub struct LoadBalancerPoolSpec {
     /// Which weir installation serves this pool (`--controller-class`); none: the default one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63))]
+    #[schemars(length(min = CLASS_NAME_LEN.min, max = CLASS_NAME_LEN.max))]
     pub class_name: Option<String>,
     /// Which ingress traffic this pool takes. No routes: the pool takes nothing.
     #[serde(default)]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = MAX_ROUTES))]
     pub routes: Vec<Route>,
     /// Services whose ready pod addresses serve the pool.
-    #[schemars(length(min = 1, max = 32))]
+    #[schemars(length(min = 1, max = MAX_BACKENDS))]
     pub backends: Vec<Backend>,
     /// How a request picks an endpoint.
     #[serde(default)]
@@ -94,7 +120,7 @@ pub struct Route {
     /// empty for any host.
     #[serde(default)]
     #[schemars(
-        length(max = 253),
+        length(max = ROUTE_HOST_LEN.max),
         regex(
             pattern = r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$|^$"
         )
@@ -103,7 +129,10 @@ pub struct Route {
     /// A path prefix, matched segment by segment (`/api` takes `/api` and `/api/x`, not
     /// `/apix`). The longest matching prefix wins.
     #[serde(default = "default_path_prefix")]
-    #[schemars(length(min = 1, max = 1024), regex(pattern = r"^/"))]
+    #[schemars(
+        length(min = PATH_PREFIX_LEN.min, max = PATH_PREFIX_LEN.max),
+        regex(pattern = r"^/")
+    )]
     pub path_prefix: String,
 }
 
@@ -116,13 +145,13 @@ fn default_path_prefix() -> String {
 #[serde(rename_all = "camelCase")]
 pub struct Backend {
     /// Name of a Service in the pool's namespace.
-    #[schemars(length(min = 1, max = 63))]
+    #[schemars(length(min = SERVICE_LEN.min, max = SERVICE_LEN.max))]
     pub service: String,
     /// The Service port, by name or number.
     pub port: ServicePort,
     /// Relative share of the pool's traffic, 0 to 1000. 0 takes no new traffic.
     #[serde(default = "default_weight")]
-    #[schemars(range(min = 0, max = 1000))]
+    #[schemars(range(min = 0, max = MAX_WEIGHT))]
     pub weight: u32,
 }
 
@@ -200,11 +229,11 @@ impl Algorithm {
 pub struct HashOn {
     /// A request header, e.g. `x-user-id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 256))]
+    #[schemars(length(min = HASH_KEY_LEN.min, max = HASH_KEY_LEN.max))]
     pub header: Option<String>,
     /// A cookie, e.g. the application's own session cookie.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 256))]
+    #[schemars(length(min = HASH_KEY_LEN.min, max = HASH_KEY_LEN.max))]
     pub cookie: Option<String>,
     /// The client's IP address.
     #[serde(default, rename = "sourceIP", skip_serializing_if = "Option::is_none")]
@@ -217,7 +246,7 @@ pub struct HashOn {
 pub struct PeakEwma {
     /// How fast old latency observations fade, in seconds: the EWMA's time constant.
     #[serde(default = "default_decay_seconds")]
-    #[schemars(range(min = 1, max = 600))]
+    #[schemars(range(min = DECAY_SECONDS.min, max = DECAY_SECONDS.max))]
     pub decay_seconds: u32,
 }
 
@@ -238,7 +267,7 @@ impl Default for PeakEwma {
 #[serde(rename_all = "camelCase")]
 pub struct SlowStart {
     /// Length of the ramp, in seconds.
-    #[schemars(range(min = 1, max = 3600))]
+    #[schemars(range(min = WINDOW_SECONDS.min, max = WINDOW_SECONDS.max))]
     pub window_seconds: u32,
 }
 
@@ -248,16 +277,16 @@ pub struct SlowStart {
 pub struct Timeouts {
     /// Time to open a TCP connection to a pod.
     #[serde(default = "default_connect_millis")]
-    #[schemars(range(min = 1, max = 60000))]
+    #[schemars(range(min = CONNECT_MILLIS.min, max = CONNECT_MILLIS.max))]
     pub connect_millis: u32,
     /// Time from sending a request upstream to its response headers. Bodies stream without a
     /// deadline of their own, so downloads and WebSockets are not cut.
     #[serde(default = "default_request_seconds")]
-    #[schemars(range(min = 1, max = 3600))]
+    #[schemars(range(min = REQUEST_SECONDS.min, max = REQUEST_SECONDS.max))]
     pub request_seconds: u32,
     /// How long an idle keep-alive connection to a pod is kept.
     #[serde(default = "default_idle_seconds")]
-    #[schemars(range(min = 1, max = 86400))]
+    #[schemars(range(min = IDLE_SECONDS.min, max = IDLE_SECONDS.max))]
     pub idle_seconds: u32,
 }
 

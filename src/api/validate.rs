@@ -1,7 +1,20 @@
 //! The checks weir runs on a pool spec itself. They repeat the schema bounds (a file source has
-//! no API server to enforce them) and add the rules that span fields.
+//! no API server to enforce them) and add the rules that span fields. The bounds are the
+//! constants the schemars attributes read; `every_schema_bound_is_checked` compares them with
+//! the generated CRD.
 
-use super::{LoadBalancerPoolSpec, MAX_BACKENDS, MAX_ROUTES, MAX_WEIGHT};
+use super::affinity::{COOKIE_DOMAIN_LEN, COOKIE_NAME_LEN, COOKIE_PATH_LEN, TTL_SECONDS};
+use super::health::{
+    ATTEMPTS, CHECK_HOST_LEN, CHECK_PATH_LEN, CONSECUTIVE_FAILURES, EJECTION_SECONDS,
+    EXPECTED_STATUSES, INTERVAL_SECONDS, MAX_EJECTED_PERCENT, ON_STATUS, THRESHOLD,
+    TIMEOUT_SECONDS,
+};
+use super::tls::{HSTS_MAX_AGE, SECRET_NAME_LEN};
+use super::{
+    Bounds, CLASS_NAME_LEN, CONNECT_MILLIS, DECAY_SECONDS, HASH_KEY_LEN, IDLE_SECONDS,
+    LoadBalancerPoolSpec, MAX_BACKENDS, MAX_ROUTES, MAX_WEIGHT, PATH_PREFIX_LEN, REQUEST_SECONDS,
+    ROUTE_HOST_LEN, SERVICE_LEN, WINDOW_SECONDS,
+};
 use std::collections::HashSet;
 
 /// One thing wrong with a spec: the field path and what is wrong with it.
@@ -19,18 +32,75 @@ fn err(field: impl Into<String>, message: impl Into<String>) -> ValidationError 
     }
 }
 
-/// Adds an error for each `(field, value, min, max)` whose value is out of range.
-fn check_ranges(errors: &mut Vec<ValidationError>, ranges: &[(&str, u32, u32, u32)]) {
-    for &(field, value, min, max) in ranges {
+/// Adds an error for each `(field, value, bounds)` whose value is out of range.
+fn check_ranges(errors: &mut Vec<ValidationError>, ranges: &[(&str, u32, Bounds)]) {
+    for &(field, value, Bounds { min, max }) in ranges {
         if !(min..=max).contains(&value) {
             errors.push(err(field, format!("{value} is outside {min} to {max}")));
         }
     }
 }
 
+/// Why a string's length is outside `bounds`. Counted in characters, as the schema's
+/// `minLength` and `maxLength` are.
+fn length_problem(value: &str, bounds: Bounds) -> Option<String> {
+    let len = value.chars().count();
+    if len < bounds.min as usize {
+        Some(if bounds.min == 1 {
+            "must not be empty".into()
+        } else {
+            format!("shorter than {} characters", bounds.min)
+        })
+    } else if len > bounds.max as usize {
+        Some(format!("longer than {} characters", bounds.max))
+    } else {
+        None
+    }
+}
+
+/// Adds an error if the string's length is outside `bounds`; says whether it was inside.
+fn check_length(
+    errors: &mut Vec<ValidationError>,
+    field: impl Into<String>,
+    value: &str,
+    bounds: Bounds,
+) -> bool {
+    let problem = length_problem(value, bounds);
+    let ok = problem.is_none();
+    if let Some(problem) = problem {
+        errors.push(err(field, problem));
+    }
+    ok
+}
+
+/// Adds an error if a list of `what` has fewer or more items than `bounds` allow.
+fn check_count(
+    errors: &mut Vec<ValidationError>,
+    field: &str,
+    count: usize,
+    bounds: Bounds,
+    what: &str,
+) {
+    if count < bounds.min as usize {
+        errors.push(err(
+            field,
+            if bounds.min == 1 {
+                "must not be empty".into()
+            } else {
+                format!("at least {} {what}", bounds.min)
+            },
+        ));
+    } else if count > bounds.max as usize {
+        errors.push(err(field, format!("at most {} {what}", bounds.max)));
+    }
+}
+
 /// Every problem of the spec, in field order. Empty means valid.
 pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
     let mut errors = Vec::new();
+    if let Some(class) = &spec.class_name {
+        check_length(&mut errors, "spec.className", class, CLASS_NAME_LEN);
+    }
     if spec.routes.len() > MAX_ROUTES {
         errors.push(err("spec.routes", format!("at most {MAX_ROUTES} routes")));
     }
@@ -39,11 +109,11 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
         if let Some(problem) = host_problem(&route.host) {
             errors.push(err(format!("spec.routes[{i}].host"), problem));
         }
-        if !route.path_prefix.starts_with('/') {
-            errors.push(err(
-                format!("spec.routes[{i}].pathPrefix"),
-                "must start with /",
-            ));
+        let field = format!("spec.routes[{i}].pathPrefix");
+        if check_length(&mut errors, &field, &route.path_prefix, PATH_PREFIX_LEN)
+            && !route.path_prefix.starts_with('/')
+        {
+            errors.push(err(field, "must start with /"));
         }
         if !seen.insert((&route.host, &route.path_prefix)) {
             errors.push(err(
@@ -65,12 +135,12 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
         ));
     }
     for (i, backend) in spec.backends.iter().enumerate() {
-        if backend.service.is_empty() {
-            errors.push(err(
-                format!("spec.backends[{i}].service"),
-                "must not be empty",
-            ));
-        }
+        check_length(
+            &mut errors,
+            format!("spec.backends[{i}].service"),
+            &backend.service,
+            SERVICE_LEN,
+        );
         if backend.weight > MAX_WEIGHT {
             errors.push(err(
                 format!("spec.backends[{i}].weight"),
@@ -110,11 +180,11 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
                     "needs exactly one of header, cookie or sourceIP: true",
                 ));
             }
-            if on.header.as_deref() == Some("") || on.cookie.as_deref() == Some("") {
-                errors.push(err(
-                    "spec.hashOn",
-                    "header and cookie names must not be empty",
-                ));
+            if let Some(header) = &on.header {
+                check_length(&mut errors, "spec.hashOn.header", header, HASH_KEY_LEN);
+            }
+            if let Some(cookie) = &on.cookie {
+                check_length(&mut errors, "spec.hashOn.cookie", cookie, HASH_KEY_LEN);
             }
         }
         (_, Some(_)) => errors.push(err(
@@ -126,13 +196,17 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
     if let Some(p) = &spec.peak_ewma {
         check_ranges(
             &mut errors,
-            &[("spec.peakEwma.decaySeconds", p.decay_seconds, 1, 600)],
+            &[("spec.peakEwma.decaySeconds", p.decay_seconds, DECAY_SECONDS)],
         );
     }
     if let Some(w) = &spec.slow_start {
         check_ranges(
             &mut errors,
-            &[("spec.slowStart.windowSeconds", w.window_seconds, 1, 3600)],
+            &[(
+                "spec.slowStart.windowSeconds",
+                w.window_seconds,
+                WINDOW_SECONDS,
+            )],
         );
     }
     if let Some(h) = &spec.health_check {
@@ -143,15 +217,27 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
             _ => {}
         }
         if let Some(http) = &h.http {
-            if !http.path.starts_with('/') {
-                errors.push(err("spec.healthCheck.http.path", "must start with /"));
+            let field = "spec.healthCheck.http.path";
+            if check_length(&mut errors, field, &http.path, CHECK_PATH_LEN)
+                && !http.path.starts_with('/')
+            {
+                errors.push(err(field, "must start with /"));
             }
-            if http.expected_statuses.is_empty() {
-                errors.push(err(
-                    "spec.healthCheck.http.expectedStatuses",
-                    "must not be empty",
-                ));
+            if let Some(host) = &http.host {
+                check_length(
+                    &mut errors,
+                    "spec.healthCheck.http.host",
+                    host,
+                    CHECK_HOST_LEN,
+                );
             }
+            check_count(
+                &mut errors,
+                "spec.healthCheck.http.expectedStatuses",
+                http.expected_statuses.len(),
+                EXPECTED_STATUSES,
+                "statuses",
+            );
             for (i, s) in http.expected_statuses.iter().enumerate() {
                 if super::parse_status_range(s).is_none() {
                     errors.push(err(
@@ -167,21 +253,22 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
                 (
                     "spec.healthCheck.intervalSeconds",
                     h.interval_seconds,
-                    1,
-                    300,
+                    INTERVAL_SECONDS,
                 ),
-                ("spec.healthCheck.timeoutSeconds", h.timeout_seconds, 1, 60),
+                (
+                    "spec.healthCheck.timeoutSeconds",
+                    h.timeout_seconds,
+                    TIMEOUT_SECONDS,
+                ),
                 (
                     "spec.healthCheck.healthyThreshold",
                     h.healthy_threshold,
-                    1,
-                    20,
+                    THRESHOLD,
                 ),
                 (
                     "spec.healthCheck.unhealthyThreshold",
                     h.unhealthy_threshold,
-                    1,
-                    20,
+                    THRESHOLD,
                 ),
             ],
         );
@@ -193,20 +280,17 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
                 (
                     "spec.outlierDetection.consecutiveFailures",
                     o.consecutive_failures,
-                    1,
-                    1000,
+                    CONSECUTIVE_FAILURES,
                 ),
                 (
                     "spec.outlierDetection.ejectionSeconds",
                     o.ejection_seconds,
-                    1,
-                    3600,
+                    EJECTION_SECONDS,
                 ),
                 (
                     "spec.outlierDetection.maxEjectedPercent",
                     o.max_ejected_percent,
-                    0,
-                    100,
+                    MAX_EJECTED_PERCENT,
                 ),
             ],
         );
@@ -214,8 +298,7 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
     if let Some(a) = &spec.session_affinity {
         let c = &a.cookie;
         let token = |s: &str| {
-            !s.is_empty()
-                && s.len() <= 64
+            length_problem(s, COOKIE_NAME_LEN).is_none()
                 && s.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+.^_`|~-".contains(&b))
         };
@@ -223,30 +306,36 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
             errors.push(err(
                 "spec.sessionAffinity.cookie.name",
                 format!(
-                    "{:?} is not a cookie name (letters, digits and !#$%&'*+.^_`|~-)",
-                    c.name
+                    "{:?} is not a cookie name (1 to {} letters, digits and !#$%&'*+.^_`|~-)",
+                    c.name, COOKIE_NAME_LEN.max
                 ),
             ));
         }
-        if !c.path.starts_with('/')
-            || c.path
-                .bytes()
-                .any(|b| b == b';' || b.is_ascii_whitespace() || b.is_ascii_control())
-        {
-            errors.push(err(
-                "spec.sessionAffinity.cookie.path",
-                "must start with / and hold no ; or spaces",
-            ));
-        }
-        if let Some(d) = &c.domain
-            && (d.is_empty()
-                || !d
+        check_ranges(
+            &mut errors,
+            &[(
+                "spec.sessionAffinity.cookie.ttlSeconds",
+                c.ttl_seconds,
+                TTL_SECONDS,
+            )],
+        );
+        let field = "spec.sessionAffinity.cookie.path";
+        if check_length(&mut errors, field, &c.path, COOKIE_PATH_LEN)
+            && (!c.path.starts_with('/')
+                || c.path
                     .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'))
+                    .any(|b| b == b';' || b.is_ascii_whitespace() || b.is_ascii_control()))
+        {
+            errors.push(err(field, "must start with / and hold no ; or spaces"));
+        }
+        let field = "spec.sessionAffinity.cookie.domain";
+        if let Some(d) = &c.domain
+            && check_length(&mut errors, field, d, COOKIE_DOMAIN_LEN)
+            && !is_cookie_domain(d)
         {
             errors.push(err(
-                "spec.sessionAffinity.cookie.domain",
-                format!("{d:?} is not a domain"),
+                field,
+                format!("{d:?} is not a lowercase domain like example.com or .example.com"),
             ));
         }
         if c.same_site == super::SameSite::None && c.secure == Some(false) {
@@ -257,24 +346,34 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
         }
     }
     if let Some(tls) = &spec.tls {
-        if tls.secret_name.is_empty() {
-            errors.push(err("spec.tls.secretName", "must not be empty"));
-        }
-        if let Some(h) = tls.hsts
-            && h.max_age_seconds > 63_072_000
-        {
-            errors.push(err(
-                "spec.tls.hsts.maxAgeSeconds",
-                "at most two years (63072000)",
-            ));
+        check_length(
+            &mut errors,
+            "spec.tls.secretName",
+            &tls.secret_name,
+            SECRET_NAME_LEN,
+        );
+        if let Some(h) = tls.hsts {
+            check_ranges(
+                &mut errors,
+                &[(
+                    "spec.tls.hsts.maxAgeSeconds",
+                    h.max_age_seconds,
+                    HSTS_MAX_AGE,
+                )],
+            );
         }
     }
-    if spec.retries.attempts > 5 {
-        errors.push(err(
-            "spec.retries.attempts",
-            format!("{} is above the maximum 5", spec.retries.attempts),
-        ));
-    }
+    check_ranges(
+        &mut errors,
+        &[("spec.retries.attempts", spec.retries.attempts, ATTEMPTS)],
+    );
+    check_count(
+        &mut errors,
+        "spec.retries.onStatus",
+        spec.retries.on_status.len(),
+        ON_STATUS,
+        "statuses",
+    );
     for (i, s) in spec.retries.on_status.iter().enumerate() {
         if ![502, 503, 504].contains(s) {
             errors.push(err(
@@ -287,12 +386,32 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
     check_ranges(
         &mut errors,
         &[
-            ("spec.timeouts.connectMillis", t.connect_millis, 1, 60_000),
-            ("spec.timeouts.requestSeconds", t.request_seconds, 1, 3600),
-            ("spec.timeouts.idleSeconds", t.idle_seconds, 1, 86_400),
+            (
+                "spec.timeouts.connectMillis",
+                t.connect_millis,
+                CONNECT_MILLIS,
+            ),
+            (
+                "spec.timeouts.requestSeconds",
+                t.request_seconds,
+                REQUEST_SECONDS,
+            ),
+            ("spec.timeouts.idleSeconds", t.idle_seconds, IDLE_SECONDS),
         ],
     );
     errors
+}
+
+/// Whether a cookie Domain matches the schema's `^\.?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`.
+fn is_cookie_domain(domain: &str) -> bool {
+    let name = domain.strip_prefix('.').unwrap_or(domain).as_bytes();
+    let end = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let inner = |b: &u8| end(b) || *b == b'-' || *b == b'.';
+    match name {
+        [] => false,
+        [only] => end(only),
+        [first, middle @ .., last] => end(first) && end(last) && middle.iter().all(inner),
+    }
 }
 
 /// Why a route host is not an exact DNS name, a one-label wildcard, or empty.
@@ -300,8 +419,8 @@ fn host_problem(host: &str) -> Option<String> {
     if host.is_empty() {
         return None;
     }
-    if host.len() > 253 {
-        return Some("longer than 253 characters".into());
+    if let Some(problem) = length_problem(host, ROUTE_HOST_LEN) {
+        return Some(problem);
     }
     let name = host.strip_prefix("*.").unwrap_or(host);
     for label in name.split('.') {
@@ -325,6 +444,8 @@ fn host_problem(host: &str) -> Option<String> {
 mod tests {
     use super::*;
     use crate::api::{Backend, Route, ServicePort, Timeouts};
+    use serde_json::Value;
+    use std::collections::BTreeMap;
 
     fn spec() -> LoadBalancerPoolSpec {
         LoadBalancerPoolSpec {
@@ -414,6 +535,168 @@ mod tests {
         assert!(validate_spec(&s).is_empty());
         s.algorithm = Algorithm::Random;
         assert_eq!(validate_spec(&s)[0].field, "spec.hashOn");
+    }
+
+    /// Every numeric bound of the generated CRD's spec: `(field, keyword) -> value`.
+    fn crd_bounds() -> BTreeMap<(String, String), u64> {
+        use kube::CustomResourceExt;
+        fn walk(node: &Value, path: String, out: &mut BTreeMap<(String, String), u64>) {
+            for key in [
+                "minLength",
+                "maxLength",
+                "minItems",
+                "maxItems",
+                "minimum",
+                "maximum",
+            ] {
+                if let Some(v) = node.get(key) {
+                    let n = v.as_f64().expect("a number");
+                    assert_eq!(n.fract(), 0.0, "{path}.{key} = {n}");
+                    out.insert((path.clone(), key.to_string()), n as u64);
+                }
+            }
+            if let Some(props) = node.get("properties").and_then(Value::as_object) {
+                for (k, v) in props {
+                    walk(v, format!("{path}.{k}"), out);
+                }
+            }
+            if let Some(items) = node.get("items") {
+                walk(items, format!("{path}[]"), out);
+            }
+        }
+        let crd = serde_json::to_value(crate::api::LoadBalancerPool::crd()).expect("the CRD");
+        let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        let mut out = BTreeMap::new();
+        walk(spec, "spec".into(), &mut out);
+        out
+    }
+
+    /// The bounds `validate_spec` checks, by the schema field they repeat.
+    fn checked_bounds() -> BTreeMap<(String, String), u64> {
+        let mut out = BTreeMap::new();
+        let mut add = |field: &str, key: &str, value: u64| {
+            out.insert((field.to_string(), key.to_string()), value);
+        };
+        let lengths: &[(&str, Bounds)] = &[
+            ("spec.className", CLASS_NAME_LEN),
+            ("spec.routes[].pathPrefix", PATH_PREFIX_LEN),
+            ("spec.backends[].service", SERVICE_LEN),
+            ("spec.hashOn.header", HASH_KEY_LEN),
+            ("spec.hashOn.cookie", HASH_KEY_LEN),
+            ("spec.healthCheck.http.path", CHECK_PATH_LEN),
+            ("spec.healthCheck.http.host", CHECK_HOST_LEN),
+            ("spec.sessionAffinity.cookie.name", COOKIE_NAME_LEN),
+            ("spec.sessionAffinity.cookie.path", COOKIE_PATH_LEN),
+            ("spec.sessionAffinity.cookie.domain", COOKIE_DOMAIN_LEN),
+            ("spec.tls.secretName", SECRET_NAME_LEN),
+        ];
+        for &(field, b) in lengths {
+            add(field, "minLength", b.min.into());
+            add(field, "maxLength", b.max.into());
+        }
+        let values: &[(&str, Bounds)] = &[
+            ("spec.backends[].weight", Bounds::new(0, MAX_WEIGHT)),
+            ("spec.peakEwma.decaySeconds", DECAY_SECONDS),
+            ("spec.slowStart.windowSeconds", WINDOW_SECONDS),
+            ("spec.healthCheck.intervalSeconds", INTERVAL_SECONDS),
+            ("spec.healthCheck.timeoutSeconds", TIMEOUT_SECONDS),
+            ("spec.healthCheck.healthyThreshold", THRESHOLD),
+            ("spec.healthCheck.unhealthyThreshold", THRESHOLD),
+            (
+                "spec.outlierDetection.consecutiveFailures",
+                CONSECUTIVE_FAILURES,
+            ),
+            ("spec.outlierDetection.ejectionSeconds", EJECTION_SECONDS),
+            (
+                "spec.outlierDetection.maxEjectedPercent",
+                MAX_EJECTED_PERCENT,
+            ),
+            ("spec.sessionAffinity.cookie.ttlSeconds", TTL_SECONDS),
+            ("spec.tls.hsts.maxAgeSeconds", HSTS_MAX_AGE),
+            ("spec.retries.attempts", ATTEMPTS),
+            ("spec.timeouts.connectMillis", CONNECT_MILLIS),
+            ("spec.timeouts.requestSeconds", REQUEST_SECONDS),
+            ("spec.timeouts.idleSeconds", IDLE_SECONDS),
+            // The type's own range (u16); the list of allowed statuses is narrower.
+            ("spec.retries.onStatus[]", Bounds::new(0, u16::MAX.into())),
+        ];
+        for &(field, b) in values {
+            add(field, "minimum", b.min.into());
+            add(field, "maximum", b.max.into());
+        }
+        add("spec.routes", "maxItems", MAX_ROUTES as u64);
+        add("spec.routes[].host", "maxLength", ROUTE_HOST_LEN.max.into());
+        add("spec.backends", "minItems", 1);
+        add("spec.backends", "maxItems", MAX_BACKENDS as u64);
+        add(
+            "spec.healthCheck.http.expectedStatuses",
+            "minItems",
+            EXPECTED_STATUSES.min.into(),
+        );
+        add(
+            "spec.healthCheck.http.expectedStatuses",
+            "maxItems",
+            EXPECTED_STATUSES.max.into(),
+        );
+        add("spec.retries.onStatus", "maxItems", ON_STATUS.max.into());
+        out
+    }
+
+    /// The CRD and `validate_spec` state the same bounds: a bound added to (or changed in) the
+    /// schema without its check here fails, and so does a check of a bound the schema lacks.
+    #[test]
+    fn every_schema_bound_is_checked() {
+        let crd = crd_bounds();
+        let checked = checked_bounds();
+        let unchecked: Vec<_> = crd
+            .iter()
+            .filter(|(k, v)| checked.get(*k) != Some(*v))
+            .collect();
+        let extra: Vec<_> = checked
+            .iter()
+            .filter(|(k, v)| crd.get(*k) != Some(*v))
+            .collect();
+        assert!(
+            unchecked.is_empty() && extra.is_empty(),
+            "in the CRD but not checked (or checked differently): {unchecked:?}\n\
+             checked but not in the CRD: {extra:?}"
+        );
+    }
+
+    #[test]
+    fn lengths_count_characters_and_name_the_field() {
+        let mut s = spec();
+        s.class_name = Some("é".repeat(63));
+        assert!(validate_spec(&s).is_empty());
+        s.class_name = Some("a".repeat(64));
+        assert_eq!(
+            validate_spec(&s),
+            [err("spec.className", "longer than 63 characters")]
+        );
+        s.class_name = Some(String::new());
+        assert_eq!(
+            validate_spec(&s),
+            [err("spec.className", "must not be empty")]
+        );
+    }
+
+    #[test]
+    fn cookie_domains_follow_the_schema_pattern() {
+        for good in ["example.com", ".example.com", "a", "x-1.example"] {
+            assert!(is_cookie_domain(good), "{good}");
+        }
+        for bad in [
+            "",
+            ".",
+            "Example.com",
+            "-a.com",
+            "a.com.",
+            "a-",
+            "a b",
+            "..a",
+        ] {
+            assert!(!is_cookie_domain(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -151,6 +151,13 @@ fn add_object(
             store.slices.insert(key, Arc::new(s));
         }
         _ => {
+            if let Some(field) = list_for_mapping(&object, pool_schema()) {
+                let field = field.strip_prefix('.').unwrap_or(&field);
+                return Err((
+                    format!("{here}: {field}: "),
+                    "invalid type: sequence, expected a mapping".into(),
+                ));
+            }
             let mut pool: LoadBalancerPool = decode(&here, object)?;
             if let Some(e) = validate_spec(&pool.spec).into_iter().next() {
                 return Err((format!("{here}: {}: ", e.field), e.message));
@@ -178,6 +185,40 @@ fn decode<T: DeserializeOwned>(here: &str, object: Value) -> Result<T, Problem> 
         return Err((format!("{here}: {field}: "), "unknown field".into()));
     }
     Ok(value)
+}
+
+/// The CRD's schema of a whole `LoadBalancerPool` object.
+fn pool_schema() -> &'static Value {
+    static SCHEMA: OnceLock<Value> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        use kube::CustomResourceExt;
+        let crd = serde_json::to_value(LoadBalancerPool::crd()).unwrap_or_default();
+        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+    })
+}
+
+/// The first field (`spec.timeouts`) that holds a list where the schema says `type: object`.
+/// serde's derived structs take a list as their fields in order (`timeouts: [1000, 60, 300]`),
+/// which the API server refuses; so does the file source, before it decodes.
+fn list_for_mapping(value: &Value, schema: &Value) -> Option<String> {
+    match value {
+        Value::Array(items) => {
+            if schema.get("type").and_then(Value::as_str) == Some("object") {
+                return Some(String::new());
+            }
+            let item_schema = schema.get("items")?;
+            items.iter().enumerate().find_map(|(i, item)| {
+                list_for_mapping(item, item_schema).map(|rest| format!("[{i}]{rest}"))
+            })
+        }
+        Value::Object(map) => {
+            let properties = schema.get("properties")?.as_object()?;
+            map.iter().find_map(|(key, field)| {
+                list_for_mapping(field, properties.get(key)?).map(|rest| format!(".{key}{rest}"))
+            })
+        }
+        _ => None,
+    }
 }
 
 /// `spec.backends.0.x` as `spec.backends[0].x`, the form the other errors use.
