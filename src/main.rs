@@ -123,13 +123,17 @@ struct Listen {
     process: Process,
 }
 
+/// `--max-connections` when the open-file limit leaves room for it.
+const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
+
 /// What ingress clients may cost, and what weir tells them and the pods.
 #[derive(clap::Args, Debug)]
 struct Clients {
     /// Open client connections (both listeners together); a client beyond this gets a 503
-    /// (plain HTTP) or a closed socket (TLS). Keep it under half of `ulimit -n`.
-    #[arg(long, default_value_t = 16_384)]
-    max_connections: usize,
+    /// (plain HTTP) or a closed socket (TLS). Default: 16384, or what the open-file limit
+    /// leaves room for (two descriptors a connection), whichever is lower.
+    #[arg(long)]
+    max_connections: Option<usize>,
     /// Time a client has to send a request's headers; an idle keep-alive connection is
     /// closed after it too.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
@@ -154,20 +158,24 @@ struct Clients {
 
 impl Clients {
     fn limits(&self) -> weir::proxy::Limits {
+        use weir::fd_limit::{PER_CONNECTION, RESERVED};
         let fds = weir::fd_limit::raise();
-        let needed =
-            self.max_connections as u64 * weir::fd_limit::PER_CONNECTION + weir::fd_limit::RESERVED;
-        if let Some(fds) = fds
-            && fds < needed
-        {
-            tracing::warn!(
-                open_files = fds,
-                max_connections = self.max_connections,
-                "the open-file limit is below what --max-connections needs; raise `ulimit -n` or lower --max-connections"
-            );
-        }
+        let room = fds.map(|n| (n.saturating_sub(RESERVED) / PER_CONNECTION) as usize);
+        let max_connections = match (self.max_connections, room) {
+            (Some(max), Some(room)) if max > room => {
+                tracing::warn!(
+                    open_files = fds,
+                    max_connections = max,
+                    "the open-file limit is below what --max-connections needs; raise `ulimit -n` or lower --max-connections"
+                );
+                max
+            }
+            (Some(max), _) => max,
+            (None, Some(room)) => room.clamp(1, DEFAULT_MAX_CONNECTIONS),
+            (None, None) => DEFAULT_MAX_CONNECTIONS,
+        };
         weir::proxy::Limits {
-            max_connections: self.max_connections.max(1),
+            max_connections: max_connections.max(1),
             header_timeout: self.client_header_timeout,
             max_header_bytes: self.max_header_bytes,
             max_headers: self.max_headers,
@@ -352,9 +360,16 @@ fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn init_logging(format: LogFormat, level: &str) {
+    // rustls warns about what clients send (an IP address as SNI, say): a client must not be
+    // able to write weir's log, so its messages start at error unless asked for by name.
+    let level = if level.contains("rustls") {
+        level.to_string()
+    } else {
+        format!("{level},rustls=error")
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rustls=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
