@@ -280,16 +280,9 @@ async fn backend_faults_under_load() {
             &[("slow", 1)],
             "  algorithm: PeakEwma\n  timeouts: { requestSeconds: 5, idleSeconds: 2 }\n",
         );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("pools.yaml");
-    std::fs::write(&file, config.yaml()).expect("write config");
-    let (http, admin) = (
-        format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
-    );
-    let _weir = serve(&file, &http, &admin, &[]);
-    wait_ready(&admin).await;
-    let url = format!("http://{http}/");
+    let weir = serve_config(&config, &[]).await;
+    let admin = weir.admin.clone();
+    let url = format!("http://{}/", weir.http);
 
     // Warm up every pool's connections, then take the baseline.
     for host in ["kill.test", "slow.test"] {

@@ -42,18 +42,9 @@ async fn idle_connections_cost_little_and_the_limit_refuses_cleanly() {
     let config = Config::default()
         .service("svc", &[b.addr])
         .pool("web", "a.test", &[("svc", 1)]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("pools.yaml");
-    std::fs::write(&file, config.yaml()).expect("write config");
-    let (http, admin) = (
-        format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
-    );
     let max = n.to_string();
-    let weir = serve(
-        &file,
-        &http,
-        &admin,
+    let weir = serve_config(
+        &config,
         &[
             "--max-connections",
             &max,
@@ -62,13 +53,14 @@ async fn idle_connections_cost_little_and_the_limit_refuses_cleanly() {
             "--workers",
             "2",
         ],
-    );
-    wait_ready(&admin).await;
+    )
+    .await;
+    let (http, admin) = (weir.http.clone(), weir.admin.clone());
     // One request first, so the upstream connection and the allocator's arenas exist before
     // the baseline.
     assert!(idle_client(&http).await.is_some());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = weir.rss();
+    let before = weir.process.rss();
 
     let mut held = Vec::with_capacity(n);
     for chunk in (0..n).collect::<Vec<_>>().chunks(200) {
@@ -78,7 +70,7 @@ async fn idle_connections_cost_little_and_the_limit_refuses_cleanly() {
         }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = weir.rss();
+    let after = weir.process.rss();
     let per = after.saturating_sub(before) as f64 / n as f64;
     eprintln!(
         "{n} idle connections: weir RSS {:.1} MiB -> {:.1} MiB, {:.0} bytes per connection",

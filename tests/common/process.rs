@@ -1,6 +1,6 @@
 //! The `weir` binary as a child process: started on loopback ports, stopped by PID.
 
-use super::{free_port, get, http1_client};
+use super::{Config, free_port, get, http1_client};
 use http::StatusCode;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -86,6 +86,35 @@ pub fn serve(config: &std::path::Path, http: &str, admin: &str, extra: &[&str]) 
         .spawn()
         .expect("weir starts");
     Process(child)
+}
+
+/// A `weir serve` of a test config, on free loopback ports; the file lives as long as it.
+pub struct Served {
+    pub process: Process,
+    /// `127.0.0.1:port` of the HTTP listener and of the admin server.
+    pub http: String,
+    pub admin: String,
+    _dir: tempfile::TempDir,
+}
+
+/// Writes `config` to a file, starts `weir serve` on it with `extra` flags, and waits until
+/// it is ready.
+pub async fn serve_config(config: &Config, extra: &[&str]) -> Served {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("pools.yaml");
+    std::fs::write(&file, config.yaml()).expect("write config");
+    let (http, admin) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let process = serve(&file, &http, &admin, extra);
+    wait_ready(&admin).await;
+    Served {
+        process,
+        http,
+        admin,
+        _dir: dir,
+    }
 }
 
 /// One unlabelled sample's value from weir's /metrics, e.g. `weir_runtime_tasks`.
