@@ -40,6 +40,23 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// Removes hop-by-hop headers, and those the `Connection` header names. When `upgrade` is set,
 /// the message keeps asking for (or agreeing to) that protocol switch.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) {
+    // One pass over the names finds what is there (most messages carry one of these, or
+    // none), instead of hashing every hop-by-hop name into the map.
+    // The hop-by-hop names and Upgrade: at most nine distinct ones.
+    let mut present: [Option<HeaderName>; 9] = Default::default();
+    let mut found = 0;
+    for name in headers.keys() {
+        if found < present.len()
+            && (*name == header::UPGRADE || HOP_BY_HOP.contains(name))
+            && !present[..found].iter().flatten().any(|p| p == name)
+        {
+            present[found] = Some(name.clone());
+            found += 1;
+        }
+    }
+    if found == 0 && upgrade.is_none() {
+        return;
+    }
     let named: Vec<HeaderName> = connection_tokens(headers)
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
@@ -50,13 +67,12 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) 
     let te_trailers = headers
         .get(header::TE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    for name in &HOP_BY_HOP {
+    for name in present.iter().flatten() {
         headers.remove(name);
     }
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
-    headers.remove(header::UPGRADE);
     if let Some(protocol) = upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, protocol);
