@@ -478,6 +478,15 @@ async fn forwarded_for_is_appended_and_believed_only_from_trusted_proxies() {
         }
     };
 
+    // The pods that 40 claimed clients land on.
+    let spread = async |weir: &Weir| {
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..40 {
+            seen.insert(send(weir.url("/"), format!("198.51.100.{i}")).await);
+        }
+        seen
+    };
+
     // No trusted proxies: the claimed client is kept in the chain, but not believed.
     let weir = Weir::start(&config).await;
     let headers = send(weir.url("/headers"), "203.0.113.7".into()).await;
@@ -486,10 +495,7 @@ async fn forwarded_for_is_appended_and_believed_only_from_trusted_proxies() {
         "{headers}"
     );
     assert!(headers.contains("x-forwarded-proto: http\n"), "{headers}");
-    let mut seen = std::collections::BTreeSet::new();
-    for i in 0..40 {
-        seen.insert(send(weir.url("/"), format!("198.51.100.{i}")).await);
-    }
+    let seen = spread(&weir).await;
     assert_eq!(
         seen.len(),
         1,
@@ -508,10 +514,7 @@ async fn forwarded_for_is_appended_and_believed_only_from_trusted_proxies() {
         "{headers}"
     );
     assert!(headers.contains("x-forwarded-proto: https\n"), "{headers}");
-    let mut seen = std::collections::BTreeSet::new();
-    for i in 0..40 {
-        seen.insert(send(weir.url("/"), format!("198.51.100.{i}")).await);
-    }
+    let seen = spread(&weir).await;
     assert!(
         seen.len() > 1,
         "the trusted X-Forwarded-For was ignored: {seen:?}"
