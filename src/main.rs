@@ -465,18 +465,7 @@ async fn run(
     });
     // A mounted Secret changes in place (kubelet swaps a symlink), so a rotated key is picked
     // up without a restart.
-    let follow_key = async {
-        match key_file {
-            Some((path, grace)) => {
-                follow_affinity_key(path, grace, KEY_FILE_INTERVAL, &running).await
-            }
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = wait_for_signal() => {}
-        _ = follow_key => {}
-    }
+    until_signal(&running, key_file, KEY_FILE_INTERVAL).await;
     for task in [source, lease, status, stale] {
         task.abort();
     }
@@ -503,6 +492,25 @@ fn read_affinity_key(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
         );
     }
     Ok(key)
+}
+
+/// Serves until SIGTERM or SIGINT, following the affinity key file (checked every `interval`)
+/// meanwhile, when there is one.
+async fn until_signal(
+    running: &app::Running,
+    key_file: Option<(PathBuf, Duration)>,
+    interval: Duration,
+) {
+    let follow_key = async {
+        match key_file {
+            Some((path, grace)) => follow_affinity_key(path, grace, interval, running).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = wait_for_signal() => {}
+        _ = follow_key => {}
+    }
 }
 
 /// Follows the affinity key file: a new key takes over, the old one stays valid for `grace`.
@@ -555,18 +563,7 @@ async fn serve(
             tracing::error!(error = %e, "configuration refused; the last good one keeps serving");
         },
     ));
-    let follow_key = async {
-        match key_file {
-            Some((path, grace)) => {
-                follow_affinity_key(path, grace, reload_interval, &running).await
-            }
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = wait_for_signal() => {}
-        _ = follow_key => {}
-    }
+    until_signal(&running, key_file, reload_interval).await;
     watcher.abort();
     running.shutdown().await;
     Ok(())
