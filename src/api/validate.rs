@@ -3,18 +3,18 @@
 //! constants the schemars attributes read; `every_schema_bound_is_checked` compares them with
 //! the generated CRD.
 
-use super::affinity::{COOKIE_DOMAIN_LEN, COOKIE_NAME_LEN, COOKIE_PATH_LEN, TTL_SECONDS};
-use super::health::{
-    ATTEMPTS, CHECK_HOST_LEN, CHECK_PATH_LEN, CONSECUTIVE_FAILURES, EJECTION_SECONDS,
-    EXPECTED_STATUSES, INTERVAL_SECONDS, MAX_EJECTED_PERCENT, ON_STATUS, THRESHOLD,
-    TIMEOUT_SECONDS,
-};
-use super::tls::{HSTS_MAX_AGE, SECRET_NAME_LEN};
 use super::{
     Bounds, CLASS_NAME_LEN, CONNECT_MILLIS, DECAY_SECONDS, HASH_KEY_LEN, IDLE_SECONDS,
     LoadBalancerPoolSpec, MAX_BACKENDS, MAX_ROUTES, MAX_WEIGHT, PATH_PREFIX_LEN, REQUEST_SECONDS,
     ROUTE_HOST_LEN, SERVICE_LEN, WINDOW_SECONDS,
 };
+use crate::api::affinity::{COOKIE_DOMAIN_LEN, COOKIE_NAME_LEN, COOKIE_PATH_LEN, TTL_SECONDS};
+use crate::api::health::{
+    ATTEMPTS, CHECK_HOST_LEN, CHECK_PATH_LEN, CONSECUTIVE_FAILURES, EJECTION_SECONDS,
+    EXPECTED_STATUSES, INTERVAL_SECONDS, MAX_EJECTED_PERCENT, ON_STATUS, THRESHOLD,
+    TIMEOUT_SECONDS,
+};
+use crate::api::tls::{HSTS_MAX_AGE, SECRET_NAME_LEN};
 use std::collections::HashSet;
 
 /// One thing wrong with a spec: the field path and what is wrong with it.
