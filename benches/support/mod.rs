@@ -248,3 +248,25 @@ pub fn status_field(path: &str, field: &str) -> Option<u64> {
 pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
+
+/// A minimal upstream for the example programs: answers `ok` to every request on every
+/// connection `listener` accepts, forever.
+pub async fn serve_ok(listener: tokio::net::TcpListener) {
+    use http_body_util::Full;
+    use hyper::body::Incoming;
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(|_req: http::Request<Incoming>| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                    bytes::Bytes::from_static(b"ok"),
+                )))
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
