@@ -1,13 +1,16 @@
-//! The object store: the Kubernetes objects weir cares about, by kind and key.
+//! The object store: what weir keeps of the Kubernetes objects it cares about, by kind and key.
 //!
 //! Sources (the kube watchers, the YAML file) write it; `routing::compile` reads it. Objects sit
-//! behind `Arc`, so a snapshot for compile is a cheap clone.
+//! behind `Arc`, so a snapshot for compile is a cheap clone. Pools and Secrets are kept whole;
+//! EndpointSlices are reduced to a [`Slice`] as they arrive (at 100 000 endpoints, the whole
+//! objects were most of weir's memory).
 
 use crate::api::LoadBalancerPool;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// The label that ties an EndpointSlice to its Service.
@@ -30,11 +33,13 @@ impl ObjectKey {
 
     /// The key of any object with metadata; objects without a namespace go to `default`.
     pub fn of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Self {
-        ObjectKey::new(
-            meta.namespace.as_deref().unwrap_or("default"),
-            meta.name.as_deref().unwrap_or_default(),
-        )
+        ObjectKey::new(namespace_of(meta), meta.name.as_deref().unwrap_or_default())
     }
+}
+
+/// An object's namespace, `default` when it has none (as [`ObjectKey::of`]).
+fn namespace_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> &str {
+    meta.namespace.as_deref().unwrap_or("default")
 }
 
 impl fmt::Display for ObjectKey {
@@ -43,12 +48,131 @@ impl fmt::Display for ObjectKey {
     }
 }
 
+/// What weir keeps of an EndpointSlice: exactly what `routing::compile` reads.
+///
+/// Made once, when the slice arrives ([`Slice::from_slice`]), and with the API's defaults
+/// already applied. What compile would pass over anyway is dropped here: ports other than TCP,
+/// endpoints whose first address is not an IP address, and everything of a slice whose
+/// `addressType` is neither `IPv4` nor `IPv6` (FQDN slices: weir connects to IP addresses only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slice {
+    /// The Service the slice belongs to (label `kubernetes.io/service-name`), in the slice's
+    /// namespace; `None`: no Service's, and no pool uses it.
+    pub service: Option<Box<str>>,
+    /// The slice's TCP ports, in the slice's order.
+    pub ports: Box<[SlicePort]>,
+    pub endpoints: Box<[SliceEndpoint]>,
+}
+
+/// One TCP port of a [`Slice`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlicePort {
+    /// The Service port's name; empty when it has none.
+    pub name: Box<str>,
+    /// `None` when the slice gives no number, or one that is not a TCP port number.
+    pub port: Option<u16>,
+    /// `appProtocol` is `kubernetes.io/h2c` or `h2c` (any case): the pods speak HTTP/2 cleartext.
+    pub h2c: bool,
+}
+
+/// One endpoint of a [`Slice`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SliceEndpoint {
+    /// The first address (the API says the others are equivalent; consumers use the first).
+    pub ip: IpAddr,
+    /// Conditions with the API's defaults: a nil `ready` means ready, a nil `serving` means as
+    /// `ready`, a nil `terminating` means not terminating.
+    pub ready: bool,
+    pub serving: bool,
+    pub terminating: bool,
+    /// `namespace/name` of the pod the endpoint names (`targetRef` of kind Pod; its namespace
+    /// defaults to the slice's); `None` when it names no pod.
+    pub pod: Option<Box<str>>,
+}
+
+impl Slice {
+    /// What weir keeps of `slice`.
+    pub fn from_slice(slice: &EndpointSlice) -> Self {
+        let service = slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SERVICE_NAME_LABEL))
+            .map(|s| s.as_str().into());
+        if slice.address_type != "IPv4" && slice.address_type != "IPv6" {
+            return Slice {
+                service,
+                ports: Box::default(),
+                endpoints: Box::default(),
+            };
+        }
+        let ports = slice
+            .ports
+            .iter()
+            .flatten()
+            .filter(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP")
+            .map(|p| SlicePort {
+                name: p.name.as_deref().unwrap_or_default().into(),
+                port: p.port.and_then(|p| u16::try_from(p).ok()),
+                h2c: p.app_protocol.as_deref().is_some_and(|a| {
+                    a.eq_ignore_ascii_case("kubernetes.io/h2c") || a.eq_ignore_ascii_case("h2c")
+                }),
+            })
+            .collect();
+        let namespace = namespace_of(&slice.metadata);
+        let endpoints = slice
+            .endpoints
+            .iter()
+            .flatten()
+            .filter_map(|e| {
+                let ip = e.addresses.first()?.parse::<IpAddr>().ok()?;
+                let conditions = e.conditions.as_ref();
+                let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
+                let pod = match &e.target_ref {
+                    Some(r) if r.kind.as_deref() == Some("Pod") => Some(
+                        format!(
+                            "{}/{}",
+                            r.namespace.as_deref().unwrap_or(namespace),
+                            r.name.as_deref().unwrap_or_default()
+                        )
+                        .into(),
+                    ),
+                    _ => None,
+                };
+                Some(SliceEndpoint {
+                    ip,
+                    ready,
+                    serving: conditions.and_then(|c| c.serving).unwrap_or(ready),
+                    terminating: conditions.and_then(|c| c.terminating).unwrap_or(false),
+                    pod,
+                })
+            })
+            .collect();
+        Slice {
+            service,
+            ports,
+            endpoints,
+        }
+    }
+
+    /// The first TCP port named `name` ("" for the unnamed port), as compile looks it up.
+    pub fn port(&self, name: &str) -> Option<&SlicePort> {
+        self.ports.iter().find(|p| &*p.name == name)
+    }
+}
+
+impl From<&EndpointSlice> for Slice {
+    fn from(slice: &EndpointSlice) -> Self {
+        Slice::from_slice(slice)
+    }
+}
+
 /// Every object a routing table is compiled from.
 #[derive(Debug, Clone, Default)]
 pub struct Store {
     pub pools: BTreeMap<ObjectKey, Arc<LoadBalancerPool>>,
     pub services: BTreeMap<ObjectKey, Arc<Service>>,
-    pub slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
+    pub slices: BTreeMap<ObjectKey, Arc<Slice>>,
     pub secrets: BTreeMap<ObjectKey, Arc<Secret>>,
 }
 
@@ -61,3 +185,6 @@ impl Store {
         self.len() == 0
     }
 }
+
+#[cfg(test)]
+mod tests;

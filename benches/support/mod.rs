@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use weir::api::LoadBalancerPool;
-use weir::store::{ObjectKey, SERVICE_NAME_LABEL, Store};
+use weir::store::{ObjectKey, SERVICE_NAME_LABEL, Slice, Store};
 
 /// The namespace every generated object lives in.
 pub const NS: &str = "bench";
@@ -102,8 +102,8 @@ pub fn service(name: &str) -> Arc<Service> {
 }
 
 /// One EndpointSlice of Service `service`, on `port`, with these ready addresses; each
-/// endpoint names a pod, as in a cluster.
-pub fn slice(name: &str, service: &str, port: u16, addresses: &[String]) -> Arc<EndpointSlice> {
+/// endpoint names a pod, as in a cluster. What the store keeps of it, as the sources do.
+pub fn slice(name: &str, service: &str, port: u16, addresses: &[String]) -> Arc<Slice> {
     let endpoints: Vec<Value> = addresses
         .iter()
         .enumerate()
@@ -127,7 +127,8 @@ pub fn slice(name: &str, service: &str, port: u16, addresses: &[String]) -> Arc<
         "ports": [{ "name": "http", "port": port, "protocol": "TCP" }],
         "endpoints": endpoints
     });
-    Arc::new(serde_json::from_value(v).expect("a valid EndpointSlice"))
+    let slice: EndpointSlice = serde_json::from_value(v).expect("a valid EndpointSlice");
+    Arc::new(Slice::from_slice(&slice))
 }
 
 /// A pool over Service `service` (port `http`) with these routes `(host, prefix)`.

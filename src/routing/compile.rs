@@ -11,11 +11,10 @@ use crate::api::{
 };
 use crate::balance::{self, Balance};
 use crate::endpoint::Endpoint;
-use crate::store::{ObjectKey, SERVICE_NAME_LABEL, Store};
+use crate::store::{ObjectKey, Slice, Store};
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -334,7 +333,7 @@ fn balancer(spec: &LoadBalancerPoolSpec, endpoints: &[Arc<Endpoint>]) -> Box<dyn
 fn backend_set(
     service: ObjectKey,
     backend: &Backend,
-    resolved: Vec<SliceEndpoint>,
+    resolved: Vec<Resolved<'_>>,
     spec: &LoadBalancerPoolSpec,
     reuse: &HashMap<SocketAddr, &Arc<Endpoint>>,
     joined_at: Option<Instant>,
@@ -350,7 +349,7 @@ fn backend_set(
         }
         let endpoint = || match reuse.get(&e.addr) {
             Some(existing) if existing.h2c == e.h2c => Arc::clone(existing),
-            _ => Arc::new(Endpoint::joined(e.addr, e.identity.clone(), joined_at).with_h2c(e.h2c)),
+            _ => Arc::new(Endpoint::joined(e.addr, e.identity(), joined_at).with_h2c(e.h2c)),
         };
         if e.ready {
             endpoints.push(endpoint());
@@ -448,33 +447,40 @@ impl SecretCache<'_> {
 
 /// One endpoint of a slice, on the port a backend resolved to.
 #[derive(Debug)]
-struct SliceEndpoint {
+struct Resolved<'a> {
     addr: SocketAddr,
-    identity: String,
+    /// The pod (`namespace/name`), when the slice names one; the identity is the address
+    /// otherwise. Made into an owned string only for an endpoint that is not reused.
+    pod: Option<&'a str>,
     ready: bool,
     serving: bool,
     terminating: bool,
     h2c: bool,
 }
 
+impl Resolved<'_> {
+    /// A stable name for the endpoint: its pod, else its address.
+    fn identity(&self) -> String {
+        match self.pod {
+            Some(pod) => pod.to_string(),
+            None => self.addr.to_string(),
+        }
+    }
+}
+
 /// Services and their slices, indexed once per compile.
 struct SliceIndex<'a> {
     services: &'a BTreeMap<ObjectKey, Arc<Service>>,
-    by_service: HashMap<ObjectKey, Vec<&'a EndpointSlice>>,
+    by_service: HashMap<ObjectKey, Vec<&'a Slice>>,
 }
 
 impl<'a> SliceIndex<'a> {
     fn new(store: &'a Store) -> Self {
-        let mut by_service: HashMap<ObjectKey, Vec<&EndpointSlice>> = HashMap::new();
+        let mut by_service: HashMap<ObjectKey, Vec<&Slice>> = HashMap::new();
         for (key, slice) in &store.slices {
-            let service = slice
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(SERVICE_NAME_LABEL));
-            if let Some(service) = service {
+            if let Some(service) = &slice.service {
                 by_service
-                    .entry(ObjectKey::new(key.namespace.clone(), service.clone()))
+                    .entry(ObjectKey::new(key.namespace.clone(), &**service))
                     .or_default()
                     .push(slice);
             }
@@ -490,7 +496,7 @@ impl<'a> SliceIndex<'a> {
         &self,
         service_key: &ObjectKey,
         backend: &Backend,
-    ) -> Result<Vec<SliceEndpoint>, String> {
+    ) -> Result<Vec<Resolved<'a>>, String> {
         let service = self
             .services
             .get(service_key)
@@ -515,54 +521,22 @@ impl<'a> SliceIndex<'a> {
         };
         let mut out = Vec::new();
         for slice in self.by_service.get(service_key).into_iter().flatten() {
-            if slice.address_type != "IPv4" && slice.address_type != "IPv6" {
-                continue;
-            }
-            let port = slice.ports.iter().flatten().find(|p| {
-                p.name.as_deref().unwrap_or_default() == port_name
-                    && p.protocol.as_deref().unwrap_or("TCP") == "TCP"
-            });
-            let h2c = port
-                .and_then(|p| p.app_protocol.as_deref())
-                .is_some_and(|a| {
-                    a.eq_ignore_ascii_case("kubernetes.io/h2c") || a.eq_ignore_ascii_case("h2c")
-                });
-            let Some(port) = port
-                .and_then(|p| p.port)
-                .and_then(|p| u16::try_from(p).ok())
-            else {
+            // Only TCP ports are kept (`Slice::from_slice`); the first of that name counts.
+            let Some(port) = slice.port(&port_name) else {
                 continue;
             };
-            for endpoint in slice.endpoints.iter().flatten() {
-                // Consumers use the first address (the API says the others are equivalent).
-                let Some(ip) = endpoint
-                    .addresses
-                    .first()
-                    .and_then(|a| a.parse::<IpAddr>().ok())
-                else {
-                    continue;
-                };
-                let addr = SocketAddr::new(ip, port);
-                let conditions = endpoint.conditions.clone().unwrap_or_default();
-                // The API: a nil `ready` means ready; a nil `serving` means as `ready`.
-                let ready = conditions.ready.unwrap_or(true);
-                let identity = match &endpoint.target_ref {
-                    Some(r) if r.kind.as_deref() == Some("Pod") => format!(
-                        "{}/{}",
-                        r.namespace.as_deref().unwrap_or(&service_key.namespace),
-                        r.name.as_deref().unwrap_or_default()
-                    ),
-                    _ => addr.to_string(),
-                };
-                out.push(SliceEndpoint {
-                    addr,
-                    identity,
-                    ready,
-                    serving: conditions.serving.unwrap_or(ready),
-                    terminating: conditions.terminating.unwrap_or(false),
-                    h2c,
-                });
-            }
+            let (h2c, Some(number)) = (port.h2c, port.port) else {
+                continue;
+            };
+            // Endpoints without an IP address, and FQDN slices, were dropped on arrival.
+            out.extend(slice.endpoints.iter().map(|e| Resolved {
+                addr: SocketAddr::new(e.ip, number),
+                pod: e.pod.as_deref(),
+                ready: e.ready,
+                serving: e.serving,
+                terminating: e.terminating,
+                h2c,
+            }));
         }
         Ok(out)
     }

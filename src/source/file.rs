@@ -2,7 +2,7 @@
 //! LoadBalancerPools), read from one multi-document YAML file, and read again when it changes.
 
 use crate::api::{LoadBalancerPool, validate_spec};
-use crate::store::{ObjectKey, Store};
+use crate::store::{ObjectKey, Slice, Store};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::de::DeserializeOwned;
@@ -148,7 +148,7 @@ fn add_object(
         }
         "EndpointSlice" => {
             let s: EndpointSlice = decode(&here, object)?;
-            store.slices.insert(key, Arc::new(s));
+            store.slices.insert(key, Arc::new(Slice::from_slice(&s)));
         }
         _ => {
             if let Some(field) = list_for_mapping(&object, pool_schema()) {

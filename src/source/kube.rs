@@ -7,7 +7,7 @@
 //! replica never serves a partial view.
 
 use crate::api::LoadBalancerPool;
-use crate::store::{ObjectKey, Store};
+use crate::store::{ObjectKey, Slice, Store};
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -54,7 +54,11 @@ trait Kind:
     + Sync
     + 'static
 {
-    fn map(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<Self>>;
+    /// What the store keeps of an object of this kind.
+    type Stored: Send + Sync + 'static;
+    fn map(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<Self::Stored>>;
+    /// What the store keeps of this object.
+    fn stored(self) -> Self::Stored;
     /// Whether weir takes this object at all.
     fn wanted(&self, _scope: &Scope) -> bool {
         true
@@ -62,8 +66,12 @@ trait Kind:
 }
 
 impl Kind for LoadBalancerPool {
+    type Stored = Self;
     fn map(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<Self>> {
         &mut store.pools
+    }
+    fn stored(self) -> Self {
+        self
     }
     fn wanted(&self, scope: &Scope) -> bool {
         self.spec
@@ -73,18 +81,30 @@ impl Kind for LoadBalancerPool {
     }
 }
 impl Kind for Service {
+    type Stored = Self;
     fn map(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<Self>> {
         &mut store.services
     }
+    fn stored(self) -> Self {
+        self
+    }
 }
 impl Kind for EndpointSlice {
-    fn map(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<Self>> {
+    type Stored = Slice;
+    fn map(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<Slice>> {
         &mut store.slices
+    }
+    fn stored(self) -> Slice {
+        Slice::from_slice(&self)
     }
 }
 impl Kind for Secret {
+    type Stored = Self;
     fn map(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<Self>> {
         &mut store.secrets
+    }
+    fn stored(self) -> Self {
+        self
     }
 }
 
@@ -267,14 +287,14 @@ async fn watch_once<K: Kind>(
     tx: &mpsc::Sender<Message>,
 ) -> bool {
     let mut stream = watcher::watcher(api.clone(), config.clone()).boxed();
-    let mut listing: Vec<K> = Vec::new();
+    // Objects are reduced to what the store keeps as they arrive, here in the watcher's task:
+    // neither the channel nor a full list in progress holds whole objects.
+    let mut listing: Vec<Entry<K>> = Vec::new();
     while let Some(event) = stream.next().await {
         let message = match event {
             Ok(Event::Apply(object)) => {
-                let scope = scope.clone();
-                Message::Edit(Box::new(move |store: &mut Store| {
-                    apply(store, object, &scope)
-                }))
+                let taken = entry(object, scope);
+                Message::Edit(Box::new(move |store: &mut Store| apply::<K>(store, taken)))
             }
             Ok(Event::Delete(object)) => Message::Edit(Box::new(move |store: &mut Store| {
                 K::map(store).remove(&ObjectKey::of(object.meta()));
@@ -284,19 +304,19 @@ async fn watch_once<K: Kind>(
                 continue;
             }
             Ok(Event::InitApply(object)) => {
-                listing.push(object);
+                listing.push(entry(object, scope));
                 continue;
             }
             Ok(Event::InitDone) => {
                 // A full list replaces what this watcher saw before: deletions missed while
                 // the watch was down are caught here.
-                let objects = std::mem::take(&mut listing);
-                let (scope, namespace) = (scope.clone(), namespace.clone());
+                let entries = std::mem::take(&mut listing);
+                let namespace = namespace.clone();
                 let replace: Edit = Box::new(move |store: &mut Store| {
                     K::map(store)
                         .retain(|key, _| namespace.as_ref().is_some_and(|ns| *ns != key.namespace));
-                    for object in objects {
-                        apply(store, object, &scope);
+                    for entry in entries {
+                        apply::<K>(store, entry);
                     }
                 });
                 if tx.send(Message::Edit(replace)).await.is_err() {
@@ -316,11 +336,23 @@ async fn watch_once<K: Kind>(
     false
 }
 
-fn apply<K: Kind>(store: &mut Store, object: K, scope: &Scope) {
+/// An object as the store takes it: its key, and what is kept of it (`None`: weir does not
+/// want it, and drops any earlier version).
+type Entry<K> = (ObjectKey, Option<Arc<<K as Kind>::Stored>>);
+
+fn entry<K: Kind>(object: K, scope: &Scope) -> Entry<K> {
     let key = ObjectKey::of(object.meta());
-    if object.wanted(scope) {
-        K::map(store).insert(key, Arc::new(object));
-    } else {
-        K::map(store).remove(&key);
+    let kept = object.wanted(scope).then(|| Arc::new(object.stored()));
+    (key, kept)
+}
+
+fn apply<K: Kind>(store: &mut Store, (key, kept): Entry<K>) {
+    match kept {
+        Some(object) => {
+            K::map(store).insert(key, object);
+        }
+        None => {
+            K::map(store).remove(&key);
+        }
     }
 }

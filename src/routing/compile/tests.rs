@@ -1,4 +1,6 @@
 use super::*;
+use crate::store::SERVICE_NAME_LABEL;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::json;
 
 fn pool(ns: &str, name: &str, created: Option<&str>, spec: serde_json::Value) -> LoadBalancerPool {
@@ -70,7 +72,7 @@ impl World {
     fn slice(mut self, s: EndpointSlice) -> Self {
         self.0
             .slices
-            .insert(ObjectKey::of(&s.metadata), Arc::new(s));
+            .insert(ObjectKey::of(&s.metadata), Arc::new(Slice::from_slice(&s)));
         self
     }
     /// A Service `name` with port 80 named http, and one slice with these endpoints on 8080.
@@ -577,4 +579,75 @@ fn an_expired_certificate_gets_a_warning_condition() {
     // Expired is still served (clients decide), and the refs resolved.
     assert!(condition(&c, "ns", "p", "ResolvedRefs").is_true());
     assert!(c.table.certificate("a.test").is_some());
+}
+
+#[test]
+fn slices_are_read_as_the_api_defines_them() {
+    let raw = |v: serde_json::Value| -> EndpointSlice { serde_json::from_value(v).unwrap() };
+    let labels = json!({SERVICE_NAME_LABEL: "web"});
+    let c = World::default()
+        .service(service("ns", "web", json!([{"name": "http", "port": 80}])))
+        // A UDP port of the same name comes first; nil conditions mean ready; no pod: the
+        // identity is the address; an unparsable first address drops the endpoint.
+        .slice(raw(json!({
+            "metadata": {"name": "web-a", "namespace": "ns", "labels": labels},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 5353, "protocol": "UDP"},
+                      {"name": "http", "port": 8080, "appProtocol": "h2c"}],
+            "endpoints": [
+                {"addresses": ["10.0.0.1"]},
+                {"addresses": ["bogus", "10.0.0.9"]},
+                {"addresses": ["10.0.0.2"], "conditions": {"ready": false, "terminating": true}},
+                {"addresses": ["10.0.0.3"],
+                 "conditions": {"ready": false, "serving": true, "terminating": true},
+                 "targetRef": {"kind": "Pod", "name": "p3"}},
+            ],
+        })))
+        // FQDN slices are not connected to.
+        .slice(raw(json!({
+            "metadata": {"name": "web-b", "namespace": "ns", "labels": labels},
+            "addressType": "FQDN",
+            "ports": [{"name": "http", "port": 8080}],
+            "endpoints": [{"addresses": ["10.0.0.5"]}],
+        })))
+        // The first port of the name has no number: the slice gives nothing.
+        .slice(raw(json!({
+            "metadata": {"name": "web-c", "namespace": "ns", "labels": labels},
+            "addressType": "IPv4",
+            "ports": [{"name": "http"}, {"name": "http", "port": 8080}],
+            "endpoints": [{"addresses": ["10.0.0.6"]}],
+        })))
+        // No Service label: no one's.
+        .slice(raw(json!({
+            "metadata": {"name": "stray", "namespace": "ns"},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080}],
+            "endpoints": [{"addresses": ["10.0.0.7"]}],
+        })))
+        .pool(pool("ns", "p", None, simple_spec("a.test", "/", "web")))
+        .compile();
+    let p = c.table.route("a.test", "/").expect("routed");
+    let b = &p.backends[0];
+    let shown = |e: &Arc<Endpoint>| (e.addr.to_string(), e.identity.clone(), e.h2c);
+    assert_eq!(
+        b.endpoints.iter().map(shown).collect::<Vec<_>>(),
+        vec![(
+            "10.0.0.1:8080".to_string(),
+            "10.0.0.1:8080".to_string(),
+            true
+        )]
+    );
+    assert_eq!(
+        b.fenced.iter().map(shown).collect::<Vec<_>>(),
+        vec![("10.0.0.3:8080".to_string(), "ns/p3".to_string(), true)]
+    );
+    assert_eq!(b.not_ready, 1);
+    assert_eq!(
+        c.statuses[&ObjectKey::new("ns", "p")].endpoints,
+        EndpointCounts {
+            total: 3,
+            ready: 1,
+            healthy: 1
+        }
+    );
 }

@@ -1,0 +1,150 @@
+use super::*;
+use serde_json::json;
+
+fn slice(v: serde_json::Value) -> Slice {
+    let s: EndpointSlice = serde_json::from_value(v).expect("test slice");
+    Slice::from_slice(&s)
+}
+
+fn endpoint(ip: &str, ready: bool, serving: bool, terminating: bool) -> SliceEndpoint {
+    SliceEndpoint {
+        ip: ip.parse().expect("test address"),
+        ready,
+        serving,
+        terminating,
+        pod: None,
+    }
+}
+
+#[test]
+fn keeps_the_service_and_applies_the_condition_defaults() {
+    let s = slice(json!({
+        "metadata": {"name": "web-1", "namespace": "shop",
+                     "labels": {SERVICE_NAME_LABEL: "web", "other": "x"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8080}],
+        "endpoints": [
+            {"addresses": ["10.0.0.1"]},
+            {"addresses": ["10.0.0.2"], "conditions": {"ready": false}},
+            {"addresses": ["10.0.0.3"], "conditions": {"ready": false, "serving": true, "terminating": true}},
+            {"addresses": ["10.0.0.4"], "conditions": {"serving": false}},
+        ],
+    }));
+    assert_eq!(s.service.as_deref(), Some("web"));
+    assert_eq!(
+        s.endpoints.to_vec(),
+        vec![
+            endpoint("10.0.0.1", true, true, false),
+            endpoint("10.0.0.2", false, false, false),
+            endpoint("10.0.0.3", false, true, true),
+            endpoint("10.0.0.4", true, false, false),
+        ]
+    );
+}
+
+#[test]
+fn a_slice_without_the_label_belongs_to_no_service() {
+    let s = slice(json!({
+        "metadata": {"name": "stray", "namespace": "shop"},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["10.0.0.1"]}],
+    }));
+    assert_eq!(s.service, None);
+    assert_eq!(s.endpoints.len(), 1);
+}
+
+#[test]
+fn names_the_pod_in_the_slice_namespace_unless_the_reference_says_otherwise() {
+    let s = slice(json!({
+        "metadata": {"name": "web-1", "namespace": "shop",
+                     "labels": {SERVICE_NAME_LABEL: "web"}},
+        "addressType": "IPv4",
+        "endpoints": [
+            {"addresses": ["10.0.0.1"], "targetRef": {"kind": "Pod", "name": "web-a"}},
+            {"addresses": ["10.0.0.2"], "targetRef": {"kind": "Pod", "name": "web-b", "namespace": "other"}},
+            {"addresses": ["10.0.0.3"], "targetRef": {"kind": "Node", "name": "node-1"}},
+            {"addresses": ["10.0.0.4"], "targetRef": {"kind": "Pod"}},
+            {"addresses": ["10.0.0.5"]},
+        ],
+    }));
+    let pods: Vec<Option<&str>> = s.endpoints.iter().map(|e| e.pod.as_deref()).collect();
+    assert_eq!(
+        pods,
+        vec![
+            Some("shop/web-a"),
+            Some("other/web-b"),
+            None,
+            Some("shop/"),
+            None
+        ]
+    );
+    // No namespace at all: the pod is in `default`, as the slice's key is.
+    let s = slice(json!({
+        "metadata": {"name": "web-1"},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["10.0.0.1"], "targetRef": {"kind": "Pod", "name": "web-a"}}],
+    }));
+    assert_eq!(s.endpoints[0].pod.as_deref(), Some("default/web-a"));
+}
+
+#[test]
+fn uses_the_first_address_and_drops_endpoints_without_an_ip_there() {
+    let s = slice(json!({
+        "metadata": {"name": "web-1", "namespace": "shop"},
+        "addressType": "IPv6",
+        "endpoints": [
+            {"addresses": ["fd00::1", "fd00::2"]},
+            {"addresses": ["not-an-ip", "fd00::3"]},
+            {"addresses": []},
+            {"addresses": ["10.0.0.1"]},
+        ],
+    }));
+    let ips: Vec<String> = s.endpoints.iter().map(|e| e.ip.to_string()).collect();
+    assert_eq!(ips, vec!["fd00::1", "10.0.0.1"]);
+}
+
+#[test]
+fn keeps_tcp_ports_only_with_their_numbers_if_valid() {
+    let s = slice(json!({
+        "metadata": {"name": "web-1", "namespace": "shop"},
+        "addressType": "IPv4",
+        "ports": [
+            {"name": "dns", "port": 53, "protocol": "UDP"},
+            {"name": "http", "port": 8080},
+            {"port": 9000, "protocol": "TCP"},
+            {"name": "grpc", "port": 50051, "appProtocol": "kubernetes.io/h2c"},
+            {"name": "plain-h2c", "port": 50052, "appProtocol": "H2C"},
+            {"name": "big", "port": 70000},
+            {"name": "none"},
+        ],
+    }));
+    let ports: Vec<(&str, Option<u16>, bool)> =
+        s.ports.iter().map(|p| (&*p.name, p.port, p.h2c)).collect();
+    assert_eq!(
+        ports,
+        vec![
+            ("http", Some(8080), false),
+            ("", Some(9000), false),
+            ("grpc", Some(50051), true),
+            ("plain-h2c", Some(50052), true),
+            ("big", None, false),
+            ("none", None, false),
+        ]
+    );
+    assert!(s.port("dns").is_none());
+    assert_eq!(s.port("").and_then(|p| p.port), Some(9000));
+}
+
+#[test]
+fn an_fqdn_slice_keeps_nothing_to_connect_to() {
+    let s = slice(json!({
+        "metadata": {"name": "ext-1", "namespace": "shop",
+                     "labels": {SERVICE_NAME_LABEL: "ext"}},
+        "addressType": "FQDN",
+        "ports": [{"name": "http", "port": 80}],
+        "endpoints": [{"addresses": ["10.0.0.1"]}],
+    }));
+    assert_eq!(s.service.as_deref(), Some("ext"));
+    assert!(s.ports.is_empty());
+    assert!(s.endpoints.is_empty());
+}
