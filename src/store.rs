@@ -2,8 +2,9 @@
 //!
 //! Sources (the kube watchers, the YAML file) write it; `routing::compile` reads it. Objects sit
 //! behind `Arc`, so a snapshot for compile is a cheap clone. Pools and Secrets are kept whole;
-//! EndpointSlices are reduced to a [`Slice`] as they arrive (at 100 000 endpoints, the whole
-//! objects were most of weir's memory).
+//! EndpointSlices and Services are reduced to what compile reads ([`Slice`], [`Svc`]) as they
+//! arrive: at 10 000 Services with 100 000 endpoints, the whole objects were most of weir's
+//! memory.
 
 use crate::api::LoadBalancerPool;
 use k8s_openapi::api::core::v1::{Secret, Service};
@@ -45,6 +46,45 @@ fn namespace_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMet
 impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// What weir keeps of a Service: its ports, by which compile resolves a backend's port.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Svc {
+    /// `spec.ports`, in order, every protocol.
+    pub ports: Box<[SvcPort]>,
+}
+
+/// One port of a [`Svc`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SvcPort {
+    /// `None` when the port has no name (a Service with a single port may leave it out).
+    pub name: Option<Box<str>>,
+    pub port: i32,
+}
+
+impl Svc {
+    /// What weir keeps of `service`.
+    pub fn from_service(service: &Service) -> Self {
+        let ports = service
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.as_deref())
+            .unwrap_or_default()
+            .iter()
+            .map(|p| SvcPort {
+                name: p.name.as_deref().map(Box::from),
+                port: p.port,
+            })
+            .collect();
+        Svc { ports }
+    }
+}
+
+impl From<&Service> for Svc {
+    fn from(service: &Service) -> Self {
+        Svc::from_service(service)
     }
 }
 
@@ -171,7 +211,7 @@ impl From<&EndpointSlice> for Slice {
 #[derive(Debug, Clone, Default)]
 pub struct Store {
     pub pools: BTreeMap<ObjectKey, Arc<LoadBalancerPool>>,
-    pub services: BTreeMap<ObjectKey, Arc<Service>>,
+    pub services: BTreeMap<ObjectKey, Arc<Svc>>,
     pub slices: BTreeMap<ObjectKey, Arc<Slice>>,
     pub secrets: BTreeMap<ObjectKey, Arc<Secret>>,
 }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use weir::api::LoadBalancerPool;
-use weir::store::{ObjectKey, SERVICE_NAME_LABEL, Slice, Store};
+use weir::store::{ObjectKey, SERVICE_NAME_LABEL, Slice, Store, Svc};
 
 /// The namespace every generated object lives in.
 pub const NS: &str = "bench";
@@ -90,15 +90,16 @@ fn address(n: u32) -> String {
     format!("10.{}.{}.{}", (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff)
 }
 
-/// A Service `name` with one port `http` (80).
-pub fn service(name: &str) -> Arc<Service> {
+/// A Service `name` with one port `http` (80), as the store keeps it.
+pub fn service(name: &str) -> Arc<Svc> {
     let v = json!({
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": { "name": name, "namespace": NS },
         "spec": { "ports": [{ "name": "http", "port": 80 }] }
     });
-    Arc::new(serde_json::from_value(v).expect("a valid Service"))
+    let service: Service = serde_json::from_value(v).expect("a valid Service");
+    Arc::new(Svc::from_service(&service))
 }
 
 /// One EndpointSlice of Service `service`, on `port`, with these ready addresses; each

@@ -11,8 +11,7 @@ use crate::api::{
 };
 use crate::balance::{self, Balance};
 use crate::endpoint::Endpoint;
-use crate::store::{ObjectKey, Slice, Store};
-use k8s_openapi::api::core::v1::Service;
+use crate::store::{ObjectKey, Slice, Store, Svc};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -470,7 +469,7 @@ impl Resolved<'_> {
 
 /// Services and their slices, indexed once per compile.
 struct SliceIndex<'a> {
-    services: &'a BTreeMap<ObjectKey, Arc<Service>>,
+    services: &'a BTreeMap<ObjectKey, Arc<Svc>>,
     by_service: HashMap<ObjectKey, Vec<&'a Slice>>,
 }
 
@@ -501,28 +500,24 @@ impl<'a> SliceIndex<'a> {
             .services
             .get(service_key)
             .ok_or_else(|| format!("Service {service_key} not found"))?;
-        let ports = service
-            .spec
-            .as_ref()
-            .and_then(|s| s.ports.as_deref())
-            .unwrap_or_default();
+        let ports = &service.ports;
         // Slices name their ports after the Service port's name ("" when it has none).
         let port_name = match &backend.port {
             ServicePort::Number(n) => ports
                 .iter()
                 .find(|p| p.port == i32::from(*n))
-                .map(|p| p.name.clone().unwrap_or_default())
+                .map(|p| p.name.as_deref().unwrap_or_default())
                 .ok_or_else(|| format!("Service {service_key} has no port {n}"))?,
             ServicePort::Name(name) => ports
                 .iter()
                 .find(|p| p.name.as_deref() == Some(name))
-                .map(|_| name.clone())
+                .map(|_| name.as_str())
                 .ok_or_else(|| format!("Service {service_key} has no port named {name}"))?,
         };
         let mut out = Vec::new();
         for slice in self.by_service.get(service_key).into_iter().flatten() {
             // Only TCP ports are kept (`Slice::from_slice`); the first of that name counts.
-            let Some(port) = slice.port(&port_name) else {
+            let Some(port) = slice.port(port_name) else {
                 continue;
             };
             let (h2c, Some(number)) = (port.h2c, port.port) else {

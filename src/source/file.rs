@@ -2,7 +2,7 @@
 //! LoadBalancerPools), read from one multi-document YAML file, and read again when it changes.
 
 use crate::api::{LoadBalancerPool, validate_spec};
-use crate::store::{ObjectKey, Slice, Store};
+use crate::store::{ObjectKey, Slice, Store, Svc};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::de::DeserializeOwned;
@@ -140,7 +140,7 @@ fn add_object(
     match kind {
         "Service" => {
             let s: Service = decode(&here, object)?;
-            store.services.insert(key, Arc::new(s));
+            store.services.insert(key, Arc::new(Svc::from_service(&s)));
         }
         "Secret" => {
             let s: Secret = decode(&here, object)?;

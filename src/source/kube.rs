@@ -7,7 +7,7 @@
 //! replica never serves a partial view.
 
 use crate::api::LoadBalancerPool;
-use crate::store::{ObjectKey, Slice, Store};
+use crate::store::{ObjectKey, Slice, Store, Svc};
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -81,12 +81,12 @@ impl Kind for LoadBalancerPool {
     }
 }
 impl Kind for Service {
-    type Stored = Self;
-    fn map(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<Self>> {
+    type Stored = Svc;
+    fn map(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<Svc>> {
         &mut store.services
     }
-    fn stored(self) -> Self {
-        self
+    fn stored(self) -> Svc {
+        Svc::from_service(&self)
     }
 }
 impl Kind for EndpointSlice {
@@ -296,9 +296,12 @@ async fn watch_once<K: Kind>(
                 let taken = entry(object, scope);
                 Message::Edit(Box::new(move |store: &mut Store| apply::<K>(store, taken)))
             }
-            Ok(Event::Delete(object)) => Message::Edit(Box::new(move |store: &mut Store| {
-                K::map(store).remove(&ObjectKey::of(object.meta()));
-            })),
+            Ok(Event::Delete(object)) => {
+                let key = ObjectKey::of(object.meta());
+                Message::Edit(Box::new(move |store: &mut Store| {
+                    K::map(store).remove(&key);
+                }))
+            }
             Ok(Event::Init) => {
                 listing.clear();
                 continue;

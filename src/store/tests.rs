@@ -148,3 +148,28 @@ fn an_fqdn_slice_keeps_nothing_to_connect_to() {
     assert!(s.ports.is_empty());
     assert!(s.endpoints.is_empty());
 }
+
+#[test]
+fn a_service_keeps_its_ports_named_or_not() {
+    let service: Service = serde_json::from_value(json!({
+        "metadata": {"name": "web", "namespace": "shop", "annotations": {"a": "b"}},
+        "spec": {"type": "ClusterIP", "selector": {"app": "web"}, "ports": [
+            {"name": "http", "port": 80, "targetPort": 8080},
+            {"port": 9000},
+            {"name": "dns", "port": 53, "protocol": "UDP"},
+        ]},
+    }))
+    .unwrap();
+    let svc = Svc::from_service(&service);
+    let ports: Vec<(Option<&str>, i32)> = svc
+        .ports
+        .iter()
+        .map(|p| (p.name.as_deref(), p.port))
+        .collect();
+    assert_eq!(
+        ports,
+        vec![(Some("http"), 80), (None, 9000), (Some("dns"), 53)]
+    );
+    let bare: Service = serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap();
+    assert_eq!(Svc::from_service(&bare), Svc::default());
+}

@@ -1,5 +1,6 @@
 use super::*;
 use crate::store::SERVICE_NAME_LABEL;
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::json;
 
@@ -66,7 +67,7 @@ impl World {
     fn service(mut self, s: Service) -> Self {
         self.0
             .services
-            .insert(ObjectKey::of(&s.metadata), Arc::new(s));
+            .insert(ObjectKey::of(&s.metadata), Arc::new(Svc::from_service(&s)));
         self
     }
     fn slice(mut self, s: EndpointSlice) -> Self {
