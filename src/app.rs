@@ -126,6 +126,10 @@ pub async fn start(
         admin: admin.clone(),
         affinity: affinity.clone(),
         tasks: vec![
+            tokio::spawn(proxy::upstream::expire_idle(
+                table.clone(),
+                shutdown_rx.clone(),
+            )),
             tokio::spawn(follow_store(
                 stores,
                 table,

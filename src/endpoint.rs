@@ -4,6 +4,7 @@
 //! `Arc<Endpoint>`, so its counters (and, later, its health) survive rebuilds. Everything that
 //! changes per request is an atomic: the request path never locks.
 
+use crate::proxy::upstream::Connections;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -17,6 +18,8 @@ pub struct Endpoint {
     /// `addr` as a URI authority, made on the first request: every request names it, and an
     /// endpoint that never serves one does not pay for it.
     authority: OnceLock<http::uri::Authority>,
+    /// Keep-alive connections to the pod, made on the first request.
+    connections: OnceLock<Box<Connections>>,
     /// A stable name for logs, hashing and status: the pod (`namespace/name`) when the slice
     /// names it, else the address.
     pub identity: String,
@@ -81,6 +84,7 @@ impl Endpoint {
         Endpoint {
             addr,
             authority: OnceLock::new(),
+            connections: OnceLock::new(),
             identity: identity.into(),
             h2c: false,
             added_at,
@@ -104,6 +108,16 @@ impl Endpoint {
             http::uri::Authority::try_from(self.addr.to_string().as_str())
                 .unwrap_or_else(|_| http::uri::Authority::from_static("invalid.endpoint"))
         })
+    }
+
+    /// The endpoint's keep-alive connections.
+    pub fn connections(&self) -> &Connections {
+        self.connections.get_or_init(Box::default)
+    }
+
+    /// Its keep-alive connections, if it ever had any.
+    pub fn connections_if_any(&self) -> Option<&Connections> {
+        self.connections.get().map(|c| &**c)
     }
 
     /// The same endpoint, spoken to with HTTP/2 cleartext when `h2c`.

@@ -250,3 +250,138 @@ async fn websockets_pass_through() {
     ws.close(None).await.unwrap();
     weir.running.shutdown().await;
 }
+
+/// A bare HTTP/1.1 pod: answers `ok` to each request head, keeps the connection open for
+/// `per_connection` answers and then closes it without notice (as a pod whose keep-alive
+/// timeout ran out). Counts connections accepted, and connections weir closed.
+struct CountingPod {
+    addr: std::net::SocketAddr,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    closed_by_weir: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CountingPod {
+    async fn start(per_connection: usize) -> CountingPod {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let closed_by_weir = Arc::new(AtomicUsize::new(0));
+        let (a, c) = (accepted.clone(), closed_by_weir.clone());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                a.fetch_add(1, Ordering::SeqCst);
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut answered = 0;
+                    while answered < per_connection {
+                        let mut chunk = [0u8; 4096];
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => {
+                                c.fetch_add(1, Ordering::SeqCst);
+                                return;
+                            }
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buf.drain(..end + 4);
+                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if stream.write_all(answer).await.is_err() {
+                                return;
+                            }
+                            answered += 1;
+                        }
+                    }
+                });
+            }
+        });
+        CountingPod {
+            addr,
+            accepted,
+            closed_by_weir,
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn closed_by_weir(&self) -> usize {
+        self.closed_by_weir
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn upstream_connections_are_reused_then_closed_after_the_idle_timeout() {
+    let pod = CountingPod::start(usize::MAX).await;
+    let config = Config::default().service("web", &[pod.addr]).pool_with(
+        "web",
+        "shop.test",
+        &[("web", 1)],
+        "  timeouts: { idleSeconds: 1 }\n",
+    );
+    let weir = Weir::start(&config).await;
+    let client = http1_client();
+    for _ in 0..50 {
+        let (status, body) = get(&client, &weir.url("/"), "shop.test")
+            .await
+            .expect("request");
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+    }
+    assert_eq!(
+        pod.accepted(),
+        1,
+        "50 requests in a row share one connection"
+    );
+    assert_eq!(pod.closed_by_weir(), 0);
+    // Idle for a second, the connection goes (the sweep runs every second).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while pod.closed_by_weir() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(pod.closed_by_weir(), 1, "the idle connection was closed");
+    let (status, _) = get(&client, &weir.url("/"), "shop.test")
+        .await
+        .expect("request");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        pod.accepted(),
+        2,
+        "a new connection after the idle one closed"
+    );
+    weir.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_connection_the_pod_closed_while_idle_is_not_an_error() {
+    // One answer per connection, then a silent close: each kept connection goes stale.
+    let pod = CountingPod::start(1).await;
+    let config = Config::default().service("web", &[pod.addr]).pool_with(
+        "web",
+        "shop.test",
+        &[("web", 1)],
+        "  retries: { attempts: 0 }\n",
+    );
+    let weir = Weir::start(&config).await;
+    let client = http1_client();
+    for i in 0..20 {
+        let (status, body) = get(&client, &weir.url("/"), "shop.test")
+            .await
+            .expect("request");
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, "ok"),
+            "request {i}"
+        );
+        // Let the pod's close arrive, as it would between two requests minutes apart.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(pod.accepted(), 20);
+    weir.running.shutdown().await;
+}

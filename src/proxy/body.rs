@@ -1,7 +1,10 @@
 //! The response body the proxy returns: the upstream's, streamed as it comes, or a short local
-//! answer. It carries the endpoint's in-flight mark, so a request counts until its body ends.
+//! answer. It carries the endpoint's in-flight mark, so a request counts until its body ends,
+//! and the lease of its upstream connection, which goes back to the pool only if the body was
+//! read to its end.
 
 use super::access_log::Completion;
+use super::upstream::Lease;
 use crate::endpoint::InFlight;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -13,9 +16,12 @@ use std::task::{Context, Poll};
 pub struct ProxyBody {
     inner: Inner,
     _in_flight: Option<InFlight>,
+    connection: Option<Lease>,
     /// Finished (metrics, access log) when the body ends or is dropped.
     completion: Option<Box<Completion>>,
     bytes: u64,
+    /// The body said it had no more frames (a chunked body never reports `is_end_stream`).
+    ended: bool,
 }
 
 #[derive(Debug)]
@@ -25,12 +31,14 @@ enum Inner {
 }
 
 impl ProxyBody {
-    pub fn upstream(body: Incoming, in_flight: InFlight) -> Self {
+    pub fn upstream(body: Incoming, in_flight: InFlight, connection: Option<Lease>) -> Self {
         ProxyBody {
             inner: Inner::Upstream(body),
             _in_flight: Some(in_flight),
+            connection,
             completion: None,
             bytes: 0,
+            ended: false,
         }
     }
 
@@ -38,8 +46,10 @@ impl ProxyBody {
         ProxyBody {
             inner: Inner::Local(Some(text.into())),
             _in_flight: None,
+            connection: None,
             completion: None,
             bytes: 0,
+            ended: false,
         }
     }
 
@@ -52,6 +62,11 @@ impl ProxyBody {
 
 impl Drop for ProxyBody {
     fn drop(&mut self) {
+        if let Some(lease) = self.connection.take()
+            && (self.ended || self.is_end_stream())
+        {
+            lease.release();
+        }
         if let Some(c) = self.completion.take() {
             c.finish(self.bytes);
         }
@@ -71,10 +86,14 @@ impl Body for ProxyBody {
             Inner::Upstream(body) => Pin::new(body).poll_frame(cx),
             Inner::Local(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         };
-        if let Poll::Ready(Some(Ok(f))) = &frame
-            && let Some(d) = f.data_ref()
-        {
-            this.bytes += d.len() as u64;
+        match &frame {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    this.bytes += d.len() as u64;
+                }
+            }
+            Poll::Ready(None) => this.ended = true,
+            _ => {}
         }
         frame
     }

@@ -11,13 +11,12 @@ mod limits;
 mod listener;
 mod request_body;
 pub mod tls;
-mod upstream;
+pub mod upstream;
 
 pub use body::ProxyBody;
 pub use forwarding::Forwarding;
 pub use limits::{Limits, Slots};
 pub use listener::serve;
-pub use upstream::Upstreams;
 
 use crate::affinity::Affinity;
 use crate::api::HashOn;
@@ -51,7 +50,6 @@ pub struct Proxy {
     table: Arc<ArcSwap<RoutingTable>>,
     access_log: AccessLog,
     affinity: Arc<Affinity>,
-    upstreams: Arc<Upstreams>,
     metrics: Arc<Metrics>,
     forwarding: Forwarding,
 }
@@ -72,7 +70,6 @@ impl Proxy {
             table,
             access_log,
             affinity,
-            upstreams: upstream::shared(),
             metrics,
             forwarding,
         }
@@ -247,6 +244,10 @@ impl Proxy {
             Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
         );
 
+        let dial = upstream::Dial {
+            connect: Duration::from_millis(pool.policy.timeouts.connect_millis.into()),
+            idle: Duration::from_secs(pool.policy.timeouts.idle_seconds.into()),
+        };
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut last_failure: Option<Response<ProxyBody>> = None;
         for attempt in 0..=pool.policy.retries.attempts {
@@ -275,12 +276,19 @@ impl Proxy {
                     .get_or_create(&metrics::pool(&pool.name))
                     .inc();
             }
-            let mut uri = http::uri::Parts::default();
-            uri.scheme = Some(http::uri::Scheme::HTTP);
-            uri.authority = Some(endpoint.authority().clone());
-            uri.path_and_query = Some(target.clone());
-            let Ok(uri) = Uri::from_parts(uri) else {
-                return local(StatusCode::BAD_REQUEST, "bad request target\n");
+            // HTTP/1.1 names the path alone (the Host header says the rest); HTTP/2 needs the
+            // scheme and authority as pseudo-headers.
+            let uri = if endpoint.h2c {
+                let mut uri = http::uri::Parts::default();
+                uri.scheme = Some(http::uri::Scheme::HTTP);
+                uri.authority = Some(endpoint.authority().clone());
+                uri.path_and_query = Some(target.clone());
+                match Uri::from_parts(uri) {
+                    Ok(uri) => uri,
+                    Err(_) => return local(StatusCode::BAD_REQUEST, "bad request target\n"),
+                }
+            } else {
+                Uri::from(target.clone())
             };
             let mut request = Request::new(body.attempt());
             *request.method_mut() = parts.method.clone();
@@ -294,18 +302,14 @@ impl Proxy {
 
             let in_flight = endpoint.start_request();
             let sent_at = Instant::now();
-            let result = tokio::time::timeout(
-                timeout,
-                self.upstreams
-                    .request(&pool.policy.timeouts, endpoint.h2c, request),
-            )
-            .await;
+            let result =
+                tokio::time::timeout(timeout, upstream::send(&endpoint, dial, request)).await;
             let now = Instant::now();
             // Time to response headers feeds the latency EWMA; a timeout counts its full wait.
             endpoint.observe_latency(now - sent_at, now, pool.policy.latency_decay);
             summary.upstream = Some(now - sent_at);
             let (failure, retryable) = match result {
-                Ok(Ok(response)) => {
+                Ok(Ok((response, connection))) => {
                     let status = response.status();
                     let outcome = if status.is_server_error() {
                         Outcome::Failure
@@ -318,7 +322,8 @@ impl Proxy {
                         && pool.policy.retries.on_status.contains(&status.as_u16())
                         && attempt < pool.policy.retries.attempts;
                     if !retry {
-                        let mut response = finish(response, in_flight, client_upgrade.take());
+                        let mut response =
+                            finish(response, in_flight, connection, client_upgrade.take());
                         let version = response.version();
                         self.forwarding.add_via(response.headers_mut(), version);
                         if let Some(spec) = cookie_spec {
@@ -341,7 +346,7 @@ impl Proxy {
                         return response;
                     }
                     tracing::debug!(endpoint = %endpoint.addr, %status, "retrying on another endpoint");
-                    (finish(response, in_flight, None), true)
+                    (finish(response, in_flight, connection, None), true)
                 }
                 Ok(Err(e)) => {
                     self.record(pool, &endpoint, Outcome::Failure, now);
@@ -412,6 +417,7 @@ impl Proxy {
 fn finish(
     mut response: Response<Incoming>,
     in_flight: InFlight,
+    connection: Option<upstream::Lease>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response<ProxyBody> {
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -437,7 +443,7 @@ fn finish(
         None
     };
     headers::remove_hop_by_hop(response.headers_mut(), agreed);
-    response.map(|body| ProxyBody::upstream(body, in_flight))
+    response.map(|body| ProxyBody::upstream(body, in_flight, connection))
 }
 
 /// The request's `X-Request-Id`, made up (and added) when it has none usable.

@@ -1,84 +1,279 @@
-//! Keep-alive connection pools to pods.
+//! Keep-alive connections to pods: weir's own small pool per endpoint.
 //!
-//! One hyper client per distinct timeout setting; each keeps a pool of idle connections per
-//! endpoint address. Pools live outside the routing table, so a table swap keeps them.
+//! Each [`Endpoint`] carries its [`Connections`], made on its first request: a stack of idle
+//! HTTP/1.1 connections, or one shared HTTP/2 connection for h2c pods. Because compile keeps
+//! the same `Arc<Endpoint>` for a pod that stays, a table swap keeps its connections; a pod that
+//! leaves takes its idle connections with it (they close when the endpoint is dropped).
+//!
+//! A request takes the most recently used idle connection (so the others age out) or dials a new
+//! one. The response body hands an HTTP/1.1 connection back through its [`Lease`] when it has
+//! been read to the end; a body that does not end closes it, as its connection cannot be reused
+//! safely. [`Connections::expire`] closes connections idle past the pool's idle timeout.
+//!
+//! Why not hyper-util's pooled client: it keys one shared, locked map by host string, spawns a
+//! task per request to return each connection, and hides whether a failed request ever left.
+//! Here the lookup is the endpoint itself, the lock is per pod and held for a push or a pop, and
+//! a request a closed connection refused is sent on another connection, or reported as never
+//! sent, so it may be retried anywhere.
 
 use super::request_body::AttemptBody;
-use crate::api::Timeouts;
+use crate::endpoint::Endpoint;
+use crate::routing::RoutingTable;
 use arc_swap::ArcSwap;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tracing::Instrument;
 
-pub type UpstreamClient = Client<HttpConnector, AttemptBody>;
-
-/// Idle connections kept per endpoint.
+/// Idle HTTP/1.1 connections kept per endpoint; more are closed when they come back.
 const MAX_IDLE_PER_ENDPOINT: usize = 256;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Key {
-    connect_millis: u32,
-    idle_seconds: u32,
-    h2c: bool,
+/// Why an upstream request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("connect timed out after {0:?}")]
+    ConnectTimeout(Duration),
+    #[error("connect failed: {0}")]
+    Connect(#[source] std::io::Error),
+    #[error("connection handshake failed: {0}")]
+    Handshake(#[source] hyper::Error),
+    #[error("{0}")]
+    Request(#[source] hyper::Error),
 }
 
-#[derive(Default)]
-pub struct Upstreams {
-    clients: ArcSwap<HashMap<Key, UpstreamClient>>,
-}
-
-impl std::fmt::Debug for Upstreams {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upstreams")
-            .field("clients", &self.clients.load().len())
-            .finish()
+impl UpstreamError {
+    /// Whether the request surely never reached the pod (so any request may go elsewhere).
+    pub fn is_connect(&self) -> bool {
+        !matches!(self, UpstreamError::Request(_))
     }
 }
 
-impl Upstreams {
-    /// Sends a request upstream with the pool's connect and idle settings. The request's URI
-    /// names the endpoint (`http://10.0.0.1:8080/path`).
-    pub fn request(
-        &self,
-        timeouts: &Timeouts,
-        h2c: bool,
-        req: http::Request<AttemptBody>,
-    ) -> hyper_util::client::legacy::ResponseFuture {
-        let key = Key {
-            connect_millis: timeouts.connect_millis,
-            idle_seconds: timeouts.idle_seconds,
-            h2c,
-        };
-        if let Some(client) = self.clients.load().get(&key) {
-            return client.request(req);
+/// The keep-alive connections of one endpoint.
+#[derive(Debug, Default)]
+pub struct Connections {
+    /// Idle HTTP/1.1 connections, most recently used last.
+    idle: Mutex<Vec<Idle>>,
+    /// The HTTP/2 connection every request to an h2c pod shares.
+    shared: Mutex<Option<Idle<http2::SendRequest<AttemptBody>>>>,
+}
+
+#[derive(Debug)]
+struct Idle<S = http1::SendRequest<AttemptBody>> {
+    sender: S,
+    /// Closed when still unused at this time.
+    until: Instant,
+}
+
+/// Settings of one request's connection, from its pool's policy.
+#[derive(Debug, Clone, Copy)]
+pub struct Dial {
+    pub connect: Duration,
+    pub idle: Duration,
+}
+
+/// An HTTP/1.1 connection lent to one request; [`Lease::release`] gives it back.
+#[derive(Debug)]
+pub struct Lease {
+    sender: http1::SendRequest<AttemptBody>,
+    endpoint: Arc<Endpoint>,
+    idle: Duration,
+}
+
+impl Lease {
+    /// Returns the connection to its endpoint's idle stack. Only for a connection whose response
+    /// was read to the end; one still writing the request body is closed instead.
+    pub fn release(self) {
+        if !self.sender.is_ready() {
+            return;
         }
-        // First request with these settings: add a client. Rare, so copying the map is fine.
-        let client = new_client(key);
-        self.clients.rcu(|clients| {
-            let mut clients = HashMap::clone(clients);
-            clients.entry(key).or_insert_with(|| client.clone());
-            clients
-        });
-        client.request(req)
+        let connections = self.endpoint.connections();
+        if let Ok(mut idle) = connections.idle.lock()
+            && idle.len() < MAX_IDLE_PER_ENDPOINT
+        {
+            idle.push(Idle {
+                sender: self.sender,
+                until: Instant::now() + self.idle,
+            });
+        }
     }
 }
 
-fn new_client(key: Key) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(Duration::from_millis(key.connect_millis.into())));
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(key.idle_seconds.into()))
-        .pool_max_idle_per_host(MAX_IDLE_PER_ENDPOINT)
-        .http2_only(key.h2c)
-        .build(connector)
+impl Connections {
+    /// Closes the connections unused since before `now` (past their idle timeout) or closed by
+    /// the pod; returns how many are still open.
+    pub fn expire(&self, now: Instant) -> usize {
+        let mut open = 0;
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.retain(|i| i.until > now && !i.sender.is_closed());
+            open += idle.len();
+        }
+        if let Ok(mut shared) = self.shared.lock() {
+            if shared
+                .as_ref()
+                .is_some_and(|s| s.until <= now || s.sender.is_closed())
+            {
+                *shared = None;
+            }
+            open += shared.is_some() as usize;
+        }
+        open
+    }
+
+    fn pop_idle(&self, now: Instant) -> Option<http1::SendRequest<AttemptBody>> {
+        let mut idle = self.idle.lock().ok()?;
+        while let Some(i) = idle.pop() {
+            if i.until > now && i.sender.is_ready() {
+                return Some(i.sender);
+            }
+        }
+        None
+    }
+
+    fn shared_sender(
+        &self,
+        now: Instant,
+        keep: Duration,
+    ) -> Option<http2::SendRequest<AttemptBody>> {
+        let mut shared = self.shared.lock().ok()?;
+        match shared.as_mut() {
+            Some(s) if !s.sender.is_closed() => {
+                s.until = now + keep;
+                Some(s.sender.clone())
+            }
+            _ => {
+                *shared = None;
+                None
+            }
+        }
+    }
 }
 
-pub(super) fn shared() -> Arc<Upstreams> {
-    Arc::new(Upstreams::default())
+/// Sends `req` to `endpoint`, on an idle connection or a new one. The request's URI must be
+/// origin-form for HTTP/1.1 and absolute for h2c. An HTTP/1.1 response comes with the lease of
+/// its connection, to be released when its body has ended.
+pub async fn send(
+    endpoint: &Arc<Endpoint>,
+    dial: Dial,
+    req: http::Request<AttemptBody>,
+) -> Result<(http::Response<Incoming>, Option<Lease>), UpstreamError> {
+    if endpoint.h2c {
+        return send_h2(endpoint, dial, req).await.map(|r| (r, None));
+    }
+    let connections = endpoint.connections();
+    let mut req = req;
+    while let Some(mut sender) = connections.pop_idle(Instant::now()) {
+        match sender.try_send_request(req).await {
+            Ok(response) => return Ok((response, Some(lease(sender, endpoint, dial)))),
+            Err(mut e) => match e.take_message() {
+                // The pod had closed this connection before the request went out: next one.
+                Some(unsent) => req = unsent,
+                None => return Err(UpstreamError::Request(e.into_error())),
+            },
+        }
+    }
+    let stream = connect(endpoint, dial).await?;
+    let (mut sender, connection) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(UpstreamError::Handshake)?;
+    tokio::spawn(
+        async move {
+            if let Err(e) = connection.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended");
+            }
+        }
+        .in_current_span(),
+    );
+    let response = sender
+        .send_request(req)
+        .await
+        .map_err(UpstreamError::Request)?;
+    Ok((response, Some(lease(sender, endpoint, dial))))
+}
+
+fn lease(sender: http1::SendRequest<AttemptBody>, endpoint: &Arc<Endpoint>, dial: Dial) -> Lease {
+    Lease {
+        sender,
+        endpoint: endpoint.clone(),
+        idle: dial.idle,
+    }
+}
+
+async fn send_h2(
+    endpoint: &Arc<Endpoint>,
+    dial: Dial,
+    req: http::Request<AttemptBody>,
+) -> Result<http::Response<Incoming>, UpstreamError> {
+    let connections = endpoint.connections();
+    let mut req = req;
+    if let Some(mut sender) = connections.shared_sender(Instant::now(), dial.idle) {
+        match sender.try_send_request(req).await {
+            Ok(response) => return Ok(response),
+            Err(mut e) => match e.take_message() {
+                Some(unsent) => req = unsent,
+                None => return Err(UpstreamError::Request(e.into_error())),
+            },
+        }
+    }
+    let stream = connect(endpoint, dial).await?;
+    let (mut sender, connection) = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(UpstreamError::Handshake)?;
+    tokio::spawn(
+        async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "upstream connection ended");
+            }
+        }
+        .in_current_span(),
+    );
+    if let Ok(mut shared) = connections.shared.lock()
+        && shared.as_ref().is_none_or(|s| s.sender.is_closed())
+    {
+        *shared = Some(Idle {
+            sender: sender.clone(),
+            until: Instant::now() + dial.idle,
+        });
+    }
+    sender
+        .send_request(req)
+        .await
+        .map_err(UpstreamError::Request)
+}
+
+async fn connect(endpoint: &Endpoint, dial: Dial) -> Result<TcpStream, UpstreamError> {
+    let stream = tokio::time::timeout(dial.connect, TcpStream::connect(endpoint.addr))
+        .await
+        .map_err(|_| UpstreamError::ConnectTimeout(dial.connect))?
+        .map_err(UpstreamError::Connect)?;
+    // Small requests and responses go out at once, not after Nagle's delay.
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// Every second until shutdown, closes the upstream connections of the table in service that
+/// sat idle past their pool's idle timeout (or that their pod closed).
+pub async fn expire_idle(
+    table: Arc<ArcSwap<RoutingTable>>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let now = Instant::now();
+        let table = table.load_full();
+        for endpoint in table.pools().flat_map(|p| p.all_endpoints()) {
+            if let Some(connections) = endpoint.connections_if_any() {
+                connections.expire(now);
+            }
+        }
+    }
 }
