@@ -195,7 +195,16 @@ fn model<'a>(
     host: &str,
     path: &str,
 ) -> Option<&'a ObjectKey> {
-    let parent = host.split_once('.').map(|(_, parent)| parent);
+    // A wildcard takes one whole DNS label (letters, digits, `-`, `_`) in front of its domain.
+    let parent = host
+        .split_once('.')
+        .filter(|(label, _)| {
+            !label.is_empty()
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+        .map(|(_, parent)| parent);
     let tiers: [&dyn Fn(&str) -> bool; 3] = [
         &|h: &str| !h.is_empty() && !h.starts_with("*.") && h == host,
         &|h: &str| h.strip_prefix("*.").is_some_and(|p| Some(p) == parent),
