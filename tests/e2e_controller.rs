@@ -30,7 +30,7 @@ struct ApiServer {
 impl ApiServer {
     fn start() -> ApiServer {
         let run_dir = tempfile::tempdir().unwrap();
-        let ports = (free_port(), free_port());
+        let ports = (free_port(), free_port_pair());
         let kubeconfig = Self::launch(run_dir.path(), ports, false);
         ApiServer {
             run_dir,

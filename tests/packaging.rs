@@ -4,6 +4,9 @@
 //!
 //! Nothing here skips: without helm, kubectl or the API server the tests fail and say why.
 
+mod common;
+
+use common::{free_port, free_port_pair};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -781,7 +784,7 @@ impl ApiServer {
             .arg("start")
             .env("WEIR_APISERVER_RUN", run_dir.path())
             .env("PORT", free_port().to_string())
-            .env("ETCD_PORT", free_port().to_string())
+            .env("ETCD_PORT", free_port_pair().to_string())
             .stderr(Stdio::inherit())
             .output()
             .expect("apiserver.sh runs (build it first: ../shared/k8s/apiserver.sh build)");
@@ -833,13 +836,6 @@ impl Drop for ApiServer {
             .env("WEIR_APISERVER_RUN", self.run_dir.path())
             .output();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 #[test]
