@@ -147,9 +147,13 @@ impl Proxy {
             response
         } else {
             let span = tracing::debug_span!("request", pool = %pool.name, request_id = %request_id);
-            self.forward(req, conn, client, &host, &pool, &mut summary)
-                .instrument(span)
-                .await
+            // On the heap: the forwarding future is kilobytes, and hyper moves the request's
+            // future more than once; a boxed one moves as a pointer.
+            Box::pin(
+                self.forward(req, conn, client, &host, &pool, &mut summary)
+                    .instrument(span),
+            )
+            .await
         };
         if conn.scheme == "https"
             && let Some(hsts) = pool.tls.as_ref().and_then(|t| t.hsts.clone())

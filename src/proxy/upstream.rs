@@ -160,7 +160,9 @@ pub async fn send(
     req: http::Request<AttemptBody>,
 ) -> Result<(http::Response<Incoming>, Option<Lease>), UpstreamError> {
     if endpoint.h2c {
-        return send_h2(endpoint, dial, req).await.map(|r| (r, None));
+        return Box::pin(send_h2(endpoint, dial, req))
+            .await
+            .map(|r| (r, None));
     }
     let connections = endpoint.connections();
     let mut req = req;
@@ -174,8 +176,22 @@ pub async fn send(
             },
         }
     }
+    // A new connection is the rare path: its larger future lives on the heap, so the common
+    // one (an idle connection) stays small to move.
+    let mut sender = Box::pin(dial_h1(endpoint, dial)).await?;
+    let response = sender
+        .send_request(req)
+        .await
+        .map_err(UpstreamError::Request)?;
+    Ok((response, Some(lease(sender, endpoint, dial))))
+}
+
+async fn dial_h1(
+    endpoint: &Endpoint,
+    dial: Dial,
+) -> Result<http1::SendRequest<AttemptBody>, UpstreamError> {
     let stream = connect(endpoint, dial).await?;
-    let (mut sender, connection) = http1::handshake(TokioIo::new(stream))
+    let (sender, connection) = http1::handshake(TokioIo::new(stream))
         .await
         .map_err(UpstreamError::Handshake)?;
     tokio::spawn(
@@ -184,13 +200,9 @@ pub async fn send(
                 tracing::debug!(error = %e, "upstream connection ended");
             }
         }
-        .in_current_span(),
+        .instrument(tracing::debug_span!("upstream connection", endpoint = %endpoint.addr)),
     );
-    let response = sender
-        .send_request(req)
-        .await
-        .map_err(UpstreamError::Request)?;
-    Ok((response, Some(lease(sender, endpoint, dial))))
+    Ok(sender)
 }
 
 fn lease(sender: http1::SendRequest<AttemptBody>, endpoint: &Arc<Endpoint>, dial: Dial) -> Lease {
@@ -229,7 +241,7 @@ async fn send_h2(
                 tracing::debug!(error = %e, "upstream connection ended");
             }
         }
-        .in_current_span(),
+        .instrument(tracing::debug_span!("upstream connection", endpoint = %endpoint.addr)),
     );
     if let Ok(mut shared) = connections.shared.lock()
         && shared.as_ref().is_none_or(|s| s.sender.is_closed())
