@@ -163,8 +163,8 @@ fn civil(t: SystemTime) -> ((i64, i64, i64), (i64, i64, i64)) {
     ((y, m, d), (rem / 3600, rem % 3600 / 60, rem % 60))
 }
 
-/// A new request id: 128 random bits in hex.
-pub fn new_request_id() -> String {
+/// A new request id: 128 random bits as 32 lower-case hex digits.
+pub fn new_request_id() -> [u8; 32] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut bits = fastrand::u128(..);
     let mut id = [0u8; 32];
@@ -172,7 +172,7 @@ pub fn new_request_id() -> String {
         *digit = HEX[(bits & 0xf) as usize];
         bits >>= 4;
     }
-    id.iter().map(|&b| b as char).collect()
+    id
 }
 
 /// The `pool` label of requests no pool matched: empty.
@@ -195,7 +195,7 @@ mod tests {
         let (a, b) = (new_request_id(), new_request_id());
         assert_eq!(a.len(), 32);
         assert!(
-            a.bytes()
+            a.iter()
                 .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
         );
         assert_ne!(a, b);

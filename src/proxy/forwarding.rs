@@ -9,6 +9,7 @@ use super::headers::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
 use http::Version;
 use http::header::{self, HeaderMap, HeaderValue};
 use ipnet::IpNet;
+use std::io::Write as _;
 use std::net::IpAddr;
 
 /// How requests and responses are marked on their way through.
@@ -72,22 +73,32 @@ impl Forwarding {
             .filter(|v| !v.is_empty())
             .collect();
         let xff = if prior.is_empty() {
-            peer.to_string()
+            // The usual case, written on the stack: an address is at most 45 bytes.
+            let mut buf = [0u8; 64];
+            let mut cursor = std::io::Cursor::new(&mut buf[..]);
+            let _ = write!(cursor, "{peer}");
+            let end = cursor.position() as usize;
+            HeaderValue::from_bytes(&buf[..end])
         } else {
-            format!("{}, {peer}", prior.join(", "))
+            HeaderValue::from_str(&format!("{}, {peer}", prior.join(", ")))
         };
         headers.remove(&X_FORWARDED_FOR);
-        if let Ok(v) = HeaderValue::from_str(&xff) {
+        if let Ok(v) = xff {
             headers.insert(X_FORWARDED_FOR, v);
         }
         let trusted = !self.trusted_proxies.is_empty() && self.trusts(peer);
         if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
             headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
         }
-        if !(trusted && headers.contains_key(&X_FORWARDED_HOST))
-            && let Ok(v) = HeaderValue::from_str(host)
-        {
-            headers.insert(X_FORWARDED_HOST, v);
+        if !(trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+            // The Host header's own value when it is the host (a shared copy, not a new one).
+            let value = match headers.get(header::HOST) {
+                Some(v) if v.as_bytes() == host.as_bytes() => Ok(v.clone()),
+                _ => HeaderValue::from_str(host),
+            };
+            if let Ok(v) = value {
+                headers.insert(X_FORWARDED_HOST, v);
+            }
         }
     }
 

@@ -57,7 +57,16 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) 
     if found == 0 && upgrade.is_none() {
         return;
     }
+    // Names removed anyway (and `close`) are skipped: the usual `Connection: keep-alive` then
+    // costs no allocation.
     let named: Vec<HeaderName> = connection_tokens(headers)
+        .filter(|t| {
+            !t.eq_ignore_ascii_case("close")
+                && !t.eq_ignore_ascii_case(header::UPGRADE.as_str())
+                && !HOP_BY_HOP
+                    .iter()
+                    .any(|h| t.eq_ignore_ascii_case(h.as_str()))
+        })
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
     for name in named {

@@ -106,7 +106,7 @@ impl Proxy {
                 (
                     self.access_log,
                     Box::new(Entry {
-                        request_id: request_id.clone(),
+                        request_id: request_id.to_str().unwrap_or("-").to_string(),
                         client,
                         host: host.clone(),
                         target: req_target,
@@ -146,7 +146,7 @@ impl Proxy {
             response.headers_mut().insert(header::LOCATION, location);
             response
         } else {
-            let span = tracing::debug_span!("request", pool = %pool.name, request_id = %request_id);
+            let span = tracing::debug_span!("request", pool = %pool.name, request_id = request_id.to_str().unwrap_or("-"));
             // On the heap: the forwarding future is kilobytes, and hyper moves the request's
             // future more than once; a boxed one moves as a pointer.
             Box::pin(
@@ -252,11 +252,12 @@ impl Proxy {
             connect: Duration::from_millis(pool.policy.timeouts.connect_millis.into()),
             idle: Duration::from_secs(pool.policy.timeouts.idle_seconds.into()),
         };
-        let mut tried: Vec<SocketAddr> = Vec::new();
+        // The endpoints tried so far, on the stack: validation caps retries at 5.
+        let mut tried = [None::<SocketAddr>; 8];
         let mut last_failure: Option<Response<ProxyBody>> = None;
         for attempt in 0..=pool.policy.retries.attempts {
             let now = Instant::now();
-            let accept = |e: &Endpoint| e.is_available(now) && !tried.contains(&e.addr);
+            let accept = |e: &Endpoint| e.is_available(now) && !tried.contains(&Some(e.addr));
             // A pinned client goes to its endpoint while that can serve (fenced ones too).
             let picked = match &pinned {
                 Some(p) if attempt == 0 && accept(&p.endpoint) => Some(p.endpoint.clone()),
@@ -271,7 +272,9 @@ impl Proxy {
             let Some(endpoint) = picked else {
                 break;
             };
-            tried.push(endpoint.addr);
+            if let Some(slot) = tried.get_mut(attempt as usize) {
+                *slot = Some(endpoint.addr);
+            }
             summary.endpoint = Some(endpoint.addr);
             if attempt > 0 {
                 summary.retries = attempt;
@@ -450,19 +453,19 @@ fn finish(
     response.map(|body| ProxyBody::upstream(body, in_flight, connection))
 }
 
-/// The request's `X-Request-Id`, made up (and added) when it has none usable.
-fn ensure_request_id(headers: &mut http::HeaderMap) -> String {
+/// The request's `X-Request-Id`, made up (and added) when it has none usable. Always text.
+fn ensure_request_id(headers: &mut http::HeaderMap) -> HeaderValue {
     const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
-    if let Some(id) = headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok())
+    if let Some(id) = headers.get(&X_REQUEST_ID)
+        && id.to_str().is_ok()
         && !id.is_empty()
         && id.len() <= 200
     {
-        return id.to_string();
+        return id.clone();
     }
-    let id = access_log::new_request_id();
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        headers.insert(X_REQUEST_ID, v);
-    }
+    let id = HeaderValue::from_bytes(&access_log::new_request_id())
+        .unwrap_or_else(|_| HeaderValue::from_static("-"));
+    headers.insert(X_REQUEST_ID, id.clone());
     id
 }
 
