@@ -58,6 +58,8 @@ pub struct Connections {
     idle: Mutex<Vec<Idle>>,
     /// The HTTP/2 connection every request to an h2c pod shares.
     shared: Mutex<Option<Idle<http2::SendRequest<AttemptBody>>>>,
+    /// Told each time a connection goes back on the idle stack, for requests waiting on a dial.
+    released: tokio::sync::Notify,
 }
 
 #[derive(Debug)]
@@ -89,19 +91,25 @@ impl Lease {
         if !self.sender.is_ready() {
             return;
         }
-        let connections = self.endpoint.connections();
-        if let Ok(mut idle) = connections.idle.lock()
-            && idle.len() < MAX_IDLE_PER_ENDPOINT
-        {
-            idle.push(Idle {
-                sender: self.sender,
-                until: Instant::now() + self.idle,
-            });
-        }
+        self.endpoint.connections().put_idle(self.sender, self.idle);
     }
 }
 
 impl Connections {
+    fn put_idle(&self, sender: http1::SendRequest<AttemptBody>, keep: Duration) {
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < MAX_IDLE_PER_ENDPOINT
+        {
+            idle.push(Idle {
+                sender,
+                until: Instant::now() + keep,
+            });
+        } else {
+            return;
+        }
+        self.released.notify_one();
+    }
+
     /// Closes the connections unused since before `now` (past their idle timeout) or closed by
     /// the pod; returns how many are still open.
     pub fn expire(&self, now: Instant) -> usize {
@@ -176,14 +184,48 @@ pub async fn send(
             },
         }
     }
-    // A new connection is the rare path: its larger future lives on the heap, so the common
-    // one (an idle connection) stays small to move.
-    let mut sender = Box::pin(dial_h1(endpoint, dial)).await?;
-    let response = sender
-        .send_request(req)
-        .await
-        .map_err(UpstreamError::Request)?;
-    Ok((response, Some(lease(sender, endpoint, dial))))
+    // None idle: dial a new connection, and meanwhile take any connection another request gives
+    // back, whichever comes first (a burst does not wait on one slow connect per request). A
+    // dialed connection nobody waits for any more joins the idle stack.
+    let (dialed_tx, mut dialed) = tokio::sync::oneshot::channel();
+    let owner = endpoint.clone();
+    tokio::spawn(
+        async move {
+            if let Err(Ok(sender)) = dialed_tx.send(dial_h1(&owner, dial).await) {
+                owner.connections().put_idle(sender, dial.idle);
+            }
+        }
+        .in_current_span(),
+    );
+    loop {
+        let released = connections.released.notified();
+        tokio::pin!(released);
+        released.as_mut().enable();
+        if let Some(mut sender) = connections.pop_idle(Instant::now()) {
+            match sender.try_send_request(req).await {
+                Ok(response) => return Ok((response, Some(lease(sender, endpoint, dial)))),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => {
+                        req = unsent;
+                        continue;
+                    }
+                    None => return Err(UpstreamError::Request(e.into_error())),
+                },
+            }
+        }
+        tokio::select! {
+            result = &mut dialed => {
+                let mut sender = result
+                    .map_err(|_| UpstreamError::Connect(std::io::Error::other("dial task ended")))??;
+                let response = sender
+                    .send_request(req)
+                    .await
+                    .map_err(UpstreamError::Request)?;
+                return Ok((response, Some(lease(sender, endpoint, dial))));
+            }
+            _ = &mut released => {}
+        }
+    }
 }
 
 async fn dial_h1(
