@@ -23,6 +23,7 @@ use arc_swap::ArcSwap;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
@@ -58,8 +59,10 @@ pub struct Connections {
     idle: Mutex<Vec<Idle>>,
     /// The HTTP/2 connection every request to an h2c pod shares.
     shared: Mutex<Option<Idle<http2::SendRequest<AttemptBody>>>>,
-    /// Told each time a connection goes back on the idle stack, for requests waiting on a dial.
+    /// Told each time a connection goes back on the idle stack while requests wait on a dial.
     released: tokio::sync::Notify,
+    /// Requests waiting on a dial (so a release without waiters skips the notification).
+    waiting: AtomicUsize,
 }
 
 #[derive(Debug)]
@@ -107,7 +110,11 @@ impl Connections {
         } else {
             return;
         }
-        self.released.notify_one();
+        // After the push: a waiter counted before it looked at the stack either saw this
+        // connection or gets this notification.
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.released.notify_one();
+        }
     }
 
     /// Closes the connections unused since before `now` (past their idle timeout) or closed by
@@ -184,9 +191,19 @@ pub async fn send(
             },
         }
     }
-    // None idle: dial a new connection, and meanwhile take any connection another request gives
-    // back, whichever comes first (a burst does not wait on one slow connect per request). A
-    // dialed connection nobody waits for any more joins the idle stack.
+    // None idle: the rare path, boxed so the common one stays small to move.
+    Box::pin(dial_or_take_released(endpoint, dial, req)).await
+}
+
+/// Dials a new connection, and meanwhile takes any connection another request gives back,
+/// whichever comes first (a burst does not wait on one slow connect per request). A dialed
+/// connection nobody waits for any more joins the idle stack.
+async fn dial_or_take_released(
+    endpoint: &Arc<Endpoint>,
+    dial: Dial,
+    mut req: http::Request<AttemptBody>,
+) -> Result<(http::Response<Incoming>, Option<Lease>), UpstreamError> {
+    let connections = endpoint.connections();
     let (dialed_tx, mut dialed) = tokio::sync::oneshot::channel();
     let owner = endpoint.clone();
     tokio::spawn(
@@ -197,6 +214,7 @@ pub async fn send(
         }
         .in_current_span(),
     );
+    let _waiting = Waiting::count(&connections.waiting);
     loop {
         let released = connections.released.notified();
         tokio::pin!(released);
@@ -225,6 +243,22 @@ pub async fn send(
             }
             _ = &mut released => {}
         }
+    }
+}
+
+/// Counts a waiting request while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn count(waiting: &'a AtomicUsize) -> Self {
+        waiting.fetch_add(1, Ordering::SeqCst);
+        Waiting(waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
