@@ -4,7 +4,7 @@
 //! `Arc<Endpoint>`, so its counters (and, later, its health) survive rebuilds. Everything that
 //! changes per request is an atomic: the request path never locks.
 
-use crate::proxy::upstream::Connections;
+use std::any::Any;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -18,8 +18,9 @@ pub struct Endpoint {
     /// `addr` as a URI authority, made on the first request: every request names it, and an
     /// endpoint that never serves one does not pay for it.
     authority: OnceLock<http::uri::Authority>,
-    /// Keep-alive connections to the pod, made on the first request.
-    connections: OnceLock<Box<Connections>>,
+    /// State a higher floor keeps with the endpoint (the proxy's keep-alive connections to the
+    /// pod), made on first use. Opaque here: this floor does not know the proxy's types.
+    attached: Attached,
     /// A stable name for logs, hashing and status: the pod (`namespace/name`) when the slice
     /// names it, else the address.
     pub identity: String,
@@ -46,6 +47,20 @@ pub struct Endpoint {
     /// How many ejection lengths the next ejection lasts; grows with ejections, shrinks with
     /// good behaviour.
     ejection_multiplier: AtomicU32,
+}
+
+/// The slot for [`Endpoint::attached`].
+#[derive(Default)]
+struct Attached(OnceLock<Box<dyn Any + Send + Sync>>);
+
+impl std::fmt::Debug for Attached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Attached(..)"
+        } else {
+            "Attached(none)"
+        })
+    }
 }
 
 /// What active health checks say of an endpoint.
@@ -84,7 +99,7 @@ impl Endpoint {
         Endpoint {
             addr,
             authority: OnceLock::new(),
-            connections: OnceLock::new(),
+            attached: Attached::default(),
             identity: identity.into(),
             h2c: false,
             added_at,
@@ -110,14 +125,19 @@ impl Endpoint {
         })
     }
 
-    /// The endpoint's keep-alive connections.
-    pub fn connections(&self) -> &Connections {
-        self.connections.get_or_init(Box::default)
+    /// The attached state of type `T`, made with `T::default()` on first use. `None` only when
+    /// a value of another type was attached first (there is one user: the proxy's upstream
+    /// connections).
+    pub fn attached<T: Any + Send + Sync + Default>(&self) -> Option<&T> {
+        self.attached
+            .0
+            .get_or_init(|| Box::<T>::default())
+            .downcast_ref()
     }
 
-    /// Its keep-alive connections, if it ever had any.
-    pub fn connections_if_any(&self) -> Option<&Connections> {
-        self.connections.get().map(|c| &**c)
+    /// The attached state of type `T`, if any was made.
+    pub fn attached_if_any<T: Any>(&self) -> Option<&T> {
+        self.attached.0.get()?.downcast_ref()
     }
 
     /// The same endpoint, spoken to with HTTP/2 cleartext when `h2c`.
@@ -273,6 +293,25 @@ impl Drop for InFlight {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attached_state_is_made_once_and_typed() {
+        let e = Endpoint::new("127.0.0.1:80".parse().unwrap(), "pod");
+        assert!(
+            e.attached_if_any::<std::sync::atomic::AtomicU32>()
+                .is_none()
+        );
+        let made = e.attached::<std::sync::atomic::AtomicU32>().expect("made");
+        made.store(7, Ordering::Relaxed);
+        let again = e.attached::<std::sync::atomic::AtomicU32>().expect("kept");
+        assert_eq!(again.load(Ordering::Relaxed), 7);
+        // Another type finds the slot taken instead of replacing what is there.
+        assert!(e.attached::<String>().is_none());
+        assert!(
+            e.attached_if_any::<std::sync::atomic::AtomicU32>()
+                .is_some()
+        );
+    }
 
     fn endpoint() -> Arc<Endpoint> {
         Arc::new(Endpoint::new("127.0.0.1:1".parse().unwrap(), "a"))

@@ -6,9 +6,9 @@
 //! leaves takes its idle connections with it (they close when the endpoint is dropped).
 //!
 //! A request takes the most recently used idle connection (so the others age out) or dials a new
-//! one. The response body hands an HTTP/1.1 connection back through its [`Lease`] when it has
-//! been read to the end; a body that does not end closes it, as its connection cannot be reused
-//! safely. [`Connections::expire`] closes connections idle past the pool's idle timeout.
+//! one, taking a connection another request gives back meanwhile if that comes first. The
+//! response body hands an HTTP/1.1 connection back through its [`Lease`] when it has been read
+//! to the end; a body that does not end closes it, as its connection cannot be reused safely. [`Connections::expire`] closes connections idle past the pool's idle timeout.
 //!
 //! Why not hyper-util's pooled client: it keys one shared, locked map by host string, spawns a
 //! task per request to return each connection, and hides whether a failed request ever left.
@@ -94,7 +94,9 @@ impl Lease {
         if !self.sender.is_ready() {
             return;
         }
-        self.endpoint.connections().put_idle(self.sender, self.idle);
+        if let Ok(connections) = connections_of(&self.endpoint) {
+            connections.put_idle(self.sender, self.idle);
+        }
     }
 }
 
@@ -179,7 +181,7 @@ pub async fn send(
             .await
             .map(|r| (r, None));
     }
-    let connections = endpoint.connections();
+    let connections = connections_of(endpoint)?;
     let mut req = req;
     while let Some(mut sender) = connections.pop_idle(Instant::now()) {
         match sender.try_send_request(req).await {
@@ -203,13 +205,15 @@ async fn dial_or_take_released(
     dial: Dial,
     mut req: http::Request<AttemptBody>,
 ) -> Result<(http::Response<Incoming>, Option<Lease>), UpstreamError> {
-    let connections = endpoint.connections();
+    let connections = connections_of(endpoint)?;
     let (dialed_tx, mut dialed) = tokio::sync::oneshot::channel();
     let owner = endpoint.clone();
     tokio::spawn(
         async move {
-            if let Err(Ok(sender)) = dialed_tx.send(dial_h1(&owner, dial).await) {
-                owner.connections().put_idle(sender, dial.idle);
+            if let Err(Ok(sender)) = dialed_tx.send(dial_h1(&owner, dial).await)
+                && let Ok(connections) = connections_of(&owner)
+            {
+                connections.put_idle(sender, dial.idle);
             }
         }
         .in_current_span(),
@@ -244,6 +248,15 @@ async fn dial_or_take_released(
             _ = &mut released => {}
         }
     }
+}
+
+/// The endpoint's keep-alive connections, attached to it on first use.
+fn connections_of(endpoint: &Endpoint) -> Result<&Connections, UpstreamError> {
+    endpoint.attached::<Connections>().ok_or_else(|| {
+        UpstreamError::Connect(std::io::Error::other(
+            "the endpoint carries state of another type",
+        ))
+    })
 }
 
 /// Counts a waiting request while it lives.
@@ -294,7 +307,7 @@ async fn send_h2(
     dial: Dial,
     req: http::Request<AttemptBody>,
 ) -> Result<http::Response<Incoming>, UpstreamError> {
-    let connections = endpoint.connections();
+    let connections = connections_of(endpoint)?;
     let mut req = req;
     if let Some(mut sender) = connections.shared_sender(Instant::now(), dial.idle) {
         match sender.try_send_request(req).await {
@@ -359,7 +372,7 @@ pub async fn expire_idle(
         let now = Instant::now();
         let table = table.load_full();
         for endpoint in table.pools().flat_map(|p| p.all_endpoints()) {
-            if let Some(connections) = endpoint.connections_if_any() {
+            if let Some(connections) = endpoint.attached_if_any::<Connections>() {
                 connections.expire(now);
             }
         }
