@@ -186,11 +186,8 @@ pub async fn send(
     while let Some(mut sender) = connections.pop_idle(Instant::now()) {
         match sender.try_send_request(req).await {
             Ok(response) => return Ok((response, Some(lease(sender, endpoint, dial)))),
-            Err(mut e) => match e.take_message() {
-                // The pod had closed this connection before the request went out: next one.
-                Some(unsent) => req = unsent,
-                None => return Err(UpstreamError::Request(e.into_error())),
-            },
+            // The pod had closed this connection before the request went out: next one.
+            Err(e) => req = unsent(e)?,
         }
     }
     // None idle: the rare path, boxed so the common one stays small to move.
@@ -226,13 +223,10 @@ async fn dial_or_take_released(
         if let Some(mut sender) = connections.pop_idle(Instant::now()) {
             match sender.try_send_request(req).await {
                 Ok(response) => return Ok((response, Some(lease(sender, endpoint, dial)))),
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) => {
-                        req = unsent;
-                        continue;
-                    }
-                    None => return Err(UpstreamError::Request(e.into_error())),
-                },
+                Err(e) => {
+                    req = unsent(e)?;
+                    continue;
+                }
             }
         }
         tokio::select! {
@@ -248,6 +242,13 @@ async fn dial_or_take_released(
             _ = &mut released => {}
         }
     }
+}
+
+/// The request a connection refused before sending any of it (so it can go on another), or the
+/// error of one that failed once under way.
+fn unsent<T>(mut e: hyper::client::conn::TrySendError<T>) -> Result<T, UpstreamError> {
+    e.take_message()
+        .ok_or_else(|| UpstreamError::Request(e.into_error()))
 }
 
 /// The endpoint's keep-alive connections, attached to it on first use.
@@ -312,10 +313,7 @@ async fn send_h2(
     if let Some(mut sender) = connections.shared_sender(Instant::now(), dial.idle) {
         match sender.try_send_request(req).await {
             Ok(response) => return Ok(response),
-            Err(mut e) => match e.take_message() {
-                Some(unsent) => req = unsent,
-                None => return Err(UpstreamError::Request(e.into_error())),
-            },
+            Err(e) => req = unsent(e)?,
         }
     }
     let stream = connect(endpoint, dial).await?;
