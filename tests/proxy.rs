@@ -328,12 +328,8 @@ async fn upstream_connections_are_reused_then_closed_after_the_idle_timeout() {
     );
     let weir = Weir::start(&config).await;
     let client = http1_client();
-    for _ in 0..50 {
-        let (status, body) = get(&client, &weir.url("/"), "shop.test")
-            .await
-            .expect("request");
-        assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
-    }
+    let seen = names(&client, &weir, "shop.test", 50).await;
+    assert!(seen.iter().all(|body| body == "ok"), "{seen:?}");
     assert_eq!(
         pod.accepted(),
         1,
@@ -370,15 +366,8 @@ async fn a_connection_the_pod_closed_while_idle_is_not_an_error() {
     );
     let weir = Weir::start(&config).await;
     let client = http1_client();
-    for i in 0..20 {
-        let (status, body) = get(&client, &weir.url("/"), "shop.test")
-            .await
-            .expect("request");
-        assert_eq!(
-            (status, body.as_str()),
-            (StatusCode::OK, "ok"),
-            "request {i}"
-        );
+    for _ in 0..20 {
+        assert_eq!(names(&client, &weir, "shop.test", 1).await, ["ok"]);
         // Let the pod's close arrive, as it would between two requests minutes apart.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
