@@ -1,9 +1,10 @@
-//! `weir run` against a real Kubernetes API server (../shared/k8s/apiserver.sh): the CRD,
+//! `weir run` against the test cluster's upstream API server (tests/cluster): the CRD,
 //! watches, status, leader election. One test function runs the scenarios in order, since
 //! they share one API server.
 
 mod common;
 
+use common::cluster::Cluster;
 use common::*;
 use http::StatusCode;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -11,76 +12,10 @@ use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use weir::api::LoadBalancerPool;
-
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/k8s/apiserver.sh");
-const CLIENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/k8s/clients.sh");
-
-/// A private API server on fixed ports (so it can come back where it was), stopped by PID
-/// (through the script) when dropped.
-struct ApiServer {
-    run_dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-    ports: (u16, u16),
-}
-
-impl ApiServer {
-    fn start() -> ApiServer {
-        let run_dir = tempfile::tempdir().unwrap();
-        let ports = (free_port(), free_port_pair());
-        let kubeconfig = Self::launch(run_dir.path(), ports, false);
-        ApiServer {
-            run_dir,
-            kubeconfig,
-            ports,
-        }
-    }
-
-    fn launch(dir: &Path, ports: (u16, u16), keep_data: bool) -> PathBuf {
-        let out = Command::new("bash")
-            .arg(SCRIPT)
-            .arg("start")
-            .env("WEIR_APISERVER_RUN", dir)
-            .env("PORT", ports.0.to_string())
-            .env("ETCD_PORT", ports.1.to_string())
-            .env("KEEP_DATA", if keep_data { "1" } else { "0" })
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("apiserver.sh runs (build it first: ../shared/k8s/apiserver.sh build)");
-        assert!(out.status.success(), "apiserver.sh start failed");
-        let kubeconfig = PathBuf::from(
-            String::from_utf8_lossy(&out.stdout)
-                .trim()
-                .lines()
-                .last()
-                .unwrap_or_default(),
-        );
-        assert!(kubeconfig.exists(), "no kubeconfig at {kubeconfig:?}");
-        kubeconfig
-    }
-
-    fn stop(&self) {
-        let _ = Command::new("bash")
-            .arg(SCRIPT)
-            .arg("stop")
-            .env("WEIR_APISERVER_RUN", self.run_dir.path())
-            .output();
-    }
-
-    /// Starts again on the same ports, with the data it had.
-    fn restart(&self) {
-        Self::launch(self.run_dir.path(), self.ports, true);
-    }
-}
-
-impl Drop for ApiServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 struct WeirProcess {
     child: Child,
@@ -162,14 +97,8 @@ async fn status_of(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weir_run_against_a_real_api_server() {
-    let server = ApiServer::start();
-    let config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap(),
-        &Default::default(),
-    )
-    .await
-    .unwrap();
-    let client = kube::Client::try_from(config).unwrap();
+    let server = Cluster::control_plane_only();
+    let client = server.client().await;
 
     // The generated CRD is accepted, and becomes established.
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
@@ -243,9 +172,10 @@ async fn weir_run_against_a_real_api_server() {
     }
     assert_eq!(refused, invalid.len());
 
-    // A Service with two pods (test backends on loopback) and a pool.
-    let a = Backend::start("a").await;
-    let b = Backend::start("b").await;
+    // A Service with two "pods" (test backends on the cluster's host address: EndpointSlices
+    // take no loopback address) and a pool.
+    let a = Backend::start_on(server.host_ip, "a").await;
+    let b = Backend::start_on(server.host_ip, "b").await;
     let services: Api<Service> = Api::namespaced(client.clone(), "shop");
     services
         .create(&PostParams::default(), &from_yaml("metadata: { name: web, namespace: shop }\nspec: { ports: [{ name: http, port: 80 }] }"))
@@ -413,7 +343,7 @@ async fn weir_run_against_a_real_api_server() {
     // The API server goes away under load: traffic keeps flowing on the last table, /readyz
     // stays ready, and a metric says the view is stale.
     let load = Load::start(url2.clone(), "www.shop.test", 2, 100_000);
-    server.stop();
+    server.pause();
     let metrics_url = format!("http://{}/metrics", second.admin);
     eventually("stale flag", Duration::from_secs(15), async || {
         let text = get(&http, &metrics_url, "a").await.ok()?.1;
@@ -431,7 +361,7 @@ async fn weir_run_against_a_real_api_server() {
         StatusCode::OK
     );
     // Back, with its data: weir reconnects and catches up with changes made since.
-    server.restart();
+    server.resume();
     let (ok, failed) = load.finish().await;
     eprintln!("while the API server was down and back: {ok} ok, {failed} failed");
     assert_eq!(failed, 0);
@@ -467,35 +397,7 @@ async fn weir_run_against_a_real_api_server() {
     .await;
 
     // The real kubectl: apply a pool, read it with the printer columns, and see a bad one refused.
-    let clients = Command::new("bash")
-        .arg(CLIENTS)
-        .output()
-        .expect("clients.sh runs");
-    assert!(
-        clients.status.success(),
-        "clients.sh: {}",
-        String::from_utf8_lossy(&clients.stderr)
-    );
-    let kubectl = PathBuf::from(String::from_utf8_lossy(&clients.stdout).trim()).join("kubectl");
-    let apply = |yaml: &str| {
-        let mut child = Command::new(&kubectl)
-            .arg("--kubeconfig")
-            .arg(&server.kubeconfig)
-            .args(["apply", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl runs");
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(yaml.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let apply = |yaml: &str| server.kubectl_stdin(&["apply", "-f", "-"], yaml);
     let out = apply(
         "apiVersion: weir.dev/v1alpha1\nkind: LoadBalancerPool\nmetadata: { name: api, namespace: shop }\nspec:\n  routes: [{ host: api.shop.test, pathPrefix: /v1 }]\n  backends: [{ service: web, port: 80 }]\n",
     );
@@ -508,12 +410,7 @@ async fn weir_run_against_a_real_api_server() {
         "kubectl get lbp shows the status",
         Duration::from_secs(15),
         async || {
-            let out = Command::new(&kubectl)
-                .arg("--kubeconfig")
-                .arg(&server.kubeconfig)
-                .args(["get", "lbp", "-n", "shop"])
-                .output()
-                .ok()?;
+            let out = server.kubectl(&["get", "lbp", "-n", "shop"]);
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
             text.lines()
                 .any(|l| {
@@ -566,7 +463,7 @@ async fn weir_run_against_a_real_api_server() {
     let burst: Vec<_> = (0..60)
         .map(|i| {
             let slices = slices.clone();
-            let addr: std::net::SocketAddr = format!("127.0.2.{}:{}", i + 1, 9000).parse().unwrap();
+            let addr = std::net::SocketAddr::new(server.host_ip, 9000 + i);
             async move {
                 slices
                     .create(

@@ -2,6 +2,7 @@
 //! the same YAML a user would, weir started in-process, and an HTTP client.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod process;
 
 use bytes::Bytes;
@@ -56,9 +57,16 @@ impl Backend {
 
     /// A backend that waits `delay` before every answer.
     pub async fn start_with_delay(name: &str, delay: Duration) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind backend");
+        Self::start_at(std::net::Ipv4Addr::LOCALHOST.into(), name, delay).await
+    }
+
+    /// A backend on a port of `ip` (an address of this machine).
+    pub async fn start_on(ip: std::net::IpAddr, name: &str) -> Backend {
+        Self::start_at(ip, name, Duration::ZERO).await
+    }
+
+    async fn start_at(ip: std::net::IpAddr, name: &str, delay: Duration) -> Backend {
+        let listener = TcpListener::bind((ip, 0)).await.expect("bind backend");
         let addr = listener.local_addr().expect("backend addr");
         let hits = Arc::new(AtomicUsize::new(0));
         let controls = Arc::new(Controls::default());
