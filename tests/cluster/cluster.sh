@@ -229,8 +229,9 @@ start_control_plane() {
   cat >"$RUN/audit-policy.yaml" <<'EOF'
 apiVersion: audit.k8s.io/v1
 kind: Policy
-# One line per request, once answered: who, what, and the authorizer's decision.
-omitStages: [RequestReceived, ResponseStarted]
+# One line per request once answered, and one when a watch starts: who, what, and the
+# authorizer's decision.
+omitStages: [RequestReceived]
 rules:
 - level: Metadata
 EOF
