@@ -198,9 +198,23 @@ pub fn resolve(
                         }
                     })?)
                 } else if let Some(s) = &from.secret_key_ref {
-                    key_ref(&name, "Secret", &sources.secrets, &s.name, &s.key, s.optional)?
+                    key_ref(
+                        &name,
+                        "Secret",
+                        &sources.secrets,
+                        &s.name,
+                        &s.key,
+                        s.optional,
+                    )?
                 } else if let Some(c) = &from.config_map_key_ref {
-                    key_ref(&name, "ConfigMap", &sources.config_maps, &c.name, &c.key, c.optional)?
+                    key_ref(
+                        &name,
+                        "ConfigMap",
+                        &sources.config_maps,
+                        &c.name,
+                        &c.key,
+                        c.optional,
+                    )?
                 } else {
                     None
                 }
@@ -296,7 +310,11 @@ mod tests {
             .insert("s".into(), [("k".to_string(), b"secret".to_vec())].into());
         s.config_maps.insert(
             "cm".into(),
-            [("a".to_string(), b"1".to_vec()), ("b".to_string(), b"2".to_vec())].into(),
+            [
+                ("a".to_string(), b"1".to_vec()),
+                ("b".to_string(), b"2".to_vec()),
+            ]
+            .into(),
         );
         s
     }

@@ -144,6 +144,7 @@ impl http_body::Body for GrpcBody {
     }
 }
 
+#[cfg(test)]
 /// Reads a protobuf message back into (field, wire type, bytes-or-varint) triples; used by
 /// tests to check what we encode.
 pub fn decode_fields(mut input: &[u8]) -> Option<Vec<(u32, Vec<u8>)>> {

@@ -109,7 +109,10 @@ mod tests {
     fn lookup() {
         let table = ImageTable::new(&["weir".into(), "ghcr.io/x/weir:ignored".into()]);
         assert_eq!(table.lookup("weir:0.1.0"), Some(Program::Weir));
-        assert_eq!(table.lookup("ghcr.io/x/weir@sha256:00"), Some(Program::Weir));
+        assert_eq!(
+            table.lookup("ghcr.io/x/weir@sha256:00"),
+            Some(Program::Weir)
+        );
         assert_eq!(
             table.lookup("registry.k8s.io/gateway-api/echo-basic:v1.6.0-dev.3"),
             Some(Program::Echo)

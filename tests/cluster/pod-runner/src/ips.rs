@@ -61,6 +61,7 @@ impl IpPool {
         self.used.remove(&u32::from(ip));
     }
 
+    #[cfg(test)]
     pub fn in_use(&self) -> usize {
         self.used.len()
     }

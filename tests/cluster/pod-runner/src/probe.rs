@@ -32,7 +32,9 @@ pub enum Check {
     /// Every one of these ports accepts a TCP connection (no probe declared).
     AllPorts(Vec<u16>),
     /// Nothing to check: ready once started (an exec probe, or no ports and no probe).
-    Pass { why: &'static str },
+    Pass {
+        why: &'static str,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +101,8 @@ fn from_probe(container: &Container, probe: &Probe) -> Result<ProbeConfig, Strin
         }
     } else if let Some(grpc) = &probe.grpc {
         Check::Grpc {
-            port: u16::try_from(grpc.port).map_err(|_| format!("port {} is out of range", grpc.port))?,
+            port: u16::try_from(grpc.port)
+                .map_err(|_| format!("port {} is out of range", grpc.port))?,
             service: grpc.service.clone().unwrap_or_default(),
         }
     } else if probe.exec.is_some() {
@@ -196,7 +199,8 @@ async fn http_attempt(
         .body(Empty::<Bytes>::new())
         .map_err(|e| format!("building the request: {e}"))?;
     let status = if https {
-        let config = crate::tls::insecure_client_config(&[b"http/1.1"]).map_err(|e| e.to_string())?;
+        let config =
+            crate::tls::insecure_client_config(&[b"http/1.1"]).map_err(|e| e.to_string())?;
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
         let name = rustls::pki_types::ServerName::IpAddress(ip.into());
         let tls = connector
@@ -235,10 +239,12 @@ where
 /// is field 1 (service, a string), the answer's field 1 is the status (1 = SERVING).
 async fn grpc_attempt(ip: IpAddr, port: u16, service: &str) -> Result<(), String> {
     let tcp = connect(ip, port).await?;
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .map_err(|e| format!("h2c handshake: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tcp),
+    )
+    .await
+    .map_err(|e| format!("h2c handshake: {e}"))?;
     let conn = tokio::spawn(conn);
     let mut message = Vec::new();
     if !service.is_empty() {
@@ -468,14 +474,21 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
-                        let code = if req.uri().path() == "/ok" { 200 } else { 503 };
-                        Ok::<_, std::convert::Infallible>(
-                            http::Response::builder().status(code).body(Empty::<Bytes>::new()).unwrap(),
-                        )
-                    });
+                    let service = hyper::service::service_fn(
+                        |req: http::Request<hyper::body::Incoming>| async move {
+                            let code = if req.uri().path() == "/ok" { 200 } else { 503 };
+                            Ok::<_, std::convert::Infallible>(
+                                http::Response::builder()
+                                    .status(code)
+                                    .body(Empty::<Bytes>::new())
+                                    .unwrap(),
+                            )
+                        },
+                    );
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -496,6 +509,10 @@ mod tests {
         let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let closed_port = closed.local_addr().unwrap().port();
         drop(closed);
-        assert!(attempt(&Check::AllPorts(vec![port, closed_port]), ip, t).await.is_err());
+        assert!(
+            attempt(&Check::AllPorts(vec![port, closed_port]), ip, t)
+                .await
+                .is_err()
+        );
     }
 }

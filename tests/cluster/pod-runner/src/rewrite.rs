@@ -41,7 +41,7 @@ impl Rewriter {
             }
         }
         mounts.retain(|m| m.container_path.starts_with('/') && m.container_path.len() > 1);
-        mounts.sort_by(|a, b| b.container_path.len().cmp(&a.container_path.len()));
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.container_path.len()));
         Rewriter {
             mounts,
             pod_ip: pod_ip.into(),
@@ -115,7 +115,10 @@ mod tests {
             "/state/p/volumes/config/config.yaml"
         );
         assert_eq!(r.rewrite("/etc/weir"), "/state/p/volumes/config");
-        assert_eq!(r.rewrite("/root/Corefile"), "/state/p/volumes/conf/Corefile");
+        assert_eq!(
+            r.rewrite("/root/Corefile"),
+            "/state/p/volumes/conf/Corefile"
+        );
         // Not a component boundary: left alone.
         assert_eq!(r.rewrite("/rootfs/x"), "/rootfs/x");
         assert_eq!(r.rewrite("/etc/weirdo"), "/etc/weirdo");

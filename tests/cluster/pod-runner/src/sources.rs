@@ -128,10 +128,7 @@ mod tests {
         }))
         .unwrap();
         let refs = references(&pod);
-        assert_eq!(
-            refs.secrets.iter().collect::<Vec<_>>(),
-            ["s1", "s2", "s3"]
-        );
+        assert_eq!(refs.secrets.iter().collect::<Vec<_>>(), ["s1", "s2", "s3"]);
         assert_eq!(
             refs.config_maps.iter().collect::<Vec<_>>(),
             ["c1", "c2", "kube-root-ca.crt"]

@@ -30,7 +30,8 @@ pub async fn main(image: String, ports: Vec<u16>) -> Result<()> {
                 tokio::spawn(async move {
                     // Read what comes first (a request, or nothing), then answer and close.
                     let mut buf = [0u8; 4096];
-                    let _ = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf)).await;
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf)).await;
                     let response = format!(
                         "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
                         text.len()

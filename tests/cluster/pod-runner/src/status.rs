@@ -11,6 +11,13 @@ pub fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
 }
 
+/// Now as a MicroTime, in its JSON form (for a Lease's renewTime).
+pub fn now_micro() -> serde_json::Value {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    serde_json::to_value(MicroTime(k8s_openapi::jiff::Timestamp::now()))
+        .unwrap_or(serde_json::Value::Null)
+}
+
 /// The pod condition this runner adds for a container played by a stand-in.
 pub const STAND_IN_CONDITION: &str = "weir.dev/StandIn";
 
@@ -93,11 +100,13 @@ impl PodRun {
         {
             return "Pending";
         }
-        let exited_ok = |c: &ContainerRun| matches!(c.state, RunState::Terminated { exit_code: 0, .. });
+        let exited_ok =
+            |c: &ContainerRun| matches!(c.state, RunState::Terminated { exit_code: 0, .. });
         // No restarts here: an exit under `Always`, or a failing exit, ends the pod.
-        let any_failed = self.containers.iter().any(|c| {
-            c.is_terminated() && (self.restart_policy == "Always" || !exited_ok(c))
-        });
+        let any_failed = self
+            .containers
+            .iter()
+            .any(|c| c.is_terminated() && (self.restart_policy == "Always" || !exited_ok(c)));
         if any_failed {
             return "Failed";
         }
@@ -218,7 +227,13 @@ pub fn build(run: &PodRun, previous: Option<&PodStatus>) -> PodStatus {
         .then(|| format!("containers with unready status: [{}]", unready.join(" ")));
     let reason = (!ready).then_some("ContainersNotReady");
     let mut conditions = vec![
-        condition(previous, "PodReadyToStartContainers", run.pod_ip.is_some(), None, None),
+        condition(
+            previous,
+            "PodReadyToStartContainers",
+            run.pod_ip.is_some(),
+            None,
+            None,
+        ),
         condition(previous, "Initialized", run.init_done, None, None),
         condition(previous, "Ready", ready, reason, unready_message.clone()),
         condition(previous, "ContainersReady", ready, reason, unready_message),

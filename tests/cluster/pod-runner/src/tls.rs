@@ -47,11 +47,13 @@ pub fn server_config(
                     .add(cert)
                     .with_context(|| format!("adding a CA from {}", ca.display()))?;
             }
-            let verifier =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider())
-                    .allow_unauthenticated()
-                    .build()
-                    .context("client certificate verifier")?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                roots.into(),
+                provider(),
+            )
+            .allow_unauthenticated()
+            .build()
+            .context("client certificate verifier")?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
@@ -180,6 +182,9 @@ mod tests {
             "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
         );
         assert_eq!(version_v_name(rustls::ProtocolVersion::TLSv1_3), "TLSv1.3");
-        assert_eq!(version_space_name(rustls::ProtocolVersion::TLSv1_2), "TLS 1.2");
+        assert_eq!(
+            version_space_name(rustls::ProtocolVersion::TLSv1_2),
+            "TLS 1.2"
+        );
     }
 }

@@ -35,9 +35,10 @@ fn response(status: u32, message: &str, data: Option<Vec<u8>>) -> Response<Body>
     }
     let body = GrpcBody::new(data.map(|d| Bytes::from(wire::frame(&d))), trailers);
     let mut response = Response::new(body.boxed());
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
     response
 }
 

@@ -169,7 +169,10 @@ where
                 App::Echo => route(req, &conn, &state).await,
                 App::H2cOnly => {
                     if req.version() != Version::HTTP_2
-                        && req.headers().get(http::header::UPGRADE).map(|v| v.as_bytes())
+                        && req
+                            .headers()
+                            .get(http::header::UPGRADE)
+                            .map(|v| v.as_bytes())
                             != Some(b"h2c")
                     {
                         return Ok(text(StatusCode::BAD_REQUEST, "Expected h2c request"));
@@ -235,7 +238,11 @@ fn redirect(to: String, query: Option<&str>) -> Response<Body> {
 }
 
 /// echo-basic's routes, with Go ServeMux's redirects for unclean paths.
-async fn route(req: Request<Incoming>, conn: &Conn, state: &State) -> Result<Response<Body>, Abort> {
+async fn route(
+    req: Request<Incoming>,
+    conn: &Conn,
+    state: &State,
+) -> Result<Response<Body>, Abort> {
     // echo-basic's preserveSlashes: "//" becomes "/" before the mux sees the path.
     let path = req.uri().path().replace("//", "/");
     if req.method() != Method::CONNECT {
@@ -257,9 +264,10 @@ async fn route(req: Request<Incoming>, conn: &Conn, state: &State) -> Result<Res
 /// Go's RequestURI: the request target as sent (HTTP/1), or `:path` (HTTP/2).
 fn request_uri<B>(req: &Request<B>) -> String {
     if req.version() == Version::HTTP_2 || req.uri().scheme().is_none() {
-        req.uri()
-            .path_and_query()
-            .map_or_else(|| req.uri().path().to_string(), |pq| pq.as_str().to_string())
+        req.uri().path_and_query().map_or_else(
+            || req.uri().path().to_string(),
+            |pq| pq.as_str().to_string(),
+        )
     } else {
         req.uri().to_string()
     }
@@ -351,8 +359,14 @@ fn process_error(message: String, code: StatusCode) -> Response<Body> {
     let mut response = Response::new(full(body));
     *response.status_mut() = code;
     let h = response.headers_mut();
-    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     response
 }
 
@@ -369,7 +383,11 @@ async fn delay(req: &Request<Incoming>, key: &str) -> Result<(), Response<Body>>
 
 /// `/retry/?uuid=U&succeedAfter=N[&responseCode=C][&delayRetry=D]`: the first N attempts
 /// for a uuid fail (a connection reset, or status C), later ones echo.
-async fn retry(req: Request<Incoming>, conn: &Conn, state: &State) -> Result<Response<Body>, Abort> {
+async fn retry(
+    req: Request<Incoming>,
+    conn: &Conn,
+    state: &State,
+) -> Result<Response<Body>, Abort> {
     let Some(uuid) = query_param(&req, "uuid").filter(|u| !u.is_empty()) else {
         return Ok(text(StatusCode::BAD_REQUEST, "uuid is required"));
     };
@@ -404,7 +422,11 @@ pub fn canonical_header(name: &str) -> String {
     let mut upper = true;
     name.chars()
         .map(|c| {
-            let out = if upper { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() };
+            let out = if upper {
+                c.to_ascii_uppercase()
+            } else {
+                c.to_ascii_lowercase()
+            };
             upper = c == '-';
             out
         })
@@ -473,7 +495,9 @@ pub fn echo_set_headers(request: &HeaderMap, response: &mut HeaderMap) {
         let list = String::from_utf8_lossy(list.as_bytes());
         for item in list.split(',') {
             let (name, value) = item.trim().split_once(':').unwrap_or((item.trim(), ""));
-            let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else { continue };
+            let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
+                continue;
+            };
             let value = value.trim();
             let joined = match response.get(&name) {
                 Some(old) => format!("{},{value}", String::from_utf8_lossy(old.as_bytes())),
@@ -486,8 +510,15 @@ pub fn echo_set_headers(request: &HeaderMap, response: &mut HeaderMap) {
     }
 }
 
-pub async fn echo(req: Request<Incoming>, conn: &Conn, state: &State) -> Result<Response<Body>, Abort> {
-    println!("Echoing back request made to {} to client", request_uri(&req));
+pub async fn echo(
+    req: Request<Incoming>,
+    conn: &Conn,
+    state: &State,
+) -> Result<Response<Body>, Abort> {
+    println!(
+        "Echoing back request made to {} to client",
+        request_uri(&req)
+    );
     if let Err(response) = delay(&req, "delay").await {
         return Ok(response);
     }
@@ -513,13 +544,24 @@ pub async fn echo(req: Request<Incoming>, conn: &Conn, state: &State) -> Result<
     };
     let body = match go_json(&assertions) {
         Ok(body) => body,
-        Err(e) => return Ok(process_error(e.to_string(), StatusCode::INTERNAL_SERVER_ERROR)),
+        Err(e) => {
+            return Ok(process_error(
+                e.to_string(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ));
+        }
     };
     let mut response = Response::new(full(body));
     echo_set_headers(req.headers(), response.headers_mut());
     let h = response.headers_mut();
-    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     // Read the request body so a keep-alive connection stays usable after a POST.
     let _ = req.into_body().collect().await;
     Ok(response)

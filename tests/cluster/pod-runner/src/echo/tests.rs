@@ -71,16 +71,28 @@ fn config_from_env() {
     assert_eq!(c.mode, Mode::Http);
     assert_eq!(c.main_port, 3000);
     assert_eq!(c.http_port_text, "3000");
-    assert_eq!(c.extra_ports.iter().copied().collect::<Vec<_>>(), [8080, 9090]);
+    assert_eq!(
+        c.extra_ports.iter().copied().collect::<Vec<_>>(),
+        [8080, 9090]
+    );
     assert_eq!(c.tls.as_ref().unwrap().key, std::path::PathBuf::from("/k"));
     // gRPC mode reads the other spelling of the key variable.
-    let g = config(&[("GRPC_ECHO_SERVER", "1"), ("TLS_SERVER_CERT", "/c"), ("TLS_SERVER_PRIVKEY", "/k")]);
+    let g = config(&[
+        ("GRPC_ECHO_SERVER", "1"),
+        ("TLS_SERVER_CERT", "/c"),
+        ("TLS_SERVER_PRIVKEY", "/k"),
+    ]);
     assert_eq!(g.mode, Mode::Grpc);
     assert!(g.tls.is_none());
     let map: HashMap<&str, &str> = [("POD_IP", "10.0.0.1")].into();
     let adv = EchoConfig::from_env(
         |k| map.get(k).map(|v| v.to_string()),
-        &["--tcp=9090".into(), "--port=8080".into(), "--port=8443".into(), "--tls=8443".into()],
+        &[
+            "--tcp=9090".into(),
+            "--port=8080".into(),
+            "--port=8443".into(),
+            "--tls=8443".into(),
+        ],
     )
     .unwrap();
     assert_eq!(adv.main_port, 3000);
@@ -128,7 +140,7 @@ async fn http1_and_h2c_echo() {
             .await
             .unwrap();
     tokio::spawn(conn);
-    let req = ::http::Request::get(format!("http://h2.example/h2?y=2"))
+    let req = ::http::Request::get("http://h2.example/h2?y=2")
         .body(Empty::<Bytes>::new())
         .unwrap();
     let response = sender.send_request(req).await.unwrap();
@@ -180,7 +192,10 @@ async fn routes_status_health_retry_delay() {
             .is_err()
     );
     assert_eq!(
-        http1(main, get("/retry/?uuid=u2&succeedAfter=1", "x")).await.0.status,
+        http1(main, get("/retry/?uuid=u2&succeedAfter=1", "x"))
+            .await
+            .0
+            .status,
         200
     );
 
@@ -194,9 +209,15 @@ async fn routes_status_health_retry_delay() {
 fn go_duration_and_paths() {
     use super::http::{canonical_header, clean_path, parse_go_duration};
     use std::time::Duration;
-    assert_eq!(parse_go_duration("1.5s").unwrap(), Duration::from_millis(1500));
+    assert_eq!(
+        parse_go_duration("1.5s").unwrap(),
+        Duration::from_millis(1500)
+    );
     assert_eq!(parse_go_duration("1m30s").unwrap(), Duration::from_secs(90));
-    assert_eq!(parse_go_duration("100ms").unwrap(), Duration::from_millis(100));
+    assert_eq!(
+        parse_go_duration("100ms").unwrap(),
+        Duration::from_millis(100)
+    );
     assert_eq!(parse_go_duration("0").unwrap(), Duration::ZERO);
     assert!(parse_go_duration("10").is_err());
     assert!(parse_go_duration("x").is_err());
@@ -265,7 +286,12 @@ async fn https_echo_reports_tls() {
     assert_eq!(json["tls"]["version"], "TLSv1.3");
     assert_eq!(json["tls"]["serverName"], "tls.example.com");
     assert_eq!(json["tls"]["negotiatedProtocol"], "http/1.1");
-    assert!(json["tls"]["cipherSuite"].as_str().unwrap().starts_with("TLS_"));
+    assert!(
+        json["tls"]["cipherSuite"]
+            .as_str()
+            .unwrap()
+            .starts_with("TLS_")
+    );
     assert!(json["tls"].get("peerCertificates").is_none());
 
     let tls = tls_connect(https, &der, &[b"h2", b"http/1.1"]).await;
@@ -302,10 +328,15 @@ async fn tcp_mode() {
         ("TLS_SERVER_PRIV_KEY", key.to_str().unwrap()),
     ]);
     let bound = start(&c).await.unwrap();
-    let stream = TcpStream::connect(addr(&bound, Listener::Tcp)).await.unwrap();
+    let stream = TcpStream::connect(addr(&bound, Listener::Tcp))
+        .await
+        .unwrap();
     let (read, mut write) = tokio::io::split(stream);
     let mut lines = BufReader::new(read).lines();
-    assert_eq!(lines.next_line().await.unwrap().unwrap(), "Gateway API Test TCP Server");
+    assert_eq!(
+        lines.next_line().await.unwrap().unwrap(),
+        "Gateway API Test TCP Server"
+    );
     write.write_all(b"PING\nIS_TLS\nTEST\n").await.unwrap();
     assert_eq!(lines.next_line().await.unwrap().unwrap(), "PONG");
     assert_eq!(lines.next_line().await.unwrap().unwrap(), "false");
@@ -317,7 +348,10 @@ async fn tcp_mode() {
     let tls = tls_connect(addr(&bound, Listener::TcpTls), &der, &[]).await;
     let (read, mut write) = tokio::io::split(tls);
     let mut lines = BufReader::new(read).lines();
-    assert_eq!(lines.next_line().await.unwrap().unwrap(), "Gateway API Test TCP Server");
+    assert_eq!(
+        lines.next_line().await.unwrap().unwrap(),
+        "Gateway API Test TCP Server"
+    );
     write.write_all(b"TEST\n").await.unwrap();
     let json: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
     assert_eq!(json["isTLS"], true);
@@ -345,7 +379,9 @@ async fn udp_mode() {
 async fn grpc_mode() {
     let c = config(&[("GRPC_ECHO_SERVER", "1")]);
     let bound = start(&c).await.unwrap();
-    let stream = TcpStream::connect(addr(&bound, Listener::Grpc)).await.unwrap();
+    let stream = TcpStream::connect(addr(&bound, Listener::Grpc))
+        .await
+        .unwrap();
     let (mut sender, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
             .await
@@ -371,7 +407,11 @@ async fn grpc_mode() {
     let top = crate::grpc::decode_fields(message).unwrap();
     let assertions = crate::grpc::decode_fields(&top[0].1).unwrap();
     let field = |n: u32| -> Vec<Vec<u8>> {
-        assertions.iter().filter(|(f, _)| *f == n).map(|(_, v)| v.clone()).collect()
+        assertions
+            .iter()
+            .filter(|(f, _)| *f == n)
+            .map(|(_, v)| v.clone())
+            .collect()
     };
     assert_eq!(
         field(1)[0],
@@ -382,7 +422,10 @@ async fn grpc_mode() {
         .iter()
         .map(|h| {
             let kv = crate::grpc::decode_fields(h).unwrap();
-            (kv[0].1.clone(), kv.get(1).map(|v| v.1.clone()).unwrap_or_default())
+            (
+                kv[0].1.clone(),
+                kv.get(1).map(|v| v.1.clone()).unwrap_or_default(),
+            )
         })
         .collect();
     assert!(headers.contains(&(b"x-custom".to_vec(), b"v".to_vec())));
@@ -398,7 +441,11 @@ async fn grpc_mode() {
         .cloned()
         .or_else(|| None);
     let collected = response.into_body().collect().await.unwrap();
-    let status = status.or_else(|| collected.trailers().and_then(|t| t.get("grpc-status").cloned()));
+    let status = status.or_else(|| {
+        collected
+            .trailers()
+            .and_then(|t| t.get("grpc-status").cloned())
+    });
     assert_eq!(status.unwrap(), "12");
 
     // The gRPC readiness probe works against it.
@@ -420,7 +467,9 @@ async fn grpc_mode() {
 async fn websocket_echo() {
     let c = config(&[]);
     let bound = start(&c).await.unwrap();
-    let mut stream = TcpStream::connect(addr(&bound, Listener::Http)).await.unwrap();
+    let mut stream = TcpStream::connect(addr(&bound, Listener::Http))
+        .await
+        .unwrap();
     stream
         .write_all(
             b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\

@@ -50,7 +50,10 @@ pub fn accept(mut req: Request<Incoming>) -> Response<Body> {
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = response.headers_mut();
     h.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(http::header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(
+        http::header::CONNECTION,
+        HeaderValue::from_static("Upgrade"),
+    );
     if let Ok(v) = HeaderValue::from_str(&accept_key(key.as_bytes())) {
         h.insert("sec-websocket-accept", v);
     }
