@@ -398,6 +398,8 @@ impl Worker {
                     let container_reason = (reason == "UnknownImage").then_some("UnknownImage");
                     self.fail(&reason, &message, container_reason);
                     self.publish().await;
+                    // Nothing runs: the address can go to the next pod.
+                    self.release_ip();
                     return;
                 }
                 Err(NotYet::Retry(message)) => {

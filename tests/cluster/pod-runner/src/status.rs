@@ -269,7 +269,7 @@ pub fn build(run: &PodRun, previous: Option<&PodStatus>) -> PodStatus {
         pod_ips: run.pod_ip.clone().map(|ip| vec![PodIP { ip }]),
         start_time: Some(run.start_time.clone()),
         container_statuses: Some(run.containers.iter().map(container_status).collect()),
-        qos_class: Some("BestEffort".into()),
+        // qosClass is the API server's (set at creation, immutable): left out.
         reason,
         message,
         ..Default::default()
