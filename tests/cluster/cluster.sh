@@ -112,24 +112,39 @@ wait_for() { # what command...
 # --- network ---------------------------------------------------------------------------------
 
 # Index K of this cluster's network, taken under a lock so clusters started side by side differ.
-# A K whose owner has no process left (a test that died) is taken back.
+# A claim records the run folder and the PID of the `start` that made it; a K whose `start` has
+# ended and whose components are all gone (a test that died) is taken back.
 claim_index() {
   mkdir -p "$CACHE/net"
   exec 9>"$CACHE/net/.lock"
   flock 9
-  local k owner
+  local k owner starter
   for ((k = 1; k < 200; k++)); do
-    owner=$(cat "$CACHE/net/$k" 2>/dev/null) || { echo "$RUN" >"$CACHE/net/$k"; break; }
-    [ "$owner" = "$RUN" ] && break
-    if [ ! -f "$owner/etcd.pid" ] && [ ! -f "$owner/runner.pid" ] && [ ! -f "$owner/apiserver.pid" ]; then
+    [ -f "$CACHE/net/$k" ] || { echo "$RUN $$" >"$CACHE/net/$k"; break; }
+    read -r owner starter <"$CACHE/net/$k" || true
+    [ "$owner" = "$RUN" ] && { echo "$RUN $$" >"$CACHE/net/$k"; break; }
+    if ! claim_alive "$owner" "$starter"; then
       teardown_net "$k"
-      echo "$RUN" >"$CACHE/net/$k"
+      echo "$RUN $$" >"$CACHE/net/$k"
       break
     fi
   done
   exec 9>&-
   [ "$k" -lt 200 ] || die "no free cluster network (see $CACHE/net)"
   echo "$k"
+}
+
+claim_alive() { # run-folder starter-pid
+  local run=$1 starter=$2 name pid
+  if [ -n "$starter" ] && [ -r "/proc/$starter/cmdline" ] &&
+    tr '\0' ' ' <"/proc/$starter/cmdline" | grep -q "cluster.sh start"; then
+    return 0
+  fi
+  for name in etcd apiserver controller-manager runner; do
+    pid=$(cat "$run/$name.pid" 2>/dev/null) || continue
+    [ -n "$pid" ] && [ -d "/proc/$pid" ] && return 0
+  done
+  return 1
 }
 
 teardown_net() {

@@ -538,6 +538,24 @@ impl Worker {
                 message: format!("cannot run {}: {}", unknown.join(", "), table.describe()),
             });
         }
+        // A stand-in only listens on declared ports: with none it could never be reached, and
+        // a Ready pod that serves nothing would mislead whoever waits for it.
+        let portless: Vec<String> = all
+            .clone()
+            .filter(|c| table.lookup(c.image.as_deref().unwrap_or("")) == Some(Program::StandIn))
+            .filter(|c| c.ports.as_ref().is_none_or(|p| p.is_empty()))
+            .map(|c| c.name.clone())
+            .collect();
+        if !portless.is_empty() {
+            return Err(NotYet::Fatal {
+                reason: "NoPorts".into(),
+                message: format!(
+                    "container {} runs as a stand-in, which listens only on the container's \
+                     ports, and it declares none (add spec.containers[].ports)",
+                    portless.join(", ")
+                ),
+            });
+        }
 
         let refs = crate::sources::references(&pod);
         let mut sources = Sources::default();
