@@ -173,7 +173,10 @@ impl Cluster {
     }
 
     pub fn apply(&self, yaml: &str) -> String {
-        ok("kubectl apply", self.kubectl_stdin(&["apply", "-f", "-"], yaml))
+        ok(
+            "kubectl apply",
+            self.kubectl_stdin(&["apply", "-f", "-"], yaml),
+        )
     }
 
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
@@ -229,7 +232,8 @@ impl Cluster {
             .flatten()
             .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
             .map(|e| {
-                std::fs::read_to_string(e.path().join(format!("{container}.log"))).unwrap_or_default()
+                std::fs::read_to_string(e.path().join(format!("{container}.log")))
+                    .unwrap_or_default()
             })
             .collect()
     }
