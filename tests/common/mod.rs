@@ -420,18 +420,6 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// A free loopback port whose next port is free too: etcd (under the test API server) listens
-/// for peers on `port + 1`, and the port after a kernel-chosen one is often a client socket's.
-pub fn free_port_pair() -> u16 {
-    for _ in 0..1000 {
-        let port = free_port();
-        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no two free loopback ports in a row")
-}
-
 /// A per-pool counter's value for pool `test/NAME` (0 before it counted anything).
 pub fn pool_count(
     family: &prometheus_client::metrics::family::Family<
