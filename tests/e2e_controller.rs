@@ -64,17 +64,6 @@ fn start_weir(kubeconfig: &Path, identity: &str) -> WeirProcess {
     }
 }
 
-async fn eventually<T>(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn from_yaml<T: serde::de::DeserializeOwned>(yaml: &str) -> T {
     let value: serde_json::Value = serde_saphyr::from_str(yaml).expect("yaml");
     serde_json::from_value(value).expect("object")

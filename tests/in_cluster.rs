@@ -6,7 +6,7 @@
 mod common;
 
 use common::cluster::{Cluster, ok, text};
-use common::{Load, get, http1_client};
+use common::{Load, eventually, get, http1_client};
 use http::StatusCode;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -143,17 +143,6 @@ fn logged_refusals(cluster: &Cluster) -> Vec<String> {
 fn echo_pod(body: &str) -> Option<String> {
     let v: Value = serde_json::from_str(body).ok()?;
     Some(v["pod"].as_str()?.to_string())
-}
-
-async fn eventually<T>(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 /// The pods that answer through `weir` (ip:port) for `host`, over `n` requests; panics on an

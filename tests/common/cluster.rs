@@ -139,28 +139,27 @@ impl Cluster {
         kube::Client::try_from(config).expect("a client")
     }
 
-    pub fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new(clients().join("kubectl"))
-            .current_dir(ROOT)
+    /// kubectl as the admin, with a discovery cache of this cluster's own.
+    fn kubectl_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(clients().join("kubectl"));
+        cmd.current_dir(ROOT)
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .arg("--cache-dir")
             .arg(self.dir.join("kubectl-cache"))
-            .args(args)
-            .output()
-            .expect("kubectl runs")
+            .args(args);
+        cmd
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_command(args).output().expect("kubectl runs")
     }
 
     /// kubectl with `stdin` as its input (for `apply -f -`).
     pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
         use std::io::Write;
-        let mut child = Command::new(clients().join("kubectl"))
-            .current_dir(ROOT)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(self.dir.join("kubectl-cache"))
-            .args(args)
+        let mut child = self
+            .kubectl_command(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
