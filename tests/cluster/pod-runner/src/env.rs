@@ -146,36 +146,24 @@ pub fn resolve(
     for from in container.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
         if let Some(s) = &from.secret_ref {
-            match sources.secrets.get(&s.name) {
-                Some(data) => {
-                    for (k, v) in data {
-                        vars.insert(format!("{prefix}{k}"), text(v));
-                    }
-                }
-                None if s.optional == Some(true) => {}
-                None => {
-                    return Err(EnvError::MissingFrom {
-                        what: "Secret",
-                        name: s.name.clone(),
-                    });
-                }
-            }
+            env_from(
+                &mut vars,
+                &prefix,
+                "Secret",
+                &sources.secrets,
+                &s.name,
+                s.optional,
+            )?;
         }
         if let Some(c) = &from.config_map_ref {
-            match sources.config_maps.get(&c.name) {
-                Some(data) => {
-                    for (k, v) in data {
-                        vars.insert(format!("{prefix}{k}"), text(v));
-                    }
-                }
-                None if c.optional == Some(true) => {}
-                None => {
-                    return Err(EnvError::MissingFrom {
-                        what: "ConfigMap",
-                        name: c.name.clone(),
-                    });
-                }
-            }
+            env_from(
+                &mut vars,
+                &prefix,
+                "ConfigMap",
+                &sources.config_maps,
+                &c.name,
+                c.optional,
+            )?;
         }
     }
     for var in container.env.iter().flatten() {
@@ -225,6 +213,31 @@ pub fn resolve(
         }
     }
     Ok(vars)
+}
+
+/// A `secretRef`/`configMapRef` of `envFrom`: every key, prefixed; nothing when optional and
+/// missing.
+fn env_from(
+    vars: &mut BTreeMap<String, String>,
+    prefix: &str,
+    what: &'static str,
+    objects: &BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    name: &str,
+    optional: Option<bool>,
+) -> Result<(), EnvError> {
+    match objects.get(name) {
+        Some(data) => {
+            for (k, v) in data {
+                vars.insert(format!("{prefix}{k}"), text(v));
+            }
+            Ok(())
+        }
+        None if optional == Some(true) => Ok(()),
+        None => Err(EnvError::MissingFrom {
+            what,
+            name: name.into(),
+        }),
+    }
 }
 
 /// A `secretKeyRef`/`configMapKeyRef`: None when optional and missing (the var is not set).

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 
 /// What one pod's env and volumes refer to.
@@ -73,30 +74,31 @@ pub struct Sources {
 
 impl Sources {
     pub fn add_secret(&mut self, name: &str, secret: &Secret) {
-        let mut data: BTreeMap<String, Vec<u8>> = secret
-            .string_data
-            .iter()
-            .flatten()
-            .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
-            .collect();
-        for (key, value) in secret.data.iter().flatten() {
-            data.insert(key.clone(), value.0.clone());
-        }
+        let data = keys(secret.string_data.as_ref(), secret.data.as_ref());
         self.secrets.insert(name.to_string(), data);
     }
 
     pub fn add_config_map(&mut self, name: &str, config_map: &ConfigMap) {
-        let mut data: BTreeMap<String, Vec<u8>> = config_map
-            .data
-            .iter()
-            .flatten()
-            .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
-            .collect();
-        for (key, value) in config_map.binary_data.iter().flatten() {
-            data.insert(key.clone(), value.0.clone());
-        }
+        let data = keys(config_map.data.as_ref(), config_map.binary_data.as_ref());
         self.config_maps.insert(name.to_string(), data);
     }
+}
+
+/// An object's keys as bytes: the text ones, then the binary ones (over a text key of the
+/// same name).
+fn keys(
+    text: Option<&BTreeMap<String, String>>,
+    binary: Option<&BTreeMap<String, ByteString>>,
+) -> BTreeMap<String, Vec<u8>> {
+    let mut data: BTreeMap<String, Vec<u8>> = text
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+        .collect();
+    for (key, value) in binary.into_iter().flatten() {
+        data.insert(key.clone(), value.0.clone());
+    }
+    data
 }
 
 #[cfg(test)]

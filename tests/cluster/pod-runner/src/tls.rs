@@ -75,6 +75,20 @@ pub fn cipher_suite_name(suite: rustls::CipherSuite) -> String {
     }
 }
 
+/// The ALPN protocol the handshake chose, "" when none.
+pub fn negotiated_protocol(conn: &rustls::CommonState) -> String {
+    conn.alpn_protocol()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .unwrap_or_default()
+}
+
+/// Go's name for the cipher suite the handshake chose, "" before one is.
+pub fn negotiated_cipher_suite(conn: &rustls::CommonState) -> String {
+    conn.negotiated_cipher_suite()
+        .map(|s| cipher_suite_name(s.suite()))
+        .unwrap_or_default()
+}
+
 /// "TLSv1.3"-style, as echo-basic's HTTP and gRPC assertions say it.
 pub fn version_v_name(version: rustls::ProtocolVersion) -> String {
     match version {

@@ -7,7 +7,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use k8s_openapi::api::core::v1::{Container, KeyToPath, Pod};
+use k8s_openapi::api::core::v1::{
+    Container, DownwardAPIVolumeFile, KeyToPath, Pod, ServiceAccountTokenProjection,
+};
 
 use crate::env::{PodFacts, field_value, resource_value};
 use crate::rewrite::Mount;
@@ -20,6 +22,15 @@ pub struct TokenKey {
     pub expiration_seconds: i64,
 }
 
+impl TokenKey {
+    fn of(projection: &ServiceAccountTokenProjection) -> Self {
+        TokenKey {
+            audience: projection.audience.clone().filter(|a| !a.is_empty()),
+            expiration_seconds: projection.expiration_seconds.unwrap_or(3600),
+        }
+    }
+}
+
 /// Every token the pod's projected volumes ask for.
 pub fn token_requests(pod: &Pod) -> Vec<TokenKey> {
     let mut keys: Vec<TokenKey> = pod
@@ -28,10 +39,7 @@ pub fn token_requests(pod: &Pod) -> Vec<TokenKey> {
         .flat_map(|s| s.volumes.iter().flatten())
         .flat_map(|v| v.projected.iter().flat_map(|p| p.sources.iter().flatten()))
         .filter_map(|s| s.service_account_token.as_ref())
-        .map(|t| TokenKey {
-            audience: t.audience.clone().filter(|a| !a.is_empty()),
-            expiration_seconds: t.expiration_seconds.unwrap_or(3600),
-        })
+        .map(TokenKey::of)
         .collect();
     keys.sort();
     keys.dedup();
@@ -97,22 +105,43 @@ fn write_keys(
 fn downward_item(
     facts: &PodFacts<'_>,
     containers: &[Container],
-    field: Option<&str>,
-    resource: Option<(&str, Option<&str>)>,
+    item: &DownwardAPIVolumeFile,
 ) -> Result<String> {
-    if let Some(path) = field {
+    if let Some(f) = &item.field_ref {
+        let path = &f.field_path;
         return field_value(facts, path).with_context(|| format!("unsupported field {path:?}"));
     }
-    if let Some((resource, container)) = resource {
+    if let Some(r) = &item.resource_field_ref {
+        let resource = &r.resource;
         let container = containers
             .iter()
-            .find(|c| Some(c.name.as_str()) == container)
+            .find(|c| Some(c.name.as_str()) == r.container_name.as_deref())
             .or_else(|| containers.first())
             .context("no container for a resourceFieldRef")?;
         return resource_value(container, resource)
             .with_context(|| format!("unsupported resource {resource:?}"));
     }
     bail!("a downward API item with neither fieldRef nor resourceFieldRef")
+}
+
+/// The items of a downwardAPI volume (or of a projected volume's downwardAPI source).
+fn write_downward(
+    dir: &Path,
+    facts: &PodFacts<'_>,
+    containers: &[Container],
+    items: Option<&Vec<DownwardAPIVolumeFile>>,
+    default_mode: Option<i32>,
+) -> Result<()> {
+    for item in items.into_iter().flatten() {
+        let value = downward_item(facts, containers, item)?;
+        write(
+            dir,
+            &item.path,
+            value.as_bytes(),
+            item.mode.or(default_mode),
+        )?;
+    }
+    Ok(())
 }
 
 /// Makes every volume; returns the local folder of each by volume name.
@@ -165,32 +194,20 @@ pub fn materialise(
             )
             .with_context(what)?;
         } else if let Some(d) = &volume.downward_api {
-            for item in d.items.iter().flatten() {
-                let value = downward_item(
-                    facts,
-                    &spec.containers,
-                    item.field_ref.as_ref().map(|f| f.field_path.as_str()),
-                    item.resource_field_ref
-                        .as_ref()
-                        .map(|r| (r.resource.as_str(), r.container_name.as_deref())),
-                )
-                .with_context(what)?;
-                write(
-                    &dir,
-                    &item.path,
-                    value.as_bytes(),
-                    item.mode.or(d.default_mode),
-                )
-                .with_context(what)?;
-            }
+            write_downward(
+                &dir,
+                facts,
+                &spec.containers,
+                d.items.as_ref(),
+                d.default_mode,
+            )
+            .with_context(what)?;
         } else if let Some(p) = &volume.projected {
             for source in p.sources.iter().flatten() {
                 if let Some(t) = &source.service_account_token {
-                    let key = TokenKey {
-                        audience: t.audience.clone().filter(|a| !a.is_empty()),
-                        expiration_seconds: t.expiration_seconds.unwrap_or(3600),
-                    };
-                    let token = tokens.get(&key).context("no token was issued")?;
+                    let token = tokens
+                        .get(&TokenKey::of(t))
+                        .context("no token was issued")?;
                     write(
                         &dir,
                         &t.path,
@@ -234,24 +251,14 @@ pub fn materialise(
                     .with_context(what)?;
                 }
                 if let Some(d) = &source.downward_api {
-                    for item in d.items.iter().flatten() {
-                        let value = downward_item(
-                            facts,
-                            &spec.containers,
-                            item.field_ref.as_ref().map(|f| f.field_path.as_str()),
-                            item.resource_field_ref
-                                .as_ref()
-                                .map(|r| (r.resource.as_str(), r.container_name.as_deref())),
-                        )
-                        .with_context(what)?;
-                        write(
-                            &dir,
-                            &item.path,
-                            value.as_bytes(),
-                            item.mode.or(p.default_mode),
-                        )
-                        .with_context(what)?;
-                    }
+                    write_downward(
+                        &dir,
+                        facts,
+                        &spec.containers,
+                        d.items.as_ref(),
+                        p.default_mode,
+                    )
+                    .with_context(what)?;
                 }
             }
         } else if volume.empty_dir.is_some() {

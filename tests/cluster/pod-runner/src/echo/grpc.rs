@@ -58,16 +58,7 @@ pub fn handle(req: Request<Incoming>, conn: &Conn, state: &State) -> Response<Bo
     if method != "Echo" && method != "EchoTwo" {
         return response(12, &format!("method {method} not implemented"), None);
     }
-    let authority = req
-        .uri()
-        .authority()
-        .map(|a| a.to_string())
-        .or_else(|| {
-            req.headers()
-                .get(http::header::HOST)
-                .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
-        })
-        .unwrap_or_default();
+    let authority = super::http::host(&req);
     let mut headers = vec![(":authority".to_string(), authority.clone())];
     for (name, value) in req.headers() {
         if !reserved(name.as_str()) && name != http::header::HOST {

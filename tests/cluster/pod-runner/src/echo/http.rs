@@ -80,14 +80,8 @@ impl TlsAssertions {
                 .map(|c| crate::tls::pem_certificate(c))
                 .collect(),
             server_name: conn.server_name().unwrap_or_default().to_string(),
-            negotiated_protocol: conn
-                .alpn_protocol()
-                .map(|p| String::from_utf8_lossy(p).into_owned())
-                .unwrap_or_default(),
-            cipher_suite: conn
-                .negotiated_cipher_suite()
-                .map(|s| crate::tls::cipher_suite_name(s.suite()))
-                .unwrap_or_default(),
+            negotiated_protocol: crate::tls::negotiated_protocol(conn),
+            cipher_suite: crate::tls::negotiated_cipher_suite(conn),
         }
     }
 }
@@ -116,14 +110,7 @@ impl Conn {
 /// Accepts connections forever and serves each in its own task.
 pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, state: Arc<State>, app: App) {
     loop {
-        let (stream, _peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                eprintln!("accept: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        let stream = super::accept(&listener).await;
         let state = state.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
@@ -273,6 +260,20 @@ fn request_uri<B>(req: &Request<B>) -> String {
     }
 }
 
+/// The host a request is for: the URI's authority (HTTP/2's `:authority`, an absolute
+/// HTTP/1 target), else the Host header; "" when neither is there.
+pub fn host<B>(req: &Request<B>) -> String {
+    req.uri()
+        .authority()
+        .map(|a| a.to_string())
+        .or_else(|| {
+            req.headers()
+                .get(http::header::HOST)
+                .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+        })
+        .unwrap_or_default()
+}
+
 /// `/status/NNN` (the whole request URI, query included, as echo-basic's regexp reads it).
 fn status<B>(req: &Request<B>) -> Response<Body> {
     let uri = request_uri(req);
@@ -358,7 +359,13 @@ fn process_error(message: String, code: StatusCode) -> Response<Body> {
     let body = serde_json::json!({ "message": message }).to_string();
     let mut response = Response::new(full(body));
     *response.status_mut() = code;
-    let h = response.headers_mut();
+    json_headers(response.headers_mut());
+    response
+}
+
+/// The headers of a JSON answer (the echo and its error responses, as echo-basic sets them):
+/// the content type, and sniffing turned off.
+fn json_headers(h: &mut HeaderMap) {
     h.insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -367,7 +374,6 @@ fn process_error(message: String, code: StatusCode) -> Response<Body> {
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
-    response
 }
 
 /// Waits for `?key=DURATION` if given; an unparsable duration is an error response.
@@ -522,19 +528,9 @@ pub async fn echo(
     if let Err(response) = delay(&req, "delay").await {
         return Ok(response);
     }
-    let host = req
-        .uri()
-        .authority()
-        .map(|a| a.to_string())
-        .or_else(|| {
-            req.headers()
-                .get(http::header::HOST)
-                .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
-        })
-        .unwrap_or_default();
     let assertions = RequestAssertions {
         path: request_uri(&req),
-        host,
+        host: host(&req),
         method: req.method().to_string(),
         proto: proto(req.version()).into(),
         headers: go_headers(req.headers()),
@@ -553,15 +549,7 @@ pub async fn echo(
     };
     let mut response = Response::new(full(body));
     echo_set_headers(req.headers(), response.headers_mut());
-    let h = response.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
+    json_headers(response.headers_mut());
     // Read the request body so a keep-alive connection stays usable after a POST.
     let _ = req.into_body().collect().await;
     Ok(response)

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 /// The pod this echo runs in, as echo-basic reads it from env.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -193,6 +193,19 @@ pub enum Listener {
     Tcp,
     TcpTls,
     Udp,
+}
+
+/// The listener's next connection; an accept error is logged and, after a pause, retried.
+async fn accept(listener: &TcpListener) -> TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _peer)) => return stream,
+            Err(e) => {
+                eprintln!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
 }
 
 async fn bind(ip: IpAddr, port: u16) -> Result<TcpListener> {

@@ -2,7 +2,6 @@
 //! `PING` commands, one a line; on the TLS port the same after a TLS handshake.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
@@ -65,14 +64,7 @@ impl TcpState {
 
 pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, state: Arc<TcpState>) {
     loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("accept: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        let stream = super::accept(&listener).await;
         let state = state.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
@@ -91,18 +83,12 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, state: Arc<T
                                 .map(crate::tls::version_space_name)
                                 .unwrap_or_default(),
                             server_name: conn.server_name().unwrap_or_default().to_string(),
-                            negotiated_protocol: conn
-                                .alpn_protocol()
-                                .map(|p| String::from_utf8_lossy(p).into_owned())
-                                .unwrap_or_default(),
+                            negotiated_protocol: crate::tls::negotiated_protocol(conn),
                             curves: conn
                                 .negotiated_key_exchange_group()
                                 .map(|g| crate::tls::group_name(g.name()))
                                 .unwrap_or_default(),
-                            cipher_suite: conn
-                                .negotiated_cipher_suite()
-                                .map(|s| crate::tls::cipher_suite_name(s.suite()))
-                                .unwrap_or_default(),
+                            cipher_suite: crate::tls::negotiated_cipher_suite(conn),
                         });
                         let _ = session(stream, assertions).await;
                     }
