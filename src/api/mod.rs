@@ -2,11 +2,13 @@
 //! the validation weir runs itself (the API server runs the same bounds from the generated schema).
 
 mod affinity;
+mod condition;
 mod health;
 mod tls;
 mod validate;
 
 pub use affinity::{AffinityCookie, SameSite, SessionAffinity};
+pub use condition::{Condition, ConditionType, Reason};
 pub use health::{HealthCheck, HttpCheck, OutlierDetection, Retries, TcpCheck, parse_status_range};
 pub use tls::{Hsts, Tls};
 
@@ -337,42 +339,6 @@ pub struct EndpointCounts {
     pub ready: u32,
     /// Ready endpoints that also pass weir's own checks.
     pub healthy: u32,
-}
-
-/// A status condition, in the shape of `metav1.Condition`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Condition {
-    /// `Accepted`, `ResolvedRefs` or `Ready`.
-    #[serde(rename = "type")]
-    pub type_: String,
-    /// `True`, `False` or `Unknown`.
-    pub status: String,
-    /// A CamelCase word saying why.
-    pub reason: String,
-    /// What is wrong, or what is right, in plain words.
-    pub message: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_transition_time: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-}
-
-impl Condition {
-    pub fn new(type_: &str, ok: bool, reason: &str, message: impl Into<String>) -> Self {
-        Condition {
-            type_: type_.to_string(),
-            status: if ok { "True" } else { "False" }.to_string(),
-            reason: reason.to_string(),
-            message: message.into(),
-            last_transition_time: None,
-            observed_generation: None,
-        }
-    }
-
-    pub fn is_true(&self) -> bool {
-        self.status == "True"
-    }
 }
 
 /// The CRD as YAML, exactly as `weir crd` prints it and `crds/` holds it.

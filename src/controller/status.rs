@@ -4,7 +4,7 @@
 //! also reported as a Warning event on the pool, and a pool becoming ready as a Normal one.
 
 use crate::admin::AdminState;
-use crate::api::{LoadBalancerPool, LoadBalancerPoolStatus};
+use crate::api::{ConditionType, LoadBalancerPool, LoadBalancerPoolStatus};
 use crate::store::ObjectKey;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
@@ -95,7 +95,7 @@ pub fn events(
         let event_type = match (before, c.is_true()) {
             (Some(b), false) if !b.is_true() && b.reason == c.reason => continue,
             (_, false) => EventType::Warning,
-            (Some(b), true) if !b.is_true() && c.type_ == "Ready" => EventType::Normal,
+            (Some(b), true) if !b.is_true() && c.is(ConditionType::Ready) => EventType::Normal,
             _ => continue,
         };
         out.push(Event {
@@ -133,7 +133,7 @@ async fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::Condition;
+    use crate::api::{Condition, Reason};
 
     fn status(conditions: Vec<Condition>) -> LoadBalancerPoolStatus {
         LoadBalancerPoolStatus {
@@ -145,13 +145,33 @@ mod tests {
     #[test]
     fn events_for_conditions_turning_bad_and_recovery() {
         let good = status(vec![
-            Condition::new("Accepted", true, "Accepted", "1 route(s)"),
-            Condition::new("Ready", true, "HealthyEndpoints", "2 of 2"),
+            Condition::new(
+                ConditionType::Accepted,
+                true,
+                Reason::Accepted,
+                "1 route(s)",
+            ),
+            Condition::new(
+                ConditionType::Ready,
+                true,
+                Reason::HealthyEndpoints,
+                "2 of 2",
+            ),
         ]);
         assert!(events(None, &good).is_empty());
         let conflict = status(vec![
-            Condition::new("Accepted", false, "RouteConflict", "held by ns/old"),
-            Condition::new("Ready", false, "NoHealthyEndpoints", "0 of 2"),
+            Condition::new(
+                ConditionType::Accepted,
+                false,
+                Reason::RouteConflict,
+                "held by ns/old",
+            ),
+            Condition::new(
+                ConditionType::Ready,
+                false,
+                Reason::NoHealthyEndpoints,
+                "0 of 2",
+            ),
         ]);
         let e = events(Some(&good), &conflict);
         let got: Vec<_> = e.iter().map(|e| (e.type_, e.reason.as_str())).collect();
@@ -165,8 +185,18 @@ mod tests {
         // Unchanged trouble is not repeated; a new reason is.
         assert!(events(Some(&conflict), &conflict).is_empty());
         let other = status(vec![
-            Condition::new("Accepted", false, "Invalid", "spec.backends"),
-            Condition::new("Ready", false, "NoHealthyEndpoints", "0 of 2"),
+            Condition::new(
+                ConditionType::Accepted,
+                false,
+                Reason::Invalid,
+                "spec.backends",
+            ),
+            Condition::new(
+                ConditionType::Ready,
+                false,
+                Reason::NoHealthyEndpoints,
+                "0 of 2",
+            ),
         ]);
         assert_eq!(events(Some(&conflict), &other).len(), 1);
         // Recovery: Ready again is a Normal event.
@@ -182,8 +212,18 @@ mod tests {
         let mut s = LoadBalancerPoolStatus {
             observed_generation: Some(4),
             conditions: vec![
-                Condition::new("Accepted", true, "Accepted", "1 route(s)"),
-                Condition::new("Ready", true, "HealthyEndpoints", "2 of 2"),
+                Condition::new(
+                    ConditionType::Accepted,
+                    true,
+                    Reason::Accepted,
+                    "1 route(s)",
+                ),
+                Condition::new(
+                    ConditionType::Ready,
+                    true,
+                    Reason::HealthyEndpoints,
+                    "2 of 2",
+                ),
             ],
             ..Default::default()
         };
@@ -201,13 +241,23 @@ mod tests {
                 .all(|c| c.observed_generation == Some(4))
         );
         std::thread::sleep(Duration::from_millis(5));
-        s.conditions[1] = Condition::new("Ready", true, "HealthyEndpoints", "1 of 2");
+        s.conditions[1] = Condition::new(
+            ConditionType::Ready,
+            true,
+            Reason::HealthyEndpoints,
+            "1 of 2",
+        );
         let same = with_transition_times(&s, Some(&first));
         assert_eq!(
             same.conditions[1].last_transition_time,
             first.conditions[1].last_transition_time
         );
-        s.conditions[1] = Condition::new("Ready", false, "NoHealthyEndpoints", "0 of 2");
+        s.conditions[1] = Condition::new(
+            ConditionType::Ready,
+            false,
+            Reason::NoHealthyEndpoints,
+            "0 of 2",
+        );
         let flipped = with_transition_times(&s, Some(&same));
         assert_ne!(
             flipped.conditions[1].last_transition_time,

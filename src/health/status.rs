@@ -1,7 +1,7 @@
 //! A pool's status with live health folded in: compile knows readiness; checks and
 //! ejections change between rebuilds.
 
-use crate::api::{Condition, LoadBalancerPoolStatus};
+use crate::api::{Condition, ConditionType, LoadBalancerPoolStatus, Reason};
 use crate::endpoint::ActiveHealth;
 use crate::routing::Pool;
 use std::time::Instant;
@@ -44,15 +44,33 @@ pub fn live_status(
         message = format!("{message} ({})", why.join(", "));
     }
     let ready_condition = if healthy > 0 {
-        Condition::new("Ready", true, "HealthyEndpoints", message)
+        Condition::new(
+            ConditionType::Ready,
+            true,
+            Reason::HealthyEndpoints,
+            message,
+        )
     } else {
         // Keep compile's explanation (a missing port, no slices) when there is one.
-        match compiled.conditions.iter().find(|c| c.type_ == "Ready") {
+        match compiled
+            .conditions
+            .iter()
+            .find(|c| c.is(ConditionType::Ready))
+        {
             Some(c) if !c.is_true() && ready == 0 => c.clone(),
-            _ => Condition::new("Ready", false, "NoHealthyEndpoints", message),
+            _ => Condition::new(
+                ConditionType::Ready,
+                false,
+                Reason::NoHealthyEndpoints,
+                message,
+            ),
         }
     };
-    match status.conditions.iter_mut().find(|c| c.type_ == "Ready") {
+    match status
+        .conditions
+        .iter_mut()
+        .find(|c| c.is(ConditionType::Ready))
+    {
         Some(c) => *c = ready_condition,
         None => status.conditions.push(ready_condition),
     }

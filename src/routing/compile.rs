@@ -6,8 +6,8 @@ use super::pool::{BackendSet, Pool};
 use super::pool::{Policy, PoolTls};
 use super::table::{PathRoutes, RoutingTable};
 use crate::api::{
-    Algorithm, Backend, Condition, EndpointCounts, LoadBalancerPool, LoadBalancerPoolSpec,
-    LoadBalancerPoolStatus, ServicePort, validate_spec,
+    Algorithm, Backend, Condition, ConditionType, EndpointCounts, LoadBalancerPool,
+    LoadBalancerPoolSpec, LoadBalancerPoolStatus, Reason, ServicePort, validate_spec,
 };
 use crate::balance::{self, Balance};
 use crate::endpoint::Endpoint;
@@ -105,6 +105,8 @@ impl RoutingTable {
 
 type Routes = Vec<(String, String)>;
 
+/// One pool, in four steps: validate the spec, claim its routes, resolve its backends and its
+/// certificate, then say in conditions how each went.
 fn compile_pool(
     key: &ObjectKey,
     resource: &LoadBalancerPool,
@@ -127,14 +129,66 @@ fn compile_pool(
             .collect::<Vec<_>>()
             .join("; ");
         status.conditions = vec![
-            Condition::new("Accepted", false, "Invalid", message),
-            Condition::new("ResolvedRefs", false, "Invalid", "the spec is invalid"),
-            Condition::new("Ready", false, "Invalid", "the spec is invalid"),
+            Condition::new(ConditionType::Accepted, false, Reason::Invalid, message),
+            Condition::new(
+                ConditionType::ResolvedRefs,
+                false,
+                Reason::Invalid,
+                "the spec is invalid",
+            ),
+            Condition::new(
+                ConditionType::Ready,
+                false,
+                Reason::Invalid,
+                "the spec is invalid",
+            ),
         ];
         return (None, status);
     }
 
-    // Routes: claim each, unless an older pool holds it.
+    let (routes, accepted) = claim_routes(key, spec, holders);
+    let mut refs = resolve_backends(key, spec, slices, previous);
+    let (tls, certificate_condition) = match &spec.tls {
+        None => (None, None),
+        Some(t) => {
+            let (tls, condition) = resolve_tls(key, t, secrets, previous, &mut refs);
+            (Some(tls), condition)
+        }
+    };
+    let resolved_refs = if refs.missing.is_empty() {
+        Condition::new(
+            ConditionType::ResolvedRefs,
+            true,
+            Reason::ResolvedRefs,
+            "all references resolved",
+        )
+    } else {
+        Condition::new(
+            ConditionType::ResolvedRefs,
+            false,
+            refs.reason,
+            refs.missing.join("; "),
+        )
+    };
+    let counts = count(&refs.backends);
+    status.endpoints = counts;
+    let ready = ready_condition(counts, &refs);
+    status.conditions = vec![accepted, resolved_refs, ready];
+    status.conditions.extend(certificate_condition);
+
+    let mut pool = Pool::new(key.clone(), policy(spec), refs.backends);
+    pool.tls = tls;
+    pool.routes = routes.clone();
+    (Some((pool, routes)), status)
+}
+
+/// Claims each of the pool's routes unless an older pool holds it; `Accepted` says which were
+/// held elsewhere.
+fn claim_routes(
+    key: &ObjectKey,
+    spec: &LoadBalancerPoolSpec,
+    holders: &mut HashMap<(String, String), ObjectKey>,
+) -> (Routes, Condition) {
     let mut routes = Vec::new();
     let mut conflicts = Vec::new();
     for route in &spec.routes {
@@ -157,37 +211,71 @@ fn compile_pool(
     }
     let accepted = if conflicts.is_empty() {
         Condition::new(
-            "Accepted",
+            ConditionType::Accepted,
             true,
-            "Accepted",
+            Reason::Accepted,
             format!("{} route(s)", routes.len()),
         )
     } else {
-        Condition::new("Accepted", false, "RouteConflict", conflicts.join("; "))
+        Condition::new(
+            ConditionType::Accepted,
+            false,
+            Reason::RouteConflict,
+            conflicts.join("; "),
+        )
     };
+    (routes, accepted)
+}
 
-    // Backends: resolve each Service port to slice endpoints.
+/// What resolving a pool's references gave: its backends, and what could not be resolved.
+struct References {
+    backends: Vec<BackendSet>,
+    /// One plain sentence per reference that did not resolve.
+    missing: Vec<String>,
+    /// The `ResolvedRefs` reason when `missing` is not empty.
+    reason: Reason,
+    /// Backends that resolved but list no endpoints (for the `Ready` message).
+    empty: Vec<String>,
+}
+
+/// Resolves each backend's Service port to slice endpoints, keeping the live state of endpoints
+/// the previous table had.
+fn resolve_backends(
+    key: &ObjectKey,
+    spec: &LoadBalancerPoolSpec,
+    slices: &SliceIndex<'_>,
+    previous: Option<&Arc<Pool>>,
+) -> References {
     let reuse: HashMap<SocketAddr, &Arc<Endpoint>> = previous
         .map(|p| p.all_endpoints().map(|e| (e.addr, e)).collect())
         .unwrap_or_default();
     // Endpoints that arrive in a pool already serving are new, for slow start; those of a pool
     // seen for the first time (or at weir's start) are not.
     let joined_at = previous.map(|_| Instant::now());
-    let mut missing = Vec::new();
-    let mut backends = Vec::new();
-    let mut notes = Vec::new();
+    let mut refs = References {
+        backends: Vec::new(),
+        missing: Vec::new(),
+        // The worst problem found decides the reason (a missing Service over a missing port).
+        reason: Reason::PortNotFound,
+        empty: Vec::new(),
+    };
     for backend in &spec.backends {
         let service_key = ObjectKey::new(key.namespace.clone(), backend.service.clone());
         match slices.resolve(&service_key, backend) {
-            Err(problem) => missing.push(problem),
+            Err(problem) => {
+                if problem.reason() == Reason::BackendNotFound {
+                    refs.reason = Reason::BackendNotFound;
+                }
+                refs.missing.push(problem.to_string());
+            }
             Ok(resolved) => {
                 if resolved.is_empty() {
-                    notes.push(format!(
+                    refs.empty.push(format!(
                         "Service {service_key} lists no endpoints for port {}",
                         backend.port
                     ));
                 }
-                backends.push(backend_set(
+                refs.backends.push(backend_set(
                     service_key,
                     backend,
                     resolved,
@@ -198,90 +286,78 @@ fn compile_pool(
             }
         }
     }
-    let mut reason = if missing.iter().any(|m| m.contains("not found")) {
-        "BackendNotFound"
-    } else {
-        "PortNotFound"
-    };
-    let (tls, certificate_condition) = match &spec.tls {
-        None => (None, None),
-        Some(t) => {
-            let secret_key = ObjectKey::new(key.namespace.clone(), t.secret_name.clone());
-            let previous_cert = previous.and_then(|p| p.tls.as_ref()?.certificate.clone());
-            let (certificate, condition) = match secrets.load(&secret_key) {
-                Ok(cert) => {
-                    let condition = certificate_condition(&secret_key, &cert);
-                    (Some(cert), Some(condition))
-                }
-                Err(problem) => {
-                    if missing.is_empty() {
-                        reason = if problem.contains("not found") {
-                            "SecretNotFound"
-                        } else {
-                            "InvalidSecret"
-                        };
-                    }
-                    let keeps = if previous_cert.is_some() {
-                        "; the previous certificate keeps serving"
-                    } else {
-                        ""
-                    };
-                    missing.push(format!("Secret {secret_key} {problem}{keeps}"));
-                    (previous_cert, None)
-                }
+    refs
+}
+
+/// The pool's TLS settings and certificate. A Secret that gives none is a missing reference;
+/// the previous certificate, if any, keeps serving.
+fn resolve_tls(
+    key: &ObjectKey,
+    t: &crate::api::Tls,
+    secrets: &mut SecretCache<'_>,
+    previous: Option<&Arc<Pool>>,
+    refs: &mut References,
+) -> (PoolTls, Option<Condition>) {
+    let secret_key = ObjectKey::new(key.namespace.clone(), t.secret_name.clone());
+    let previous_cert = previous.and_then(|p| p.tls.as_ref()?.certificate.clone());
+    let (certificate, condition) = match secrets.load(&secret_key) {
+        Ok(cert) => {
+            let condition = certificate_condition(&secret_key, &cert);
+            (Some(cert), Some(condition))
+        }
+        Err(problem) => {
+            if refs.missing.is_empty() {
+                refs.reason = problem.reason();
+            }
+            let keeps = if previous_cert.is_some() {
+                "; the previous certificate keeps serving"
+            } else {
+                ""
             };
-            let hsts = t.hsts.and_then(|h| {
-                let mut v = format!("max-age={}", h.max_age_seconds);
-                if h.include_sub_domains {
-                    v.push_str("; includeSubDomains");
-                }
-                http::HeaderValue::from_str(&v).ok()
-            });
-            let tls = PoolTls {
-                certificate,
-                redirect_http: t.redirect_http,
-                hsts,
-            };
-            (Some(tls), condition)
+            refs.missing
+                .push(format!("Secret {secret_key} {problem}{keeps}"));
+            (previous_cert, None)
         }
     };
-    let resolved_refs = if missing.is_empty() {
-        Condition::new(
-            "ResolvedRefs",
-            true,
-            "ResolvedRefs",
-            "all references resolved",
-        )
-    } else {
-        Condition::new("ResolvedRefs", false, reason, missing.join("; "))
+    let hsts = t.hsts.and_then(|h| {
+        let mut v = format!("max-age={}", h.max_age_seconds);
+        if h.include_sub_domains {
+            v.push_str("; includeSubDomains");
+        }
+        http::HeaderValue::from_str(&v).ok()
+    });
+    let tls = PoolTls {
+        certificate,
+        redirect_http: t.redirect_http,
+        hsts,
     };
+    (tls, condition)
+}
 
-    let counts = count(&backends);
-    status.endpoints = counts;
-    let ready = if counts.healthy > 0 {
-        Condition::new(
-            "Ready",
+/// `Ready` as compile sees it (health checks refine it later): whether any endpoint is healthy,
+/// and if none is, why.
+fn ready_condition(counts: EndpointCounts, refs: &References) -> Condition {
+    if counts.healthy > 0 {
+        return Condition::new(
+            ConditionType::Ready,
             true,
-            "HealthyEndpoints",
+            Reason::HealthyEndpoints,
             format!("{} of {} endpoints healthy", counts.healthy, counts.total),
-        )
-    } else {
-        let mut why = vec![format!(
-            "0 of {} endpoints healthy ({} not ready, {} terminating)",
-            counts.total,
-            backends.iter().map(|b| b.not_ready).sum::<u32>(),
-            backends.iter().map(|b| b.fenced.len()).sum::<usize>(),
-        )];
-        why.extend(notes);
-        Condition::new("Ready", false, "NoHealthyEndpoints", why.join("; "))
-    };
-    status.conditions = vec![accepted, resolved_refs, ready];
-    status.conditions.extend(certificate_condition);
-
-    let mut pool = Pool::new(key.clone(), policy(spec), backends);
-    pool.tls = tls;
-    pool.routes = routes.clone();
-    (Some((pool, routes)), status)
+        );
+    }
+    let mut why = vec![format!(
+        "0 of {} endpoints healthy ({} not ready, {} terminating)",
+        counts.total,
+        refs.backends.iter().map(|b| b.not_ready).sum::<u32>(),
+        refs.backends.iter().map(|b| b.fenced.len()).sum::<usize>(),
+    )];
+    why.extend(refs.empty.iter().cloned());
+    Condition::new(
+        ConditionType::Ready,
+        false,
+        Reason::NoHealthyEndpoints,
+        why.join("; "),
+    )
 }
 
 fn count(backends: &[BackendSet]) -> EndpointCounts {
@@ -390,9 +466,9 @@ const EXPIRY_WARNING_DAYS: i64 = 14;
 fn certificate_condition(secret: &ObjectKey, cert: &Certificate) -> Condition {
     let Some(not_after) = cert.not_after else {
         return Condition::new(
-            "CertificateValid",
+            ConditionType::CertificateValid,
             true,
-            "Valid",
+            Reason::Valid,
             format!("certificate of Secret {secret} loaded (expiry unreadable)"),
         );
     };
@@ -403,23 +479,23 @@ fn certificate_condition(secret: &ObjectKey, cert: &Certificate) -> Condition {
     let days = (not_after - now).div_euclid(86_400);
     if not_after <= now {
         Condition::new(
-            "CertificateValid",
+            ConditionType::CertificateValid,
             false,
-            "Expired",
+            Reason::Expired,
             format!("certificate of Secret {secret} expired {} days ago", -days),
         )
     } else if days < EXPIRY_WARNING_DAYS {
         Condition::new(
-            "CertificateValid",
+            ConditionType::CertificateValid,
             true,
-            "ExpiringSoon",
+            Reason::ExpiringSoon,
             format!("certificate of Secret {secret} expires in {days} days"),
         )
     } else {
         Condition::new(
-            "CertificateValid",
+            ConditionType::CertificateValid,
             true,
-            "Valid",
+            Reason::Valid,
             format!("certificate of Secret {secret} expires in {days} days"),
         )
     }
@@ -428,19 +504,60 @@ fn certificate_condition(secret: &ObjectKey, cert: &Certificate) -> Condition {
 /// Secrets parsed at most once per compile, however many pools use them.
 struct SecretCache<'a> {
     secrets: &'a BTreeMap<ObjectKey, Arc<k8s_openapi::api::core::v1::Secret>>,
-    loaded: HashMap<ObjectKey, Result<Certificate, String>>,
+    loaded: HashMap<ObjectKey, Result<Certificate, SecretProblem>>,
 }
 
 impl SecretCache<'_> {
-    fn load(&mut self, key: &ObjectKey) -> Result<Certificate, String> {
+    fn load(&mut self, key: &ObjectKey) -> Result<Certificate, SecretProblem> {
         let secrets = self.secrets;
         self.loaded
             .entry(key.clone())
             .or_insert_with(|| match secrets.get(key) {
-                None => Err("not found".to_string()),
-                Some(s) => certificate::load(s),
+                None => Err(SecretProblem::NotFound),
+                Some(s) => certificate::load(s).map_err(SecretProblem::Invalid),
             })
             .clone()
+    }
+}
+
+/// Why a pool's Secret gives no certificate.
+#[derive(Debug, Clone, thiserror::Error)]
+enum SecretProblem {
+    #[error("not found")]
+    NotFound,
+    /// What is wrong with its contents.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl SecretProblem {
+    fn reason(&self) -> Reason {
+        match self {
+            SecretProblem::NotFound => Reason::SecretNotFound,
+            SecretProblem::Invalid(_) => Reason::InvalidSecret,
+        }
+    }
+}
+
+/// Why a backend's Service port resolves to nothing.
+#[derive(Debug, thiserror::Error)]
+enum BackendProblem {
+    #[error("Service {0} not found")]
+    ServiceNotFound(ObjectKey),
+    #[error("Service {0} has no port {1}")]
+    NoPortNumbered(ObjectKey, u16),
+    #[error("Service {0} has no port named {1}")]
+    NoPortNamed(ObjectKey, String),
+}
+
+impl BackendProblem {
+    fn reason(&self) -> Reason {
+        match self {
+            BackendProblem::ServiceNotFound(_) => Reason::BackendNotFound,
+            BackendProblem::NoPortNumbered(..) | BackendProblem::NoPortNamed(..) => {
+                Reason::PortNotFound
+            }
+        }
     }
 }
 
@@ -495,11 +612,11 @@ impl<'a> SliceIndex<'a> {
         &self,
         service_key: &ObjectKey,
         backend: &Backend,
-    ) -> Result<Vec<Resolved<'a>>, String> {
+    ) -> Result<Vec<Resolved<'a>>, BackendProblem> {
         let service = self
             .services
             .get(service_key)
-            .ok_or_else(|| format!("Service {service_key} not found"))?;
+            .ok_or_else(|| BackendProblem::ServiceNotFound(service_key.clone()))?;
         let ports = &service.ports;
         // Slices name their ports after the Service port's name ("" when it has none).
         let port_name = match &backend.port {
@@ -507,12 +624,12 @@ impl<'a> SliceIndex<'a> {
                 .iter()
                 .find(|p| p.port == i32::from(*n))
                 .map(|p| p.name.as_deref().unwrap_or_default())
-                .ok_or_else(|| format!("Service {service_key} has no port {n}"))?,
+                .ok_or_else(|| BackendProblem::NoPortNumbered(service_key.clone(), *n))?,
             ServicePort::Name(name) => ports
                 .iter()
                 .find(|p| p.name.as_deref() == Some(name))
                 .map(|_| name.as_str())
-                .ok_or_else(|| format!("Service {service_key} has no port named {name}"))?,
+                .ok_or_else(|| BackendProblem::NoPortNamed(service_key.clone(), name.clone()))?,
         };
         let mut out = Vec::new();
         for slice in self.by_service.get(service_key).into_iter().flatten() {
