@@ -101,6 +101,18 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
     if let Some(class) = &spec.class_name {
         check_length(&mut errors, "spec.className", class, CLASS_NAME_LEN);
     }
+    check_routes(&mut errors, spec);
+    check_backends(&mut errors, spec);
+    check_balancing(&mut errors, spec);
+    check_health(&mut errors, spec);
+    check_affinity(&mut errors, spec);
+    check_tls(&mut errors, spec);
+    check_retries_and_timeouts(&mut errors, spec);
+    errors
+}
+
+/// `routes`: hosts, path prefixes, no route twice.
+fn check_routes(errors: &mut Vec<ValidationError>, spec: &LoadBalancerPoolSpec) {
     if spec.routes.len() > MAX_ROUTES {
         errors.push(err("spec.routes", format!("at most {MAX_ROUTES} routes")));
     }
@@ -110,7 +122,7 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
             errors.push(err(format!("spec.routes[{i}].host"), problem));
         }
         let field = format!("spec.routes[{i}].pathPrefix");
-        if check_length(&mut errors, &field, &route.path_prefix, PATH_PREFIX_LEN)
+        if check_length(errors, &field, &route.path_prefix, PATH_PREFIX_LEN)
             && !route.path_prefix.starts_with('/')
         {
             errors.push(err(field, "must start with /"));
@@ -125,6 +137,10 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
             ));
         }
     }
+}
+
+/// `backends`: at least one, with a Service, a port and a weight, one of them above 0.
+fn check_backends(errors: &mut Vec<ValidationError>, spec: &LoadBalancerPoolSpec) {
     if spec.backends.is_empty() {
         errors.push(err("spec.backends", "must list at least one backend"));
     }
@@ -136,7 +152,7 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
     }
     for (i, backend) in spec.backends.iter().enumerate() {
         check_length(
-            &mut errors,
+            errors,
             format!("spec.backends[{i}].service"),
             &backend.service,
             SERVICE_LEN,
@@ -164,6 +180,10 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
             "at least one backend needs a weight above 0",
         ));
     }
+}
+
+/// `algorithm` with `hashOn`, `peakEwma` and `slowStart`.
+fn check_balancing(errors: &mut Vec<ValidationError>, spec: &LoadBalancerPoolSpec) {
     match (&spec.algorithm, &spec.hash_on) {
         (super::Algorithm::ConsistentHash, None) => {
             errors.push(err("spec.hashOn", "algorithm ConsistentHash needs hashOn"))
@@ -181,10 +201,10 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
                 ));
             }
             if let Some(header) = &on.header {
-                check_length(&mut errors, "spec.hashOn.header", header, HASH_KEY_LEN);
+                check_length(errors, "spec.hashOn.header", header, HASH_KEY_LEN);
             }
             if let Some(cookie) = &on.cookie {
-                check_length(&mut errors, "spec.hashOn.cookie", cookie, HASH_KEY_LEN);
+                check_length(errors, "spec.hashOn.cookie", cookie, HASH_KEY_LEN);
             }
         }
         (_, Some(_)) => errors.push(err(
@@ -195,13 +215,13 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
     }
     if let Some(p) = &spec.peak_ewma {
         check_ranges(
-            &mut errors,
+            errors,
             &[("spec.peakEwma.decaySeconds", p.decay_seconds, DECAY_SECONDS)],
         );
     }
     if let Some(w) = &spec.slow_start {
         check_ranges(
-            &mut errors,
+            errors,
             &[(
                 "spec.slowStart.windowSeconds",
                 w.window_seconds,
@@ -209,6 +229,10 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
             )],
         );
     }
+}
+
+/// `healthCheck` and `outlierDetection`.
+fn check_health(errors: &mut Vec<ValidationError>, spec: &LoadBalancerPoolSpec) {
     if let Some(h) = &spec.health_check {
         match (&h.http, &h.tcp) {
             (Some(_), Some(_)) | (None, None) => {
@@ -218,21 +242,16 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
         }
         if let Some(http) = &h.http {
             let field = "spec.healthCheck.http.path";
-            if check_length(&mut errors, field, &http.path, CHECK_PATH_LEN)
+            if check_length(errors, field, &http.path, CHECK_PATH_LEN)
                 && !http.path.starts_with('/')
             {
                 errors.push(err(field, "must start with /"));
             }
             if let Some(host) = &http.host {
-                check_length(
-                    &mut errors,
-                    "spec.healthCheck.http.host",
-                    host,
-                    CHECK_HOST_LEN,
-                );
+                check_length(errors, "spec.healthCheck.http.host", host, CHECK_HOST_LEN);
             }
             check_count(
-                &mut errors,
+                errors,
                 "spec.healthCheck.http.expectedStatuses",
                 http.expected_statuses.len(),
                 EXPECTED_STATUSES,
@@ -248,7 +267,7 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
             }
         }
         check_ranges(
-            &mut errors,
+            errors,
             &[
                 (
                     "spec.healthCheck.intervalSeconds",
@@ -275,7 +294,7 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
     }
     if let Some(o) = &spec.outlier_detection {
         check_ranges(
-            &mut errors,
+            errors,
             &[
                 (
                     "spec.outlierDetection.consecutiveFailures",
@@ -295,6 +314,10 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
             ],
         );
     }
+}
+
+/// `sessionAffinity`: the cookie's name, lifetime, path, domain and SameSite.
+fn check_affinity(errors: &mut Vec<ValidationError>, spec: &LoadBalancerPoolSpec) {
     if let Some(a) = &spec.session_affinity {
         let c = &a.cookie;
         let token = |s: &str| {
@@ -312,7 +335,7 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
             ));
         }
         check_ranges(
-            &mut errors,
+            errors,
             &[(
                 "spec.sessionAffinity.cookie.ttlSeconds",
                 c.ttl_seconds,
@@ -320,7 +343,7 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
             )],
         );
         let field = "spec.sessionAffinity.cookie.path";
-        if check_length(&mut errors, field, &c.path, COOKIE_PATH_LEN)
+        if check_length(errors, field, &c.path, COOKIE_PATH_LEN)
             && (!c.path.starts_with('/')
                 || c.path
                     .bytes()
@@ -330,7 +353,7 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
         }
         let field = "spec.sessionAffinity.cookie.domain";
         if let Some(d) = &c.domain
-            && check_length(&mut errors, field, d, COOKIE_DOMAIN_LEN)
+            && check_length(errors, field, d, COOKIE_DOMAIN_LEN)
             && !is_cookie_domain(d)
         {
             errors.push(err(
@@ -345,16 +368,20 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
             ));
         }
     }
+}
+
+/// `tls`: the Secret's name and HSTS.
+fn check_tls(errors: &mut Vec<ValidationError>, spec: &LoadBalancerPoolSpec) {
     if let Some(tls) = &spec.tls {
         check_length(
-            &mut errors,
+            errors,
             "spec.tls.secretName",
             &tls.secret_name,
             SECRET_NAME_LEN,
         );
         if let Some(h) = tls.hsts {
             check_ranges(
-                &mut errors,
+                errors,
                 &[(
                     "spec.tls.hsts.maxAgeSeconds",
                     h.max_age_seconds,
@@ -363,12 +390,16 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
             );
         }
     }
+}
+
+/// `retries` and `timeouts`.
+fn check_retries_and_timeouts(errors: &mut Vec<ValidationError>, spec: &LoadBalancerPoolSpec) {
     check_ranges(
-        &mut errors,
+        errors,
         &[("spec.retries.attempts", spec.retries.attempts, ATTEMPTS)],
     );
     check_count(
-        &mut errors,
+        errors,
         "spec.retries.onStatus",
         spec.retries.on_status.len(),
         ON_STATUS,
@@ -384,7 +415,7 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
     }
     let t = &spec.timeouts;
     check_ranges(
-        &mut errors,
+        errors,
         &[
             (
                 "spec.timeouts.connectMillis",
@@ -399,7 +430,6 @@ pub fn validate_spec(spec: &LoadBalancerPoolSpec) -> Vec<ValidationError> {
             ("spec.timeouts.idleSeconds", t.idle_seconds, IDLE_SECONDS),
         ],
     );
-    errors
 }
 
 /// Whether a cookie Domain matches the schema's `^\.?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`.
