@@ -563,3 +563,35 @@ async fn tls_12_works_and_tls_11_and_older_are_refused() {
     }
     weir.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_server_order_picks_the_cipher_suite() {
+    let b = Backend::start("b").await;
+    let a = cert(&["a.test"]);
+    let weir = start_a_test(&b, &a).await;
+    let https = weir.running.https_addr.unwrap();
+    // A client that lists ChaCha20 first: weir's own order (AES-GCM before ChaCha20) decides.
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites = vec![
+        rustls::crypto::ring::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+        rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256,
+    ];
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert))
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(https).await.unwrap();
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("a.test").unwrap(), tcp)
+        .await
+        .expect("a handshake");
+    let suite = tls.get_ref().1.negotiated_cipher_suite().expect("a suite");
+    assert_eq!(
+        suite.suite(),
+        rustls::CipherSuite::TLS13_AES_128_GCM_SHA256,
+        "the client's first choice won"
+    );
+    weir.running.shutdown().await;
+}
