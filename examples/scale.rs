@@ -9,6 +9,9 @@
 //! Memory is read two ways: the process's `VmRSS` (what the kernel charges, allocator slack
 //! included) and the live heap bytes counted by this program's global allocator (exact, by
 //! phase). Figures are printed; nothing is asserted.
+// The counting allocator below implements GlobalAlloc, an unsafe trait: the one unsafe code
+// the package allows (Cargo.toml denies it everywhere else).
+#![allow(unsafe_code)]
 
 #[path = "../benches/support/mod.rs"]
 mod support;

@@ -2,6 +2,7 @@
 //!
 //! Data flows one way: sources → store → `routing::compile` → `RoutingTable` → proxy.
 #![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used)]
 
 pub mod admin;
 pub mod affinity;

@@ -341,7 +341,7 @@ fn status_class(status: u16) -> &'static str {
 struct RuntimeCollector;
 
 impl Collector for RuntimeCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return Ok(());
         };
@@ -361,7 +361,7 @@ impl Collector for RuntimeCollector {
 struct ProcessCollector;
 
 impl Collector for ProcessCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         // Kernel clock ticks per second: 100 on every Linux architecture weir builds for.
         const TICKS: f64 = 100.0;
         let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();

@@ -368,6 +368,9 @@ async fn a_rolling_update_of_the_backends_under_load_fails_no_request() {
         "a new template",
         cluster.kubectl(&["-n", "shop", "set", "env", "deployment/echo", "ROLL=1"]),
     );
+    // This test's runtime is multi-threaded (weir's own is not, hence the lint): the load keeps
+    // running on the other workers while kubectl waits.
+    #[allow(clippy::disallowed_methods)]
     let status = tokio::task::block_in_place(|| {
         cluster.kubectl(&[
             "-n",

@@ -20,7 +20,7 @@ pub struct EndpointCollector {
 }
 
 impl Collector for EndpointCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let table = self.table.load();
         let now = Instant::now();
         let rows: Vec<(&str, String, &Pool, &Arc<Endpoint>)> = table
