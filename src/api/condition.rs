@@ -72,9 +72,9 @@ impl Reason {
     }
 }
 
-/// A status condition, in the shape of `metav1.Condition`. Its fields are strings because
-/// that is what the API server stores and other controllers' conditions may say anything;
-/// weir makes them from [`ConditionType`] and [`Reason`] only.
+// Its fields are strings because that is what the API server stores; weir makes them from
+// ConditionType and Reason only.
+/// A status condition, in the shape of `metav1.Condition`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
