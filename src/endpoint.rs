@@ -1,7 +1,7 @@
 //! An endpoint (one pod address of one pool) and its live state.
 //!
 //! The routing table is rebuilt on every change, but an endpoint that stays keeps the same
-//! `Arc<Endpoint>`, so its counters (and, later, its health) survive rebuilds. Everything that
+//! `Arc<Endpoint>`, so its counters and its health survive rebuilds. Everything that
 //! changes per request is an atomic: the request path never locks.
 
 use std::any::Any;
