@@ -35,6 +35,8 @@ pub enum Reason {
     Invalid,
     /// An older pool holds one of the routes.
     RouteConflict,
+    /// The host policy does not let the pool's namespace claim one of its hosts.
+    HostNotAllowed,
     ResolvedRefs,
     /// A backend's Service does not exist.
     BackendNotFound,
@@ -58,6 +60,7 @@ impl Reason {
             Reason::Accepted => "Accepted",
             Reason::Invalid => "Invalid",
             Reason::RouteConflict => "RouteConflict",
+            Reason::HostNotAllowed => "HostNotAllowed",
             Reason::ResolvedRefs => "ResolvedRefs",
             Reason::BackendNotFound => "BackendNotFound",
             Reason::PortNotFound => "PortNotFound",

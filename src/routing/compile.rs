@@ -2,6 +2,7 @@
 
 use super::certificate::{self, Certificate};
 use super::host::normalize_prefix;
+use super::host_policy::HostPolicy;
 use super::pool::{BackendSet, Pool};
 use super::pool::{Policy, PoolTls};
 use super::table::{PathRoutes, RoutingTable};
@@ -31,6 +32,16 @@ pub struct Compiled {
 /// with it their live counters). A problem in one pool shows in that pool's status and never
 /// keeps another pool from serving.
 pub fn compile(store: &Store, previous: Option<&RoutingTable>) -> Compiled {
+    compile_with(store, previous, &HostPolicy::open())
+}
+
+/// [`compile`], with a policy that says which namespace may claim which hosts: a route the
+/// policy refuses is not claimed, and its pool says so in `Accepted`.
+pub fn compile_with(
+    store: &Store,
+    previous: Option<&RoutingTable>,
+    host_policy: &HostPolicy,
+) -> Compiled {
     let slices = SliceIndex::new(store);
     let mut secrets = SecretCache {
         secrets: &store.secrets,
@@ -62,6 +73,7 @@ pub fn compile(store: &Store, previous: Option<&RoutingTable>) -> Compiled {
             &mut secrets,
             previous_pool,
             &mut holders,
+            host_policy,
         );
         if let Some((pool, routes)) = pool {
             let pool = Arc::new(pool);
@@ -114,6 +126,7 @@ fn compile_pool(
     secrets: &mut SecretCache<'_>,
     previous: Option<&Arc<Pool>>,
     holders: &mut HashMap<(String, String), ObjectKey>,
+    host_policy: &HostPolicy,
 ) -> (Option<(Pool, Routes)>, LoadBalancerPoolStatus) {
     let spec = &resource.spec;
     let mut status = LoadBalancerPoolStatus {
@@ -146,7 +159,7 @@ fn compile_pool(
         return (None, status);
     }
 
-    let (routes, accepted) = claim_routes(key, spec, holders);
+    let (routes, accepted) = claim_routes(key, spec, holders, host_policy);
     let mut refs = resolve_backends(key, spec, slices, previous);
     let (tls, certificate_condition) = match &spec.tls {
         None => (None, None),
@@ -182,20 +195,30 @@ fn compile_pool(
     (Some((pool, routes)), status)
 }
 
-/// Claims each of the pool's routes unless an older pool holds it; `Accepted` says which were
-/// held elsewhere.
+/// Claims each of the pool's routes that the host policy allows and no older pool holds;
+/// `Accepted` says which were refused and which were held elsewhere.
 fn claim_routes(
     key: &ObjectKey,
     spec: &LoadBalancerPoolSpec,
     holders: &mut HashMap<(String, String), ObjectKey>,
+    host_policy: &HostPolicy,
 ) -> (Routes, Condition) {
     let mut routes = Vec::new();
     let mut conflicts = Vec::new();
+    let mut refused = Vec::new();
     for route in &spec.routes {
         let claim = (
             route.host.clone(),
             normalize_prefix(&route.path_prefix).to_string(),
         );
+        if !host_policy.allows(&key.namespace, &claim.0) {
+            refused.push(format!(
+                "host {} is not allowed for namespace {} (--allow-hosts)",
+                display_host(&claim.0),
+                key.namespace
+            ));
+            continue;
+        }
         match holders.get(&claim) {
             Some(holder) if holder != key => conflicts.push(format!(
                 "route {}{} is held by pool {holder}",
@@ -209,19 +232,27 @@ fn claim_routes(
             }
         }
     }
-    let accepted = if conflicts.is_empty() {
+    let accepted = if !refused.is_empty() {
+        refused.extend(conflicts);
         Condition::new(
             ConditionType::Accepted,
-            true,
-            Reason::Accepted,
-            format!("{} route(s)", routes.len()),
+            false,
+            Reason::HostNotAllowed,
+            refused.join("; "),
         )
-    } else {
+    } else if !conflicts.is_empty() {
         Condition::new(
             ConditionType::Accepted,
             false,
             Reason::RouteConflict,
             conflicts.join("; "),
+        )
+    } else {
+        Condition::new(
+            ConditionType::Accepted,
+            true,
+            Reason::Accepted,
+            format!("{} route(s)", routes.len()),
         )
     };
     (routes, accepted)

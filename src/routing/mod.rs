@@ -5,11 +5,13 @@
 mod certificate;
 mod compile;
 mod host;
+mod host_policy;
 mod pool;
 mod table;
 
 pub use certificate::{Certificate, load_pem};
-pub use compile::{Compiled, compile};
+pub use compile::{Compiled, compile, compile_with};
 pub use host::{normalize_host, normalize_prefix, prefix_matches};
+pub use host_policy::{HostPolicy, HostPolicyError};
 pub use pool::{BackendSet, Policy, Pool, PoolTls};
 pub use table::RoutingTable;

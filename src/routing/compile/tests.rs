@@ -652,3 +652,43 @@ fn slices_are_read_as_the_api_defines_them() {
         }
     );
 }
+
+#[test]
+fn the_host_policy_keeps_a_namespace_off_hosts_it_was_not_given() {
+    let world = World::default()
+        .web("shop", "web", &[ready("10.0.0.1")])
+        .web("squat", "web", &[ready("10.0.0.2")])
+        .pool(pool(
+            "squat",
+            "grab",
+            Some("2020-01-01T00:00:00Z"),
+            simple_spec("shop.example.com", "/", "web"),
+        ))
+        .pool(pool(
+            "shop",
+            "web",
+            Some("2024-01-01T00:00:00Z"),
+            simple_spec("shop.example.com", "/", "web"),
+        ));
+    // Open (the default): the older pool, in the squatting namespace, holds the host.
+    let open = world.compile();
+    assert_eq!(
+        routed(&open, "shop.example.com", "/").as_deref(),
+        Some("squat/grab")
+    );
+    let policy =
+        HostPolicy::from_rules(&["shop=shop.example.com,*.shop.example.com"]).expect("rules");
+    let c = compile_with(&world.0, None, &policy);
+    assert_eq!(
+        routed(&c, "shop.example.com", "/").as_deref(),
+        Some("shop/web")
+    );
+    let refused = condition(&c, "squat", "grab", "Accepted");
+    assert_eq!(refused.reason, "HostNotAllowed");
+    assert!(
+        refused.message.contains("shop.example.com") && refused.message.contains("squat"),
+        "{}",
+        refused.message
+    );
+    assert!(condition(&c, "shop", "web", "Accepted").is_true());
+}
