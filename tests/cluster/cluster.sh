@@ -167,9 +167,12 @@ setup_net() {
   ip netns exec "$ns" ip link set lo up
   ip netns exec "$ns" ip addr add "10.244.$k.2/24" dev "$peer"
   ip netns exec "$ns" ip link set "$peer" up
-  # Every Pod address is local in the namespace without one `ip addr` each.
+  # Every Pod address is local in the namespace without one `ip addr` each; so is a range for
+  # load-balancer addresses (a Gateway's, a LoadBalancer Service's) that pods may bind.
   ip netns exec "$ns" ip route add local "10.244.$k.128/25" dev lo
   ip route replace "10.244.$k.128/25" via "10.244.$k.2" dev "$host"
+  ip netns exec "$ns" ip route add local "10.244.$k.64/26" dev lo
+  ip route replace "10.244.$k.64/26" via "10.244.$k.2" dev "$host"
 }
 
 # --- certificates and kubeconfigs --------------------------------------------------------------
@@ -322,6 +325,7 @@ export WEIR_CLUSTER_HOST_IP=$ip
 export WEIR_CLUSTER_NODE_IP=10.244.$k.2
 export WEIR_CLUSTER_NETNS=weir-$k
 export WEIR_CLUSTER_AUDIT_LOG=$RUN/audit.log
+export WEIR_CLUSTER_LB_RANGE=10.244.$k.64-10.244.$k.127
 EOF
 }
 
