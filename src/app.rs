@@ -53,19 +53,50 @@ pub struct Running {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// Why weir could not start serving.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener's address is taken, not ours to use, or not on this host.
+    #[error("cannot listen on {addr} (the {listener} listener)")]
+    Bind {
+        listener: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The certificate for clients whose SNI names no pool's host.
+    #[error("the default TLS certificate: {0}")]
+    DefaultCertificate(String),
+    #[error("the TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("reading a bound listener's address")]
+    LocalAddr(#[source] std::io::Error),
+}
+
+/// Binds `addr`, naming it (and which listener it is) when that fails.
+async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            listener,
+            addr,
+            source,
+        })
+}
+
 /// Binds the listeners and starts serving. The table follows `stores`: every value sent is
 /// compiled and swapped in; until the first one, `/readyz` says not ready and every request
 /// gets 404.
 pub async fn start(
     options: Options,
     stores: watch::Receiver<Arc<Store>>,
-) -> std::io::Result<Running> {
-    let http = TcpListener::bind(options.http_addr).await?;
+) -> Result<Running, StartError> {
+    let http = bind("HTTP", options.http_addr).await?;
     let https = match options.https_addr {
-        Some(addr) => Some(TcpListener::bind(addr).await?),
+        Some(addr) => Some(bind("HTTPS", addr).await?),
         None => None,
     };
-    let admin_listener = TcpListener::bind(options.admin_addr).await?;
+    let admin_listener = bind("admin", options.admin_addr).await?;
     let table = Arc::new(ArcSwap::from_pointee(RoutingTable::default()));
     let metrics = Arc::new(Metrics::new(vec![Box::new(admin::EndpointCollector {
         table: table.clone(),
@@ -86,9 +117,9 @@ pub async fn start(
                 .default_certificate
                 .as_ref()
                 .map(|(c, k)| (c.as_path(), k.as_path()));
-            let default = proxy::tls::default_certificate(files).map_err(std::io::Error::other)?;
-            let config =
-                proxy::tls::server_config(table.clone(), default).map_err(std::io::Error::other)?;
+            let default =
+                proxy::tls::default_certificate(files).map_err(StartError::DefaultCertificate)?;
+            let config = proxy::tls::server_config(table.clone(), default)?;
             Some(tokio_rustls::TlsAcceptor::from(config))
         }
     };
@@ -104,7 +135,7 @@ pub async fn start(
     let mut tasks = Vec::new();
     let https_addr = match https {
         Some(listener) => {
-            let addr = listener.local_addr()?;
+            let addr = listener.local_addr().map_err(StartError::LocalAddr)?;
             tasks.push(tokio::spawn(proxy::serve(
                 listener,
                 proxy.clone(),
@@ -119,9 +150,9 @@ pub async fn start(
         None => None,
     };
     let running = Running {
-        http_addr: http.local_addr()?,
+        http_addr: http.local_addr().map_err(StartError::LocalAddr)?,
         https_addr,
-        admin_addr: admin_listener.local_addr()?,
+        admin_addr: admin_listener.local_addr().map_err(StartError::LocalAddr)?,
         table: table.clone(),
         admin: admin.clone(),
         affinity: affinity.clone(),

@@ -264,8 +264,20 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+/// A user's error (a bad file, a port in use) is one message with its causes, and exit code 1:
+/// no `Result` from `main`, whose `Debug` printing adds a backtrace under `RUST_BACKTRACE`.
+/// Backtraces are for bugs, and panics still print theirs.
+fn main() -> std::process::ExitCode {
+    match dispatch(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<()> {
     init_logging(cli.log_format, &cli.log_level);
     // One crypto provider for every rustls user in the binary (kube's client, our listeners).
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -438,9 +450,7 @@ async fn run(
         tx,
         source_state.clone(),
     ));
-    let running = app::start(options, rx)
-        .await
-        .context("binding the listeners")?;
+    let running = app::start(options, rx).await.context("starting weir")?;
     let leader = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let lease = tokio::spawn(weir::controller::lease::run(
         client.clone(),
@@ -549,9 +559,7 @@ async fn serve(
         file::parse(&config.display().to_string(), text).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (tx, rx) = watch::channel(Arc::new(Store::default()));
     let _ = tx.send(Arc::new(store));
-    let running = app::start(options, rx)
-        .await
-        .context("binding the listeners")?;
+    let running = app::start(options, rx).await.context("starting weir")?;
     let metrics = running.admin.metrics.clone();
     let watcher = tokio::spawn(file::watch(
         config,

@@ -49,6 +49,68 @@ fn a_bad_first_config_is_a_clear_error_and_a_failed_exit() {
     );
 }
 
+/// A user's mistake is a message, not a crash report: even with `RUST_BACKTRACE=1` (as CI
+/// sets it) stderr holds the error and its causes, and the exit is a failure.
+#[test]
+fn a_user_error_prints_no_backtrace_even_with_rust_backtrace_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pools.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: weir.dev/v1alpha1\nkind: LoadBalancerPool\nmetadata: { name: web }\nspec:\n  backends: []\n",
+    )
+    .unwrap();
+    let out = Command::new(WEIR)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .args(["--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("weir runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        !err.contains("stack backtrace") && !err.contains("Stack backtrace"),
+        "{err}"
+    );
+    assert!(err.contains("must list at least one backend"), "{err}");
+    assert!(
+        err.lines().count() <= 4,
+        "{} lines:\n{err}",
+        err.lines().count()
+    );
+}
+
+/// A listener that cannot bind names its address, so the user knows which flag to change.
+#[test]
+fn a_port_in_use_is_named_in_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pools.yaml");
+    std::fs::write(&path, "").unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(WEIR)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .args(["--http-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0"])
+        .args(["--admin-addr", &addr])
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("weir runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&addr),
+        "the error does not name {addr}:\n{err}"
+    );
+    assert!(!err.contains("stack backtrace"), "{err}");
+    assert!(
+        err.lines().count() <= 4,
+        "{} lines:\n{err}",
+        err.lines().count()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_the_request_in_flight_finish() {
     let backend = Backend::start("b").await;
