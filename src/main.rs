@@ -552,11 +552,8 @@ async fn serve(
     key_file: Option<(PathBuf, Duration)>,
 ) -> anyhow::Result<()> {
     // The first load must succeed: there is no last good state to fall back on yet.
-    let bytes = std::fs::read(&config).with_context(|| format!("reading {}", config.display()))?;
-    let text = std::str::from_utf8(&bytes)
-        .with_context(|| format!("{} is not UTF-8 text", config.display()))?;
-    let store =
-        file::parse(&config.display().to_string(), text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let contents = file::Contents::read(&config);
+    let store = contents.parse(&config)?;
     let (tx, rx) = watch::channel(Arc::new(Store::default()));
     let _ = tx.send(Arc::new(store));
     let running = app::start(options, rx).await.context("starting weir")?;
@@ -565,7 +562,7 @@ async fn serve(
         config,
         reload_interval,
         tx,
-        Some(bytes),
+        Some(contents),
         move |e| {
             metrics.config_errors.inc();
             tracing::error!(error = %e, "configuration refused; the last good one keeps serving");

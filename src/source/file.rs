@@ -1,17 +1,17 @@
 //! The file source: the same objects a cluster holds (Services, EndpointSlices, Secrets,
 //! LoadBalancerPools), read from one multi-document YAML file, and read again when it changes.
+//!
+//! One read ([`Contents::read`], then [`Contents::parse`]) serves `weir serve`'s first load,
+//! `weir check` ([`load`]) and every look [`watch`] takes.
 
-use crate::api::{LoadBalancerPool, validate_spec};
-use crate::store::{ObjectKey, Slice, Store, Svc};
-use k8s_openapi::api::core::v1::{Secret, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use serde::de::DeserializeOwned;
-use serde_json::Value;
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
-use tokio::sync::watch;
+mod parse;
+mod watch;
+
+pub use parse::parse;
+pub use watch::watch;
+
+use crate::store::Store;
+use std::path::Path;
 
 /// Why a file was refused. Says where: the file, the document, the object and the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,272 +23,58 @@ pub struct FileError {
     pub message: String,
 }
 
+impl FileError {
+    /// A problem with the file as a whole (not one of its documents).
+    fn whole(path: &Path, message: String) -> FileError {
+        FileError {
+            file: path.display().to_string(),
+            place: String::new(),
+            message,
+        }
+    }
+}
+
+/// The file at one look. A missing file is its own state, not empty contents: an empty file
+/// is a configuration (no pools) and is served; a missing one is an error, and the last good
+/// store keeps serving.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Contents {
+    /// Nothing at the path (deleted, or not yet written).
+    Missing,
+    /// Something at the path that cannot be read (permissions, a directory): the reason.
+    Unreadable(String),
+    Bytes(Vec<u8>),
+}
+
+impl Contents {
+    /// Looks at the file once.
+    pub fn read(path: &Path) -> Contents {
+        match std::fs::read(path) {
+            Ok(bytes) => Contents::Bytes(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Contents::Missing,
+            Err(e) => Contents::Unreadable(e.to_string()),
+        }
+    }
+
+    /// The store these contents hold, or why they hold none.
+    pub fn parse(&self, path: &Path) -> Result<Store, FileError> {
+        match self {
+            Contents::Missing => Err(FileError::whole(
+                path,
+                "is missing (deleted, or not written yet)".into(),
+            )),
+            Contents::Unreadable(e) => Err(FileError::whole(path, format!("cannot read: {e}"))),
+            Contents::Bytes(bytes) => match std::str::from_utf8(bytes) {
+                Ok(text) => parse(&path.display().to_string(), text),
+                Err(e) => Err(FileError::whole(path, format!("not UTF-8 text: {e}"))),
+            },
+        }
+    }
+}
+
 /// Reads and parses the file.
 pub fn load(path: &Path) -> Result<Store, FileError> {
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| FileError {
-        file: name.clone(),
-        place: String::new(),
-        message: format!("cannot read: {e}"),
-    })?;
-    parse(&name, &text)
-}
-
-/// The parser's limits, sized for a whole cluster in one file (10 000 pools with their Services
-/// and slices as separate documents) while still refusing alias bombs and document storms.
-fn yaml_limits() -> serde_saphyr::Options {
-    serde_saphyr::options! {
-        budget: serde_saphyr::budget! {
-            max_documents: 250_000,
-            max_nodes: 20_000_000,
-            max_events: 50_000_000,
-        },
-    }
-}
-
-/// Parses file text into a store. Any problem refuses the whole file: a half-applied file
-/// would serve a state nobody wrote.
-pub fn parse(file: &str, text: &str) -> Result<Store, FileError> {
-    let fail = |place: String, message: String| FileError {
-        file: file.to_string(),
-        place,
-        message,
-    };
-    let documents: Vec<Value> = serde_saphyr::from_multiple_with_options(text, yaml_limits())
-        .map_err(|e| fail(String::new(), format!("not valid YAML: {e}")))?;
-    let mut store = Store::default();
-    let mut seen: BTreeMap<(String, ObjectKey), String> = BTreeMap::new();
-    for (i, document) in documents.into_iter().enumerate() {
-        let doc = format!("document {}", i + 1);
-        if document.is_null() {
-            continue;
-        }
-        // `kubectl get -o yaml` prints a `kind: List` of items.
-        if document.get("kind").and_then(Value::as_str) == Some("List") {
-            let items = match document.get("items") {
-                Some(Value::Array(items)) => items.clone(),
-                Some(Value::Null) | None => Vec::new(),
-                Some(_) => return Err(fail(format!("{doc}: "), "items: must be a list".into())),
-            };
-            for (j, item) in items.into_iter().enumerate() {
-                let place = format!("{doc}, item {}", j + 1);
-                add_object(&mut store, &mut seen, &place, item).map_err(|(p, m)| fail(p, m))?;
-            }
-        } else {
-            add_object(&mut store, &mut seen, &doc, document).map_err(|(p, m)| fail(p, m))?;
-        }
-    }
-    Ok(store)
-}
-
-type Problem = (String, String);
-
-fn add_object(
-    store: &mut Store,
-    seen: &mut BTreeMap<(String, ObjectKey), String>,
-    place: &str,
-    object: Value,
-) -> Result<(), Problem> {
-    let Value::Object(map) = &object else {
-        return Err((
-            format!("{place}: "),
-            "must be a Kubernetes object (a mapping)".into(),
-        ));
-    };
-    let api_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-    let kind = map.get("kind").and_then(Value::as_str).unwrap_or("");
-    let name = map
-        .get("metadata")
-        .and_then(|m| m.get("name"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    if kind.is_empty() || api_version.is_empty() {
-        return Err((format!("{place}: "), "needs apiVersion and kind".into()));
-    }
-    if name.is_empty() {
-        return Err((
-            format!("{place} ({kind}): "),
-            "metadata.name: required".into(),
-        ));
-    }
-    let namespace = map
-        .get("metadata")
-        .and_then(|m| m.get("namespace"))
-        .and_then(Value::as_str)
-        .unwrap_or("default");
-    let key = ObjectKey::new(namespace, name);
-    let here = format!("{place} ({kind} {key})");
-    let known = matches!(
-        (api_version, kind),
-        ("v1", "Service")
-            | ("v1", "Secret")
-            | ("discovery.k8s.io/v1", "EndpointSlice")
-            | ("weir.dev/v1alpha1", "LoadBalancerPool")
-    );
-    if !known {
-        tracing::warn!(
-            place,
-            api_version,
-            kind,
-            "skipping an object of a kind weir does not use"
-        );
-        return Ok(());
-    }
-    if let Some(first) = seen.insert((kind.to_string(), key.clone()), place.to_string()) {
-        return Err((format!("{here}: "), format!("the same object as {first}")));
-    }
-    match kind {
-        "Service" => {
-            let s: Service = decode(&here, object)?;
-            store.services.insert(key, Arc::new(Svc::from_service(&s)));
-        }
-        "Secret" => {
-            let s: Secret = decode(&here, object)?;
-            store.secrets.insert(key, Arc::new(s));
-        }
-        "EndpointSlice" => {
-            let s: EndpointSlice = decode(&here, object)?;
-            store.slices.insert(key, Arc::new(Slice::from_slice(&s)));
-        }
-        _ => {
-            if let Some(field) = list_for_mapping(&object, pool_schema()) {
-                let field = field.strip_prefix('.').unwrap_or(&field);
-                return Err((
-                    format!("{here}: {field}: "),
-                    "invalid type: sequence, expected a mapping".into(),
-                ));
-            }
-            let mut pool: LoadBalancerPool = decode(&here, object)?;
-            if let Some(e) = validate_spec(&pool.spec).into_iter().next() {
-                return Err((format!("{here}: {}: ", e.field), e.message));
-            }
-            pool.metadata.namespace = Some(key.namespace.clone());
-            store.pools.insert(key, Arc::new(pool));
-        }
-    }
-    Ok(())
-}
-
-/// Decodes one object, naming the field that is wrong, and refusing fields the type does not
-/// have (as `kubectl apply` does by default) so a typo does not pass silently.
-fn decode<T: DeserializeOwned>(here: &str, object: Value) -> Result<T, Problem> {
-    let mut unknown = Vec::new();
-    let mut note = |path: serde_ignored::Path<'_>| unknown.push(field_path(&path.to_string()));
-    let ignored = serde_ignored::Deserializer::new(object, &mut note);
-    let value: T = serde_path_to_error::deserialize(ignored).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        (format!("{here}: {path}: "), inner)
-    })?;
-    // Derived custom resources check apiVersion and kind themselves and leave them "unused".
-    if let Some(field) = unknown.iter().find(|f| *f != "apiVersion" && *f != "kind") {
-        return Err((format!("{here}: {field}: "), "unknown field".into()));
-    }
-    Ok(value)
-}
-
-/// The CRD's schema of a whole `LoadBalancerPool` object.
-fn pool_schema() -> &'static Value {
-    static SCHEMA: OnceLock<Value> = OnceLock::new();
-    SCHEMA.get_or_init(|| {
-        use kube::CustomResourceExt;
-        let crd = serde_json::to_value(LoadBalancerPool::crd()).unwrap_or_default();
-        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
-    })
-}
-
-/// The first field (`spec.timeouts`) that holds a list where the schema says `type: object`.
-/// serde's derived structs take a list as their fields in order (`timeouts: [1000, 60, 300]`),
-/// which the API server refuses; so does the file source, before it decodes.
-fn list_for_mapping(value: &Value, schema: &Value) -> Option<String> {
-    match value {
-        Value::Array(items) => {
-            if schema.get("type").and_then(Value::as_str) == Some("object") {
-                return Some(String::new());
-            }
-            let item_schema = schema.get("items")?;
-            items.iter().enumerate().find_map(|(i, item)| {
-                list_for_mapping(item, item_schema).map(|rest| format!("[{i}]{rest}"))
-            })
-        }
-        Value::Object(map) => {
-            let properties = schema.get("properties")?.as_object()?;
-            map.iter().find_map(|(key, field)| {
-                list_for_mapping(field, properties.get(key)?).map(|rest| format!(".{key}{rest}"))
-            })
-        }
-        _ => None,
-    }
-}
-
-/// `spec.backends.0.x` as `spec.backends[0].x`, the form the other errors use.
-fn field_path(dotted: &str) -> String {
-    let mut out = String::new();
-    for part in dotted.split('.') {
-        if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
-            out.push_str(&format!("[{part}]"));
-        } else {
-            if !out.is_empty() {
-                out.push('.');
-            }
-            out.push_str(part);
-        }
-    }
-    out
-}
-
-/// Publishes the file's objects into `tx`, and again whenever its contents change. A file
-/// that cannot be read or parsed is reported through `on_error`, and the last good store stays.
-/// `published`: the contents already sent, if any, so they are not sent twice.
-pub async fn watch(
-    path: PathBuf,
-    interval: Duration,
-    tx: watch::Sender<Arc<Store>>,
-    published: Option<Vec<u8>>,
-    on_error: impl Fn(&FileError),
-) {
-    let mut last: Option<Vec<u8>> = published;
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        let bytes = match tokio::fs::read(&path).await {
-            Ok(b) => b,
-            Err(e) => {
-                let error = FileError {
-                    file: path.display().to_string(),
-                    place: String::new(),
-                    message: format!("cannot read: {e}"),
-                };
-                // Report a vanished file once, not every tick.
-                if last.as_deref() != Some(&[]) {
-                    on_error(&error);
-                    last = Some(Vec::new());
-                }
-                continue;
-            }
-        };
-        if last.as_ref() == Some(&bytes) {
-            continue;
-        }
-        let parsed = match std::str::from_utf8(&bytes) {
-            Ok(text) => parse(&path.display().to_string(), text),
-            Err(e) => Err(FileError {
-                file: path.display().to_string(),
-                place: String::new(),
-                message: format!("not UTF-8 text: {e}"),
-            }),
-        };
-        last = Some(bytes);
-        match parsed {
-            Ok(store) => {
-                if tx.send(Arc::new(store)).is_err() {
-                    return;
-                }
-            }
-            Err(e) => on_error(&e),
-        }
-    }
+    Contents::read(path).parse(path)
 }
 
 #[cfg(test)]

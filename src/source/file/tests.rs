@@ -1,4 +1,8 @@
 use super::*;
+use crate::store::ObjectKey;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
 
 const GOOD: &str = r#"
 apiVersion: v1
@@ -133,4 +137,91 @@ fn garbage_is_refused_without_panicking() {
     }
     assert!(parse("x", "- 1\n- 2\n").is_err());
     assert!(parse("x", "").is_ok_and(|s| s.is_empty()));
+}
+
+/// A `watch` on `path` every 10 ms, with what it publishes and what it reports.
+struct Watched {
+    stores: watch::Receiver<Arc<Store>>,
+    errors: Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Watched {
+    fn start(path: &Path) -> Watched {
+        let (tx, stores) = watch::channel(Arc::new(Store::default()));
+        let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = errors.clone();
+        let task = tokio::spawn(super::watch(
+            path.to_path_buf(),
+            Duration::from_millis(10),
+            tx,
+            None,
+            move |e| seen.lock().expect("not poisoned").push(e.to_string()),
+        ));
+        Watched {
+            stores,
+            errors,
+            task,
+        }
+    }
+
+    /// The next store published, within two seconds.
+    async fn next_store(&mut self) -> Option<Arc<Store>> {
+        tokio::time::timeout(Duration::from_secs(2), self.stores.changed())
+            .await
+            .ok()?
+            .ok()?;
+        Some(self.stores.borrow_and_update().clone())
+    }
+
+    /// Waits (two seconds at most) for the `n`th report; returns it.
+    async fn report(&self, n: usize) -> Option<String> {
+        for _ in 0..200 {
+            if let Some(e) = self.errors.lock().expect("not poisoned").get(n - 1) {
+                return Some(e.clone());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        None
+    }
+}
+
+#[tokio::test]
+async fn a_deleted_file_that_comes_back_empty_is_published() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("pools.yaml");
+    std::fs::write(&path, GOOD).expect("write");
+    let mut w = Watched::start(&path);
+    let first = w.next_store().await.expect("the file is published");
+    assert_eq!(first.pools.len(), 1);
+
+    std::fs::remove_file(&path).expect("remove");
+    let report = w.report(1).await.expect("a missing file is reported");
+    assert!(report.contains("missing"), "{report}");
+
+    // Empty is a state someone wrote: no pools. It must replace the last good store.
+    std::fs::write(&path, "").expect("write");
+    let back = w.next_store().await.expect("the empty file is published");
+    assert!(back.is_empty());
+    w.task.abort();
+}
+
+#[tokio::test]
+async fn an_empty_file_that_goes_missing_is_reported_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("pools.yaml");
+    std::fs::write(&path, "").expect("write");
+    let mut w = Watched::start(&path);
+    assert!(w.next_store().await.expect("published").is_empty());
+
+    std::fs::remove_file(&path).expect("remove");
+    let report = w
+        .report(1)
+        .await
+        .expect("an empty file going missing is reported");
+    assert!(report.contains("missing"), "{report}");
+    // Once, not every tick.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(w.errors.lock().expect("not poisoned").len(), 1);
+    w.task.abort();
 }
