@@ -1,10 +1,13 @@
 //! The object store: what weir keeps of the Kubernetes objects it cares about, by kind and key.
 //!
 //! Sources (the kube watchers, the YAML file) write it; `routing::compile` reads it. Objects sit
-//! behind `Arc`, so a snapshot for compile is a cheap clone. Pools and Secrets are kept whole;
-//! EndpointSlices and Services are reduced to what compile reads ([`Slice`], [`Svc`]) as they
-//! arrive: at 10 000 Services with 100 000 endpoints, the whole objects were most of weir's
-//! memory.
+//! behind `Arc`, so a snapshot for compile is a cheap clone. Every object is reduced as it
+//! arrives: EndpointSlices and Services to what compile reads ([`Slice`], [`Svc`]; at 10 000
+//! Services with 100 000 endpoints, the whole objects were most of weir's memory), Secrets to
+//! their certificate and key, pools to all but their `managedFields` and last-applied copy
+//! ([`reduce`]).
+
+pub mod reduce;
 
 use crate::api::LoadBalancerPool;
 use k8s_openapi::api::core::v1::{Secret, Service};
@@ -210,9 +213,11 @@ impl From<&EndpointSlice> for Slice {
 /// Every object a routing table is compiled from.
 #[derive(Debug, Clone, Default)]
 pub struct Store {
+    /// Pools as [`reduce::pool`] keeps them.
     pub pools: BTreeMap<ObjectKey, Arc<LoadBalancerPool>>,
     pub services: BTreeMap<ObjectKey, Arc<Svc>>,
     pub slices: BTreeMap<ObjectKey, Arc<Slice>>,
+    /// Secrets as [`reduce::secret`] keeps them: `tls.crt` and `tls.key` only.
     pub secrets: BTreeMap<ObjectKey, Arc<Secret>>,
 }
 

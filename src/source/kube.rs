@@ -7,7 +7,7 @@
 //! replica never serves a partial view.
 
 use crate::api::LoadBalancerPool;
-use crate::store::{ObjectKey, Slice, Store, Svc};
+use crate::store::{ObjectKey, Slice, Store, Svc, reduce};
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -71,7 +71,7 @@ impl Kind for LoadBalancerPool {
         &mut store.pools
     }
     fn stored(self) -> Self {
-        self
+        reduce::pool(self)
     }
     fn wanted(&self, scope: &Scope) -> bool {
         self.spec
@@ -104,7 +104,7 @@ impl Kind for Secret {
         &mut store.secrets
     }
     fn stored(self) -> Self {
-        self
+        reduce::secret(self)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::FileError;
 use crate::api::{LoadBalancerPool, validate_spec};
-use crate::store::{ObjectKey, Slice, Store, Svc};
+use crate::store::{ObjectKey, Slice, Store, Svc, reduce};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::de::DeserializeOwned;
@@ -120,7 +120,7 @@ fn add_object(
         }
         "Secret" => {
             let s: Secret = decode(&here, object)?;
-            store.secrets.insert(key, Arc::new(s));
+            store.secrets.insert(key, Arc::new(reduce::secret(s)));
         }
         "EndpointSlice" => {
             let s: EndpointSlice = decode(&here, object)?;
@@ -139,7 +139,7 @@ fn add_object(
                 return Err((format!("{here}: {}: ", e.field), e.message));
             }
             pool.metadata.namespace = Some(key.namespace.clone());
-            store.pools.insert(key, Arc::new(pool));
+            store.pools.insert(key, Arc::new(reduce::pool(pool)));
         }
     }
     Ok(())

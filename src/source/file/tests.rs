@@ -225,3 +225,41 @@ async fn an_empty_file_that_goes_missing_is_reported_once() {
     assert_eq!(w.errors.lock().expect("not poisoned").len(), 1);
     w.task.abort();
 }
+
+/// What `kubectl apply` and the API server add to an object, none of which compile reads.
+const APPLIED_META: &str = r#"
+  annotations:
+    kubectl.kubernetes.io/last-applied-configuration: '{"a whole copy": "of the object"}'
+    team: web
+  managedFields:
+    - { manager: kubectl, operation: Apply, apiVersion: v1, fieldsType: FieldsV1, fieldsV1: {} }"#;
+
+#[test]
+fn a_stored_secret_keeps_only_its_certificate_and_key() {
+    let text = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: tls\n  namespace: shop{APPLIED_META}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: Y3J0\n  tls.key: a2V5\n  ca.crt: Y2E=\n  password: aHVudGVyMg==\n"
+    );
+    let store = parse("t.yaml", &text).expect("parses");
+    let secret = &store.secrets[&ObjectKey::new("shop", "tls")];
+    let keys: Vec<&str> = secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert_eq!(keys, ["tls.crt", "tls.key"]);
+    assert_eq!(secret.metadata.annotations, None);
+    assert_eq!(secret.metadata.managed_fields, None);
+}
+
+#[test]
+fn a_stored_pool_drops_managed_fields_and_the_last_applied_copy() {
+    let text = format!(
+        "apiVersion: weir.dev/v1alpha1\nkind: LoadBalancerPool\nmetadata:\n  name: web\n  namespace: shop{APPLIED_META}\nspec:\n  backends: [{{ service: web, port: http }}]\n"
+    );
+    let store = parse("t.yaml", &text).expect("parses");
+    let pool = &store.pools[&ObjectKey::new("shop", "web")];
+    assert_eq!(pool.metadata.managed_fields, None);
+    let annotations = pool.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(annotations.keys().collect::<Vec<_>>(), ["team"]);
+}
