@@ -24,6 +24,8 @@ const TAG_LEN: usize = 16;
 const VALUE_LEN: usize = 22;
 /// Shortest key accepted from a key file.
 pub const MIN_KEY_LEN: usize = 16;
+/// A random key's length: HMAC-SHA256's output, as `hmac::Key::generate` makes.
+const KEY_LEN: usize = 32;
 
 type Tag = [u8; TAG_LEN];
 
@@ -57,6 +59,14 @@ pub struct Pinned {
     pub stale_key: bool,
 }
 
+/// The system random source failed, so no key could be made.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the system random source failed, so no session-affinity key can be made that others cannot \
+     guess; give one with --affinity-key-file"
+)]
+pub struct RandomKeyError;
+
 /// Issues and checks affinity cookies.
 pub struct Affinity {
     keys: ArcSwap<Keys>,
@@ -84,19 +94,42 @@ impl Affinity {
         }
     }
 
-    /// Cookies keyed with a random key: they hold only on this process.
+    /// Cookies keyed with a random key: they hold only on this process. Fails when the
+    /// system random source does: a key made any other way could be guessed, and with it
+    /// every cookie forged.
+    pub fn try_random() -> Result<Self, RandomKeyError> {
+        Self::random_from(|buf| {
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), buf)
+        })
+    }
+
+    /// [`Affinity::try_random`] for callers that cannot take an error yet.
+    ///
+    /// # Panics
+    ///
+    /// When the system random source fails: refusing to start beats forgeable cookies.
     pub fn random() -> Self {
-        let rng = ring::rand::SystemRandom::new();
-        let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng);
-        Affinity {
+        match Self::try_random() {
+            Ok(a) => a,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// A random key from `fill`, which writes random bytes (a parameter so a test can make it
+    /// fail).
+    fn random_from(
+        fill: impl FnOnce(&mut [u8]) -> Result<(), ring::error::Unspecified>,
+    ) -> Result<Self, RandomKeyError> {
+        let mut key = [0u8; KEY_LEN];
+        fill(&mut key).map_err(|_| RandomKeyError)?;
+        Ok(Affinity {
             keys: ArcSwap::from_pointee(Keys {
-                current: key
-                    .unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, &random_fallback())),
+                current: hmac::Key::new(hmac::HMAC_SHA256, &key),
                 previous: None,
             }),
             index: ArcSwap::from_pointee(Index::default()),
             random_key: true.into(),
-        }
+        })
     }
 
     /// Switches to a new key. Cookies made with the old one stay valid for `grace`, and are
@@ -248,16 +281,6 @@ pub fn set_cookie_text(spec: &AffinityCookie, value: &str, https: bool) -> Strin
     out
 }
 
-/// Used only if the system random source fails, which ring reports as an error rather than
-/// panicking: a key from the clock and the process id, still unique per process.
-fn random_fallback() -> Vec<u8> {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("{nanos}-{}", std::process::id()).into_bytes()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,6 +307,22 @@ mod tests {
             set_cookie_text(&spec, "v", false),
             "sticky=v; Path=/app; Domain=example.com; Secure; SameSite=None"
         );
+    }
+
+    #[test]
+    fn a_failing_random_source_makes_no_key() {
+        let made = Affinity::random_from(|_| Err(ring::error::Unspecified));
+        assert!(made.is_err(), "made a key without randomness");
+    }
+
+    #[test]
+    fn random_keys_differ() {
+        let sign = |a: &Affinity| {
+            hmac::sign(&a.keys.load().current, b"pool")
+                .as_ref()
+                .to_vec()
+        };
+        assert_ne!(sign(&Affinity::random()), sign(&Affinity::random()));
     }
 
     proptest! {
