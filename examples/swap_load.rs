@@ -76,10 +76,9 @@ fn main() {
 
 async fn run(pools: usize, swaps: usize, clients: usize) {
     let backends = vec![backend().await, backend().await];
-    // weir compiles what is sent after it subscribes, not the channel's first value.
-    let (feed, rx) = watch::channel(Arc::new(Store::default()));
-    feed.send(Arc::new(store(pools, 0, &backends)))
-        .expect("the feed is open");
+    // weir serves `first` at once; the swaps go through the feed.
+    let first = Arc::new(store(pools, 0, &backends));
+    let (feed, rx) = watch::channel(first.clone());
     let options = weir::app::Options {
         http_addr: "127.0.0.1:0".parse().expect("addr"),
         https_addr: None,
@@ -91,7 +90,9 @@ async fn run(pools: usize, swaps: usize, clients: usize) {
         limits: Default::default(),
         forwarding: Default::default(),
     };
-    let running = weir::app::start(options, rx).await.expect("weir starts");
+    let running = weir::app::start(options, Some(first), rx)
+        .await
+        .expect("weir starts");
     let started = Instant::now();
     while !running.admin.synced.load(Ordering::Relaxed) {
         assert!(

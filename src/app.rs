@@ -6,7 +6,7 @@ use crate::api::LoadBalancerPoolStatus;
 use crate::health::{self, Checker};
 use crate::metrics::Metrics;
 use crate::proxy::{self, Proxy};
-use crate::routing::{RoutingTable, compile};
+use crate::routing::{Compiled, RoutingTable, compile};
 use crate::store::{ObjectKey, Store};
 use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
@@ -84,12 +84,14 @@ async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, S
         })
 }
 
-/// Binds the listeners and starts serving. The table follows `stores`: every value sent is
-/// compiled and swapped in; until the first one, `/readyz` says not ready and every request
-/// gets 404.
+/// Binds the listeners and starts serving `first`, then every store `updates` sends (each is
+/// compiled and swapped in; the value `updates` holds at start counts as seen). With no
+/// `first` (the cluster not listed yet), `/readyz` says not ready and every request gets 404
+/// until `updates` sends one.
 pub async fn start(
     options: Options,
-    stores: watch::Receiver<Arc<Store>>,
+    first: Option<Arc<Store>>,
+    updates: watch::Receiver<Arc<Store>>,
 ) -> Result<Running, StartError> {
     let http = bind("HTTP", options.http_addr).await?;
     let https = match options.https_addr {
@@ -162,10 +164,9 @@ pub async fn start(
                 shutdown_rx.clone(),
             )),
             tokio::spawn(follow_store(
-                stores,
-                table,
-                admin.clone(),
-                affinity,
+                Follower::new(table, admin.clone(), affinity),
+                first,
+                updates,
                 shutdown_rx.clone(),
             )),
             tokio::spawn(proxy::serve(
@@ -203,39 +204,109 @@ impl Running {
 /// How often live health is folded into pool statuses.
 const STATUS_REFRESH: Duration = Duration::from_secs(1);
 
-/// Compiles every store the feed sends and swaps the result in; keeps health checks in step
-/// with the table, and pool statuses in step with live health.
-async fn follow_store(
-    mut stores: watch::Receiver<Arc<Store>>,
+/// Keeps the table in step with the store, health checks in step with the table, and pool
+/// statuses in step with live health. One step each, in that order.
+struct Follower {
     table: Arc<ArcSwap<RoutingTable>>,
     admin: Arc<AdminState>,
     affinity: Arc<Affinity>,
+    checker: Checker,
+    /// The statuses compile gave, before live health is folded in.
+    compiled: BTreeMap<ObjectKey, LoadBalancerPoolStatus>,
+}
+
+/// Serves `first` (when there is one), then every store `updates` sends, until shutdown.
+/// Between stores, live health is folded into the statuses every [`STATUS_REFRESH`].
+async fn follow_store(
+    mut follower: Follower,
+    first: Option<Arc<Store>>,
+    mut updates: watch::Receiver<Arc<Store>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let checker = Checker::new(admin.metrics.clone());
-    let mut compiled_statuses: BTreeMap<ObjectKey, LoadBalancerPoolStatus> = BTreeMap::new();
+    if let Some(store) = first {
+        follower.apply(store).await;
+    }
     let mut refresh = tokio::time::interval(STATUS_REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            changed = stores.changed() => {
+            changed = updates.changed() => {
                 if changed.is_err() {
                     return;
                 }
-                let store = stores.borrow_and_update().clone();
-                if let Some(statuses) = rebuild(store, &table, &admin, &affinity).await {
-                    compiled_statuses = statuses;
-                    let current = table.load();
-                    checker.sync(&current);
-                    admin.metrics.health_checks.set(checker.running() as i64);
-                }
+                let store = updates.borrow_and_update().clone();
+                follower.apply(store).await;
             }
             _ = refresh.tick() => {}
             _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => return,
         }
+        follower.refresh_statuses();
+    }
+}
+
+impl Follower {
+    fn new(
+        table: Arc<ArcSwap<RoutingTable>>,
+        admin: Arc<AdminState>,
+        affinity: Arc<Affinity>,
+    ) -> Self {
+        Follower {
+            checker: Checker::new(admin.metrics.clone()),
+            table,
+            admin,
+            affinity,
+            compiled: BTreeMap::new(),
+        }
+    }
+
+    /// Compiles `store`, swaps the table in and moves the health checks to it. A compile
+    /// that fails (a panic) keeps the table in service.
+    #[tracing::instrument(skip_all, fields(objects = store.len()))]
+    async fn apply(&mut self, store: Arc<Store>) {
+        let started = Instant::now();
+        let Some(compiled) = compile_off_thread(store, self.table.load_full()).await else {
+            return;
+        };
+        record_rebuild(&self.admin.metrics, &compiled.table, started);
+        let pools = compiled.statuses.len();
+        self.swap_in(compiled.table);
+        self.compiled = compiled.statuses;
+        self.sync_health();
+        tracing::info!(
+            pools,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "routing table swapped in"
+        );
+    }
+
+    /// Puts `table` in service.
+    fn swap_in(&self, table: RoutingTable) {
+        let new = Arc::new(table);
+        // The cookie index first: a request that meets the new table before its index falls
+        // back to hashing every endpoint of its pool.
+        self.affinity.sync(&new);
+        let old = self.table.swap(new);
+        // Freeing a large table takes tens of milliseconds: not on a thread that serves
+        // requests. (A request still holding it frees it when it ends; rare and short-lived.)
+        drop(tokio::task::spawn_blocking(move || drop(old)));
+        self.admin.synced.store(true, Ordering::Relaxed);
+    }
+
+    /// Starts checks for new endpoints and stops those of endpoints gone.
+    fn sync_health(&self) {
+        self.checker.sync(&self.table.load());
+        self.admin
+            .metrics
+            .health_checks
+            .set(self.checker.running() as i64);
+    }
+
+    /// Folds live health into the compiled statuses, logs what changed and publishes them.
+    fn refresh_statuses(&self) {
         let now = Instant::now();
-        let current = table.load();
-        let live: BTreeMap<ObjectKey, LoadBalancerPoolStatus> = compiled_statuses
+        let current = self.table.load();
+        let live: BTreeMap<ObjectKey, LoadBalancerPoolStatus> = self
+            .compiled
             .iter()
             .map(|(key, status)| {
                 let live = match current.pool(key) {
@@ -245,57 +316,33 @@ async fn follow_store(
                 (key.clone(), live)
             })
             .collect();
-        log_status_changes(&admin.statuses.load(), &live);
-        admin.statuses.store(Arc::new(live));
+        log_status_changes(&self.admin.statuses.load(), &live);
+        self.admin.statuses.store(Arc::new(live));
     }
 }
 
-/// Compiles a store and swaps the table in; returns the pools' compiled statuses.
-async fn rebuild(
-    store: Arc<Store>,
-    table: &ArcSwap<RoutingTable>,
-    admin: &AdminState,
-    affinity: &Affinity,
-) -> Option<BTreeMap<ObjectKey, LoadBalancerPoolStatus>> {
-    let previous = table.load_full();
-    let started = Instant::now();
-    // compile is CPU work that grows with the cluster: keep it off the proxy's threads.
-    let compiled = match tokio::task::spawn_blocking(move || compile(&store, Some(&previous))).await
-    {
-        Ok(c) => c,
+/// Compiles `store` against the table in service. Compile is CPU work that grows with the
+/// cluster: it runs off the proxy's threads. `None`: it panicked (logged).
+async fn compile_off_thread(store: Arc<Store>, previous: Arc<RoutingTable>) -> Option<Compiled> {
+    match tokio::task::spawn_blocking(move || compile(&store, Some(&previous))).await {
+        Ok(c) => Some(c),
         Err(e) => {
             tracing::error!(error = %e, "compile failed; keeping the table in service");
-            return None;
+            None
         }
-    };
-    let metrics = &admin.metrics;
+    }
+}
+
+/// The rebuild metrics: count, duration, and the new table's pools and endpoints.
+fn record_rebuild(metrics: &Metrics, table: &RoutingTable, started: Instant) {
     metrics.table_rebuilds.inc();
     metrics
         .table_rebuild_duration
         .observe(started.elapsed().as_secs_f64());
-    metrics.pools.set(compiled.table.pools().count() as i64);
-    metrics.endpoints.set(
-        compiled
-            .table
-            .pools()
-            .map(|p| p.endpoints().count() as i64)
-            .sum(),
-    );
-    let new = Arc::new(compiled.table);
-    // The cookie index first: a request that meets the new table before its index falls back
-    // to hashing every endpoint of its pool.
-    affinity.sync(&new);
-    let old = table.swap(new);
-    // Freeing a large table takes tens of milliseconds: not on a thread that serves requests.
-    // (A request still holding it frees it when it ends; that is rare and short-lived.)
-    drop(tokio::task::spawn_blocking(move || drop(old)));
-    admin.synced.store(true, Ordering::Relaxed);
-    tracing::info!(
-        pools = compiled.statuses.len(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "routing table swapped in"
-    );
-    Some(compiled.statuses)
+    metrics.pools.set(table.pools().count() as i64);
+    metrics
+        .endpoints
+        .set(table.pools().map(|p| p.endpoints().count() as i64).sum());
 }
 
 /// Logs each pool whose status changed: its conditions, at warn when one is not true.

@@ -16,6 +16,7 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -42,6 +43,63 @@ pub struct SourceState {
     pub synced: AtomicBool,
     /// A watcher is failing: the view may be stale.
     pub stale: AtomicBool,
+}
+
+/// Why there is no client for the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("reading the kubeconfig {}", path.display())]
+    ReadKubeconfig {
+        path: PathBuf,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error("using the kubeconfig {}", path.display())]
+    UseKubeconfig {
+        path: PathBuf,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error("making the Kubernetes client")]
+    Build(#[source] kube::Error),
+    #[error("finding the cluster (KUBECONFIG, ~/.kube/config or in-cluster)")]
+    Infer(#[source] kube::Error),
+}
+
+/// A client for the cluster `kubeconfig` names; without one, the usual search: KUBECONFIG,
+/// `~/.kube/config`, then the pod's service account.
+pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, ClientError> {
+    let Some(path) = kubeconfig else {
+        return Client::try_default().await.map_err(ClientError::Infer);
+    };
+    let file = kube::config::Kubeconfig::read_from(path).map_err(|source| {
+        ClientError::ReadKubeconfig {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
+    let config = kube::Config::from_custom_kubeconfig(file, &Default::default())
+        .await
+        .map_err(|source| ClientError::UseKubeconfig {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Client::try_from(config).map_err(ClientError::Build)
+}
+
+/// How often [`export_stale`] copies the stale flag into its gauge.
+const STALE_EXPORT_EVERY: Duration = Duration::from_millis(500);
+
+/// Keeps `gauge` (weir's `source_stale` metric) at 1 while a watcher is failing, else 0.
+/// Runs until aborted.
+pub async fn export_stale(
+    state: Arc<SourceState>,
+    gauge: prometheus_client::metrics::gauge::Gauge,
+) {
+    loop {
+        gauge.set(i64::from(state.stale.load(Ordering::Relaxed)));
+        tokio::time::sleep(STALE_EXPORT_EVERY).await;
+    }
 }
 
 /// A kind the store holds.

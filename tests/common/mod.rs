@@ -326,8 +326,8 @@ impl Weir {
 
     /// Starts with the test defaults changed by `adjust`.
     pub async fn start_with(config: &Config, adjust: impl FnOnce(&mut Options)) -> Weir {
-        let (feed, rx) = watch::channel(Arc::new(Store::default()));
-        feed.send(Arc::new(config.store())).expect("feed open");
+        let first = Arc::new(config.store());
+        let (feed, rx) = watch::channel(first.clone());
         let options = Options {
             http_addr: "127.0.0.1:0".parse().expect("addr"),
             https_addr: Some("127.0.0.1:0".parse().expect("addr")),
@@ -341,7 +341,9 @@ impl Weir {
         };
         let mut options = options;
         adjust(&mut options);
-        let running = weir::app::start(options, rx).await.expect("weir starts");
+        let running = weir::app::start(options, Some(first), rx)
+            .await
+            .expect("weir starts");
         let weir = Weir { running, feed };
         weir.wait_ready().await;
         weir
