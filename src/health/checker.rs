@@ -12,7 +12,7 @@ use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -64,9 +64,7 @@ impl Checker {
                 );
             }
         }
-        let Ok(mut tasks) = self.tasks.lock() else {
-            return;
-        };
+        let mut tasks = self.lock();
         tasks.retain(|key, task| {
             let keep = wanted.get(key).is_some_and(|(e, config, _)| {
                 Arc::ptr_eq(e, &task.endpoint) && **config == task.config
@@ -99,20 +97,26 @@ impl Checker {
         }
     }
 
+    /// The running checks, even after a panic under the lock. Whatever a panic interrupts, each
+    /// entry is a whole task under its own key (`HashMap::retain` and `insert` leave no half
+    /// entry), and the next `sync` makes the set match the table again. Refusing a poisoned
+    /// lock instead would silently stop checks following the table for the process's life.
+    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Task>> {
+        self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Checks running now.
     pub fn running(&self) -> usize {
-        self.tasks
-            .lock()
-            .map(|t| t.values().filter(|t| !t.handle.is_finished()).count())
-            .unwrap_or(0)
+        self.lock()
+            .values()
+            .filter(|t| !t.handle.is_finished())
+            .count()
     }
 
     /// Stops every check.
     pub fn stop(&self) {
-        if let Ok(mut tasks) = self.tasks.lock() {
-            for (_, task) in tasks.drain() {
-                task.handle.abort();
-            }
+        for (_, task) in self.lock().drain() {
+            task.handle.abort();
         }
     }
 }

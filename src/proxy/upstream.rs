@@ -24,7 +24,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tracing::Instrument;
@@ -102,9 +102,8 @@ impl Lease {
 
 impl Connections {
     fn put_idle(&self, sender: http1::SendRequest<AttemptBody>, keep: Duration) {
-        if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < MAX_IDLE_PER_ENDPOINT
-        {
+        let mut idle = lock(&self.idle);
+        if idle.len() < MAX_IDLE_PER_ENDPOINT {
             idle.push(Idle {
                 sender,
                 until: Instant::now() + keep,
@@ -112,6 +111,7 @@ impl Connections {
         } else {
             return;
         }
+        drop(idle);
         // After the push: a waiter counted before it looked at the stack either saw this
         // connection or gets this notification.
         if self.waiting.load(Ordering::SeqCst) > 0 {
@@ -123,24 +123,24 @@ impl Connections {
     /// the pod; returns how many are still open.
     pub fn expire(&self, now: Instant) -> usize {
         let mut open = 0;
-        if let Ok(mut idle) = self.idle.lock() {
+        {
+            let mut idle = lock(&self.idle);
             idle.retain(|i| i.until > now && !i.sender.is_closed());
             open += idle.len();
         }
-        if let Ok(mut shared) = self.shared.lock() {
-            if shared
-                .as_ref()
-                .is_some_and(|s| s.until <= now || s.sender.is_closed())
-            {
-                *shared = None;
-            }
-            open += shared.is_some() as usize;
+        let mut shared = lock(&self.shared);
+        if shared
+            .as_ref()
+            .is_some_and(|s| s.until <= now || s.sender.is_closed())
+        {
+            *shared = None;
         }
+        open += shared.is_some() as usize;
         open
     }
 
     fn pop_idle(&self, now: Instant) -> Option<http1::SendRequest<AttemptBody>> {
-        let mut idle = self.idle.lock().ok()?;
+        let mut idle = lock(&self.idle);
         while let Some(i) = idle.pop() {
             if i.until > now && i.sender.is_ready() {
                 return Some(i.sender);
@@ -154,7 +154,7 @@ impl Connections {
         now: Instant,
         keep: Duration,
     ) -> Option<http2::SendRequest<AttemptBody>> {
-        let mut shared = self.shared.lock().ok()?;
+        let mut shared = lock(&self.shared);
         match shared.as_mut() {
             Some(s) if !s.sender.is_closed() => {
                 s.until = now + keep;
@@ -251,6 +251,14 @@ fn unsent<T>(mut e: hyper::client::conn::TrySendError<T>) -> Result<T, UpstreamE
         .ok_or_else(|| UpstreamError::Request(e.into_error()))
 }
 
+/// Takes a pool lock even after a panic under it. Whatever a panic interrupts, the state stays
+/// a valid pool: `Vec::push`, `pop` and `retain` leave a stack of whole idle connections, and the
+/// shared slot holds one connection or none; a closed or stale one is skipped when taken, as
+/// always. Refusing a poisoned lock instead would silently stop pooling for the pod's life.
+fn lock<T>(lock: &Mutex<T>) -> MutexGuard<'_, T> {
+    lock.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// The endpoint's keep-alive connections, attached to it on first use.
 fn connections_of(endpoint: &Endpoint) -> Result<&Connections, UpstreamError> {
     endpoint.attached::<Connections>().ok_or_else(|| {
@@ -330,13 +338,14 @@ async fn send_h2(
         }
         .instrument(tracing::debug_span!("upstream connection", endpoint = %endpoint.addr)),
     );
-    if let Ok(mut shared) = connections.shared.lock()
-        && shared.as_ref().is_none_or(|s| s.sender.is_closed())
     {
-        *shared = Some(Idle {
-            sender: sender.clone(),
-            until: Instant::now() + dial.idle,
-        });
+        let mut shared = lock(&connections.shared);
+        if shared.as_ref().is_none_or(|s| s.sender.is_closed()) {
+            *shared = Some(Idle {
+                sender: sender.clone(),
+                until: Instant::now() + dial.idle,
+            });
+        }
     }
     sender
         .send_request(req)
@@ -374,5 +383,111 @@ pub async fn expire_idle(
                 connections.expire(now);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    /// A pod answering `ok` over HTTP/1.1 and h2c; counts the connections it accepted.
+    async fn pod() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the test pod");
+        let addr = listener.local_addr().expect("the test pod's address");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(|_| async {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
+                        ))
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    /// One GET, its body read to the end and its connection given back as a proxy does.
+    async fn get(endpoint: &Arc<Endpoint>) {
+        let dial = Dial {
+            connect: Duration::from_secs(5),
+            idle: Duration::from_secs(60),
+        };
+        let uri = format!("http://{}/", endpoint.addr);
+        let uri = if endpoint.h2c { uri.as_str() } else { "/" };
+        let req = http::Request::get(uri)
+            .body(AttemptBody::Data(None))
+            .expect("a test request");
+        let (response, lease) = send(endpoint, dial, req).await.expect("sent");
+        response.into_body().collect().await.expect("the body");
+        if let Some(lease) = lease {
+            // The connection is ready again once its task has seen the response end.
+            for _ in 0..1000 {
+                if lease.sender.is_ready() {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            lease.release();
+        }
+    }
+
+    fn poison<T: Send>(lock: &Mutex<T>) {
+        let _ = std::thread::scope(|s| {
+            s.spawn(|| {
+                let _held = lock.lock();
+                panic!("a panic under the lock");
+            })
+            .join()
+        });
+        assert!(lock.is_poisoned());
+    }
+
+    #[tokio::test]
+    async fn http1_pooling_goes_on_after_a_panic_under_the_lock() {
+        let (addr, accepted) = pod().await;
+        let endpoint = Arc::new(Endpoint::new(addr, "pod"));
+        get(&endpoint).await;
+        let connections = connections_of(&endpoint).expect("connections");
+        assert_eq!(connections.expire(Instant::now()), 1);
+        poison(&connections.idle);
+        assert_eq!(
+            connections.expire(Instant::now()),
+            1,
+            "lost sight of the idle connection"
+        );
+        get(&endpoint).await;
+        get(&endpoint).await;
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "dialed instead of reusing"
+        );
+    }
+
+    #[tokio::test]
+    async fn h2c_sharing_goes_on_after_a_panic_under_the_lock() {
+        let (addr, accepted) = pod().await;
+        let endpoint = Arc::new(Endpoint::new(addr, "pod").with_h2c(true));
+        let connections = connections_of(&endpoint).expect("connections");
+        poison(&connections.shared);
+        get(&endpoint).await;
+        get(&endpoint).await;
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "dialed instead of sharing"
+        );
+        assert_eq!(connections.expire(Instant::now()), 1);
     }
 }
