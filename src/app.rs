@@ -1,7 +1,7 @@
 //! Wires the parts together: a store feed → compile → the table → proxy and admin servers.
 
 use crate::admin::{self, AdminState};
-use crate::affinity::Affinity;
+use crate::affinity::{Affinity, RandomKeyError};
 use crate::api::LoadBalancerPoolStatus;
 use crate::health::{self, Checker};
 use crate::metrics::Metrics;
@@ -69,6 +69,9 @@ pub enum StartError {
     DefaultCertificate(String),
     #[error("the TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
+    /// No key for the affinity cookies: weir refuses a guessable one.
+    #[error(transparent)]
+    RandomKey(#[from] RandomKeyError),
     #[error("reading a bound listener's address")]
     LocalAddr(#[source] std::io::Error),
 }
@@ -110,7 +113,7 @@ pub async fn start(
     });
     let affinity = Arc::new(match &options.affinity_key {
         Some(key) => Affinity::new(key),
-        None => Affinity::random(),
+        None => Affinity::try_random()?,
     });
     let tls = match &https {
         None => None,
