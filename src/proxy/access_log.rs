@@ -3,6 +3,8 @@
 use crate::metrics::Metrics;
 use crate::routing::Pool;
 use http::Method;
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -15,7 +17,8 @@ pub enum AccessLog {
     Off,
     /// One JSON object a line.
     Json,
-    /// The Common Log Format, then pool, endpoint, duration in ms and request id.
+    /// The Common Log Format, then pool, endpoint, duration in ms and request id; client text
+    /// in it escaped as nginx does (`\xHH`).
     Common,
 }
 
@@ -120,17 +123,52 @@ fn common_line(c: &Completion, e: &Entry, bytes: u64, took: Duration) -> String 
         time.0,
         time.1,
         time.2,
-        c.method,
-        e.target.replace('"', "%22"),
+        escape(c.method.as_str(), Field::Quoted),
+        escape(&e.target, Field::Quoted),
         e.version,
         c.status,
-        pool_name(c),
+        escape(pool_name(c), Field::Quoted),
         e.summary
             .endpoint
             .map_or("-".to_string(), |a| a.to_string()),
         millis(took),
-        e.request_id,
+        escape(&e.request_id, Field::Bare),
     )
+}
+
+/// Where text goes in a Common Log Format line.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Field {
+    /// Between double quotes: a space is part of the field.
+    Quoted,
+    /// Alone: a space would start another field.
+    Bare,
+}
+
+/// Text a client chose, escaped for a Common Log Format line the way nginx escapes its log
+/// variables: `"`, `\`, control bytes and non-ASCII bytes become `\xHH`, and so does a space in
+/// a bare field. A client can then neither end a field early, nor start a line, nor write bytes
+/// a terminal acts on, and the escape itself cannot be forged.
+fn escape(text: &str, field: Field) -> Cow<'_, str> {
+    let plain = |b: u8| {
+        (b' '..=b'~').contains(&b)
+            && b != b'"'
+            && b != b'\\'
+            && (b != b' ' || field == Field::Quoted)
+    };
+    if text.bytes().all(plain) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for b in text.bytes() {
+        if plain(b) {
+            out.push(char::from(b));
+        } else {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "\\x{b:02X}");
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// `2026-11-27T21:07:53.123Z`
@@ -199,6 +237,87 @@ mod tests {
                 .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
         );
         assert_ne!(a, b);
+    }
+
+    fn completion() -> Completion {
+        Completion {
+            started: Instant::now(),
+            metrics: Arc::default(),
+            pool: None,
+            method: Method::GET,
+            status: 200,
+            log: None,
+        }
+    }
+
+    fn entry(request_id: &str, target: &str) -> Entry {
+        Entry {
+            request_id: request_id.into(),
+            client: IpAddr::from([192, 0, 2, 7]),
+            host: "example.com".into(),
+            target: target.into(),
+            version: http::Version::HTTP_11,
+            summary: Summary::default(),
+        }
+    }
+
+    /// The line's fields: split at spaces outside quotes (an escaped quote does not count).
+    fn fields(line: &str) -> Vec<String> {
+        let (mut out, mut field, mut quoted, mut escaped) = (vec![], String::new(), false, false);
+        for c in line.trim_end_matches('\n').chars() {
+            match c {
+                ' ' if !quoted => out.push(std::mem::take(&mut field)),
+                '"' if !escaped => quoted = !quoted,
+                _ => {}
+            }
+            if c != ' ' || quoted {
+                field.push(c);
+            }
+            escaped = c == '\\' && !escaped;
+        }
+        out.push(field);
+        out
+    }
+
+    #[test]
+    fn client_text_cannot_add_fields_or_lines_to_a_common_log_line() {
+        let took = Duration::from_millis(3);
+        let plain = common_line(&completion(), &entry("abc", "/a"), 2, took);
+        let hostile = [
+            ("abc\" 200 \"x", "/a"),
+            ("a b c", "/a"),
+            ("abc", "/a\" 200 2 \"pool\" \"-\" 1.0 forged"),
+            ("abc\\", "/a\\\" x"),
+            ("abc", "/a\nGET /forged"),
+            ("abc\t\x7f", "/caf\u{e9}\r"),
+        ];
+        for (id, target) in hostile {
+            let line = common_line(&completion(), &entry(id, target), 2, took);
+            assert_eq!(line.matches('\n').count(), 1, "{line:?}");
+            assert!(line.ends_with('\n'), "{line:?}");
+            assert!(
+                line.bytes()
+                    .all(|b| b == b'\n' || (b' '..=b'~').contains(&b)),
+                "{line:?}"
+            );
+            assert_eq!(line.matches('"').count(), 6, "{line:?}");
+            assert_eq!(fields(&line).len(), fields(&plain).len(), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn common_log_escapes_as_nginx_does() {
+        let took = Duration::from_millis(3);
+        let line = common_line(&completion(), &entry("a\" b", "/x\"\\\u{e9}"), 2, took);
+        assert!(
+            line.contains(r#""GET /x\x22\x5C\xC3\xA9 HTTP/1.1""#),
+            "{line}"
+        );
+        assert!(line.ends_with(" a\\x22\\x20b\n"), "{line}");
+        // weir's own ids and ordinary targets are written as they are.
+        let line = common_line(&completion(), &entry("0af3", "/a/b?c=d&e=%22"), 2, took);
+        assert!(line.contains(r#""GET /a/b?c=d&e=%22 HTTP/1.1""#), "{line}");
+        assert!(line.ends_with(" 0af3\n"), "{line}");
     }
 
     #[test]
