@@ -1,4 +1,6 @@
 //! The weir binary: parses the command line and runs one of the commands (`src/cmd/`).
+#![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used)]
 
 mod cmd;
 
