@@ -144,3 +144,44 @@ async fn in_flight_requests_finish_on_the_table_they_started_with() {
     assert_eq!((status, body.as_str()), (StatusCode::OK, "b"));
     weir.running.shutdown().await;
 }
+
+/// A deleted file is a configuration error like any other (counted, the last good table keeps
+/// serving), and a file that comes back is read and served, even when it comes back empty.
+#[tokio::test]
+async fn a_deleted_file_is_reported_and_one_that_comes_back_empty_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pools.yaml");
+    let b = Backend::start("b").await;
+    let good = Config::default()
+        .service("web", &[b.addr])
+        .pool("web", "shop.test", &[("web", 1)]);
+    let weir = weir_on_file(&path, &good).await;
+    let client = http1_client();
+    let errors = || weir.running.admin.metrics.config_errors.get();
+
+    std::fs::remove_file(&path).unwrap();
+    // Long enough for several polls: counted once, not once a poll.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(errors(), 1, "a missing file is a configuration error");
+    assert_eq!(
+        get(&client, &weir.url("/"), "shop.test").await.unwrap().0,
+        StatusCode::OK,
+        "the last good table keeps serving"
+    );
+
+    // Empty is what someone wrote: no pools.
+    write_atomically(&path, "");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(
+        get(&client, &weir.url("/"), "shop.test").await.unwrap().0,
+        StatusCode::NOT_FOUND,
+        "the empty file was never served"
+    );
+    assert_eq!(errors(), 1);
+
+    // And empty → missing is reported too.
+    std::fs::remove_file(&path).unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(errors(), 2, "an empty file going missing was not reported");
+    weir.running.shutdown().await;
+}
