@@ -34,6 +34,17 @@ async fn weir_on_file(path: &std::path::Path, config: &Config) -> Weir {
     weir
 }
 
+/// weir following a file at `path` that routes `shop.test` to one backend (answering "b"),
+/// that backend, and the file's configuration.
+async fn weir_on_shop_file(path: &std::path::Path) -> (Weir, Backend, Config) {
+    let b = Backend::start("b").await;
+    let good = Config::default()
+        .service("web", &[b.addr])
+        .pool("web", "shop.test", &[("web", 1)]);
+    let weir = weir_on_file(path, &good).await;
+    (weir, b, good)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_change_under_load_drops_nothing_and_moves_traffic() {
     let dir = tempfile::tempdir().unwrap();
@@ -76,11 +87,7 @@ async fn a_file_change_under_load_drops_nothing_and_moves_traffic() {
 async fn a_broken_file_keeps_the_last_good_table_serving() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pools.yaml");
-    let b = Backend::start("b").await;
-    let good = Config::default()
-        .service("web", &[b.addr])
-        .pool("web", "shop.test", &[("web", 1)]);
-    let weir = weir_on_file(&path, &good).await;
+    let (weir, b, good) = weir_on_shop_file(&path).await;
     let client = http1_client();
     assert_eq!(
         get(&client, &weir.url("/"), "shop.test").await.unwrap().0,
@@ -151,11 +158,7 @@ async fn in_flight_requests_finish_on_the_table_they_started_with() {
 async fn a_deleted_file_is_reported_and_one_that_comes_back_empty_is_served() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pools.yaml");
-    let b = Backend::start("b").await;
-    let good = Config::default()
-        .service("web", &[b.addr])
-        .pool("web", "shop.test", &[("web", 1)]);
-    let weir = weir_on_file(&path, &good).await;
+    let (weir, _backend, _) = weir_on_shop_file(&path).await;
     let client = http1_client();
     let errors = || weir.running.admin.metrics.config_errors.get();
 
