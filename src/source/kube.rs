@@ -417,3 +417,32 @@ fn apply<K: Kind>(store: &mut Store, (key, kept): Entry<K>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The gauge follows the flag both ways, within one export period.
+    #[tokio::test]
+    async fn the_stale_gauge_follows_the_flag() {
+        let state = Arc::new(SourceState::default());
+        state.stale.store(true, Ordering::Relaxed);
+        let gauge = prometheus_client::metrics::gauge::Gauge::<i64>::default();
+        let task = tokio::spawn(export_stale(state.clone(), gauge.clone()));
+        let within = STALE_EXPORT_EVERY * 3;
+        let reaches = |want: i64| {
+            let gauge = gauge.clone();
+            async move {
+                let started = Instant::now();
+                while gauge.get() != want && started.elapsed() < within {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                gauge.get() == want
+            }
+        };
+        assert!(reaches(1).await, "a stale source is not exported");
+        state.stale.store(false, Ordering::Relaxed);
+        assert!(reaches(0).await, "a recovered source stays stale");
+        task.abort();
+    }
+}
