@@ -103,18 +103,6 @@ impl Affinity {
         })
     }
 
-    /// [`Affinity::try_random`] for callers that cannot take an error yet.
-    ///
-    /// # Panics
-    ///
-    /// When the system random source fails: refusing to start beats forgeable cookies.
-    pub fn random() -> Self {
-        match Self::try_random() {
-            Ok(a) => a,
-            Err(e) => panic!("{e}"),
-        }
-    }
-
     /// A random key from `fill`, which writes random bytes (a parameter so a test can make it
     /// fail).
     fn random_from(
@@ -322,7 +310,8 @@ mod tests {
                 .as_ref()
                 .to_vec()
         };
-        assert_ne!(sign(&Affinity::random()), sign(&Affinity::random()));
+        let random = || Affinity::try_random().expect("the system random source");
+        assert_ne!(sign(&random()), sign(&random()));
     }
 
     proptest! {
