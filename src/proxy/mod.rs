@@ -36,6 +36,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
+/// The most retries a pool may ask for: the bound `spec.retries.attempts` has in validation and
+/// the CRD. That bound is private to `api`, so `tests/flaws_retries.rs` holds the two together;
+/// `forward` keeps one slot per attempt on the stack from it.
+pub const MAX_RETRIES: u32 = 5;
+
 /// Where a request came from.
 #[derive(Debug, Clone, Copy)]
 pub struct Connection {
@@ -252,8 +257,8 @@ impl Proxy {
             connect: Duration::from_millis(pool.policy.timeouts.connect_millis.into()),
             idle: Duration::from_secs(pool.policy.timeouts.idle_seconds.into()),
         };
-        // The endpoints tried so far, on the stack: validation caps retries at 5.
-        let mut tried = [None::<SocketAddr>; 8];
+        // The endpoints tried so far, on the stack: the first attempt and each retry.
+        let mut tried = [None::<SocketAddr>; MAX_RETRIES as usize + 1];
         let mut last_failure: Option<Response<ProxyBody>> = None;
         for attempt in 0..=pool.policy.retries.attempts {
             let now = Instant::now();
