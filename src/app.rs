@@ -6,7 +6,7 @@ use crate::api::LoadBalancerPoolStatus;
 use crate::health::{self, Checker};
 use crate::metrics::Metrics;
 use crate::proxy::{self, Proxy};
-use crate::routing::{Compiled, RoutingTable, compile};
+use crate::routing::{Compiled, HostPolicy, RoutingTable, compile_with};
 use crate::store::{ObjectKey, Store};
 use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
@@ -38,6 +38,27 @@ pub struct Options {
     pub limits: proxy::Limits,
     /// Whose `X-Forwarded-*` to believe; `Via` and `Server`.
     pub forwarding: proxy::Forwarding,
+    /// Which namespace may claim which hosts (open: any).
+    pub host_policy: HostPolicy,
+}
+
+impl Default for Options {
+    /// weir's own defaults: plain HTTP on 127.0.0.1:8080, admin on 127.0.0.1:9901, no TLS
+    /// listener, a random affinity key, no access log, the default client limits.
+    fn default() -> Self {
+        Options {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            https_addr: None,
+            default_certificate: None,
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 9901)),
+            shutdown_grace: Duration::from_secs(30),
+            affinity_key: None,
+            access_log: proxy::access_log::AccessLog::Off,
+            limits: Default::default(),
+            forwarding: Default::default(),
+            host_policy: HostPolicy::open(),
+        }
+    }
 }
 
 /// A running weir: listeners bound, table following the store feed.
@@ -167,7 +188,7 @@ pub async fn start(
                 shutdown_rx.clone(),
             )),
             tokio::spawn(follow_store(
-                Follower::new(table, admin.clone(), affinity),
+                Follower::new(table, admin.clone(), affinity, options.host_policy.clone()),
                 first,
                 updates,
                 shutdown_rx.clone(),
@@ -214,6 +235,7 @@ struct Follower {
     admin: Arc<AdminState>,
     affinity: Arc<Affinity>,
     checker: Checker,
+    host_policy: Arc<HostPolicy>,
     /// The statuses compile gave, before live health is folded in.
     compiled: BTreeMap<ObjectKey, LoadBalancerPoolStatus>,
 }
@@ -252,12 +274,14 @@ impl Follower {
         table: Arc<ArcSwap<RoutingTable>>,
         admin: Arc<AdminState>,
         affinity: Arc<Affinity>,
+        host_policy: HostPolicy,
     ) -> Self {
         Follower {
             checker: Checker::new(admin.metrics.clone()),
             table,
             admin,
             affinity,
+            host_policy: Arc::new(host_policy),
             compiled: BTreeMap::new(),
         }
     }
@@ -267,7 +291,9 @@ impl Follower {
     #[tracing::instrument(skip_all, fields(objects = store.len()))]
     async fn apply(&mut self, store: Arc<Store>) {
         let started = Instant::now();
-        let Some(compiled) = compile_off_thread(store, self.table.load_full()).await else {
+        let Some(compiled) =
+            compile_off_thread(store, self.table.load_full(), self.host_policy.clone()).await
+        else {
             return;
         };
         record_rebuild(&self.admin.metrics, &compiled.table, started);
@@ -326,8 +352,14 @@ impl Follower {
 
 /// Compiles `store` against the table in service. Compile is CPU work that grows with the
 /// cluster: it runs off the proxy's threads. `None`: it panicked (logged).
-async fn compile_off_thread(store: Arc<Store>, previous: Arc<RoutingTable>) -> Option<Compiled> {
-    match tokio::task::spawn_blocking(move || compile(&store, Some(&previous))).await {
+async fn compile_off_thread(
+    store: Arc<Store>,
+    previous: Arc<RoutingTable>,
+    host_policy: Arc<HostPolicy>,
+) -> Option<Compiled> {
+    match tokio::task::spawn_blocking(move || compile_with(&store, Some(&previous), &host_policy))
+        .await
+    {
         Ok(c) => Some(c),
         Err(e) => {
             tracing::error!(error = %e, "compile failed; keeping the table in service");

@@ -337,3 +337,69 @@ fn check_prints_the_conditions_pools_would_get() {
         "{text}"
     );
 }
+
+/// A Service `web` in `ns` with one endpoint, and a pool `name` there claiming `host`.
+fn namespaced_pool(ns: &str, name: &str, host: &str, backend: std::net::SocketAddr) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{ name: web, namespace: {ns} }}\nspec: {{ ports: [{{ name: http, port: 80 }}] }}\n---\n\
+         apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{ name: web-1, namespace: {ns}, labels: {{ kubernetes.io/service-name: web }} }}\n\
+         addressType: IPv4\nports: [{{ name: http, port: {} }}]\nendpoints: [{{ addresses: [\"{}\"], conditions: {{ ready: true }} }}]\n---\n\
+         apiVersion: weir.dev/v1alpha1\nkind: LoadBalancerPool\nmetadata: {{ name: {name}, namespace: {ns} }}\nspec: {{ routes: [{{ host: {host} }}], backends: [{{ service: web, port: http }}] }}\n",
+        backend.port(),
+        backend.ip()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_hosts_keeps_a_namespace_off_another_teams_host() {
+    let shop = Backend::start("shop").await;
+    let squat = Backend::start("squat").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pools.yaml");
+    // Both claim shop.test; without a policy the first by name (a-squat) would hold it.
+    std::fs::write(
+        &file,
+        format!(
+            "{}---\n{}",
+            namespaced_pool("a-squat", "grab", "shop.test", squat.addr),
+            namespaced_pool("shop", "web", "shop.test", shop.addr)
+        ),
+    )
+    .unwrap();
+    let (http, admin) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let _weir = serve(
+        &file,
+        &http,
+        &admin,
+        &["--allow-hosts", "shop=shop.test,*.shop.test"],
+    );
+    wait_ready(&admin).await;
+    let client = http1_client();
+    for _ in 0..4 {
+        let (status, body) = get(&client, &format!("http://{http}/"), "shop.test")
+            .await
+            .unwrap();
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "shop"));
+    }
+    let (_, pools) = get(&client, &format!("http://{admin}/pools"), "admin")
+        .await
+        .unwrap();
+    assert!(pools.contains("HostNotAllowed"), "{pools}");
+
+    // A malformed rule is a user's error, named.
+    let out = Command::new(WEIR)
+        .args(["serve", "--config"])
+        .arg(&file)
+        .args(["--allow-hosts", "shop"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("--allow-hosts") && err.contains("NAMESPACE=HOST"),
+        "{err}"
+    );
+}

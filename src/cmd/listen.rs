@@ -35,6 +35,12 @@ pub struct Listen {
     /// After the key changes, cookies made with the previous key stay valid this long.
     #[arg(long, default_value = "60m", value_parser = super::parse_duration)]
     pub affinity_key_grace: Duration,
+    /// Which namespace may claim which hosts: NAMESPACE=HOST[,HOST...], repeated; a HOST is
+    /// exact, *.domain (its subdomains) or * (any, the catch-all route included). Once given,
+    /// a namespace claims only the hosts its rules cover. Without it any namespace may claim
+    /// any host not yet held.
+    #[arg(long = "allow-hosts", value_name = "NAMESPACE=HOSTS")]
+    pub allow_hosts: Vec<String>,
     #[command(flatten)]
     pub clients: Clients,
     #[command(flatten)]
@@ -178,6 +184,11 @@ impl Listen {
             access_log: self.process.access_log.into(),
             limits: self.clients.limits(),
             forwarding: self.clients.forwarding()?,
+            host_policy: if self.allow_hosts.is_empty() {
+                weir::routing::HostPolicy::open()
+            } else {
+                weir::routing::HostPolicy::from_rules(&self.allow_hosts).context("--allow-hosts")?
+            },
         })
     }
 
@@ -201,8 +212,7 @@ impl DemoListen {
             shutdown_grace: self.process.shutdown_grace,
             affinity_key: None,
             access_log: self.process.access_log.into(),
-            limits: Default::default(),
-            forwarding: Default::default(),
+            ..Default::default()
         }
     }
 }

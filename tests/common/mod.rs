@@ -335,9 +335,7 @@ impl Weir {
             admin_addr: "127.0.0.1:0".parse().expect("addr"),
             shutdown_grace: Duration::from_secs(5),
             affinity_key: Some(b"a test key of at least sixteen bytes".to_vec()),
-            access_log: weir::proxy::access_log::AccessLog::Off,
-            limits: Default::default(),
-            forwarding: Default::default(),
+            ..Default::default()
         };
         let mut options = options;
         adjust(&mut options);
