@@ -132,7 +132,9 @@ fn logged_refusals(cluster: &Cluster) -> Vec<String> {
             cluster
                 .pod_log(WEIR_NS, name, "weir")
                 .lines()
-                .filter(|l| l.contains("403") || l.to_lowercase().contains("forbidden"))
+                // A refusal reads "code: 403 ... is forbidden" (kube-rs's error); timestamps
+                // may hold "403" too.
+                .filter(|l| l.contains("code: 403") || l.to_lowercase().contains("forbidden"))
                 .map(str::to_string)
                 .collect::<Vec<_>>()
         })

@@ -358,8 +358,21 @@ stop() {
   halt apiserver 5
   halt etcd
   local k; k=$(cat "$RUN/k" 2>/dev/null) || return 0
-  teardown_net "$k"
+  release_index "$k"
   rm -f "$RUN/k"
+}
+
+# Tears down K's network if the claim is still ours: once our processes are gone, a `start`
+# beside us may already have taken K back (and made its own namespace of that name).
+release_index() {
+  local k=$1 owner starter
+  exec 9>"$CACHE/net/.lock"
+  flock 9
+  if [ -f "$CACHE/net/$k" ]; then
+    read -r owner starter <"$CACHE/net/$k" || true
+    [ "$owner" = "$RUN" ] && teardown_net "$k"
+  fi
+  exec 9>&-
 }
 
 case "${1:-}" in
