@@ -19,3 +19,4 @@ pub mod proxy;
 pub mod routing;
 pub mod source;
 pub mod store;
+mod sync;

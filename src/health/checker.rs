@@ -12,7 +12,7 @@ use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -97,12 +97,11 @@ impl Checker {
         }
     }
 
-    /// The running checks, even after a panic under the lock. Whatever a panic interrupts, each
-    /// entry is a whole task under its own key (`HashMap::retain` and `insert` leave no half
-    /// entry), and the next `sync` makes the set match the table again. Refusing a poisoned
-    /// lock instead would silently stop checks following the table for the process's life.
+    /// The running checks, even after a panic under the lock ([`crate::sync::lock`]). Whatever
+    /// a panic interrupts, each entry is a whole task under its own key (`HashMap::retain` and
+    /// `insert` leave no half entry), and the next `sync` makes the set match the table again.
     fn lock(&self) -> MutexGuard<'_, HashMap<Key, Task>> {
-        self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.tasks)
     }
 
     /// Checks running now.

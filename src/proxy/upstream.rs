@@ -24,7 +24,12 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+// Pool locks are taken even after a panic under them: whatever a panic interrupts, the state
+// stays a valid pool (`Vec::push`, `pop` and `retain` leave a stack of whole idle connections,
+// and the shared slot holds one connection or none; a closed or stale one is skipped when
+// taken, as always).
+use crate::sync::lock;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tracing::Instrument;
@@ -249,14 +254,6 @@ async fn dial_or_take_released(
 fn unsent<T>(mut e: hyper::client::conn::TrySendError<T>) -> Result<T, UpstreamError> {
     e.take_message()
         .ok_or_else(|| UpstreamError::Request(e.into_error()))
-}
-
-/// Takes a pool lock even after a panic under it. Whatever a panic interrupts, the state stays
-/// a valid pool: `Vec::push`, `pop` and `retain` leave a stack of whole idle connections, and the
-/// shared slot holds one connection or none; a closed or stale one is skipped when taken, as
-/// always. Refusing a poisoned lock instead would silently stop pooling for the pod's life.
-fn lock<T>(lock: &Mutex<T>) -> MutexGuard<'_, T> {
-    lock.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The endpoint's keep-alive connections, attached to it on first use.
