@@ -142,9 +142,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn events_for_conditions_turning_bad_and_recovery() {
-        let good = status(vec![
+    /// Accepted and Ready, both true.
+    fn healthy() -> Vec<Condition> {
+        vec![
             Condition::new(
                 ConditionType::Accepted,
                 true,
@@ -157,7 +157,12 @@ mod tests {
                 Reason::HealthyEndpoints,
                 "2 of 2",
             ),
-        ]);
+        ]
+    }
+
+    #[test]
+    fn events_for_conditions_turning_bad_and_recovery() {
+        let good = status(healthy());
         assert!(events(None, &good).is_empty());
         let conflict = status(vec![
             Condition::new(
@@ -211,20 +216,7 @@ mod tests {
     fn transition_times_move_only_when_a_condition_flips() {
         let mut s = LoadBalancerPoolStatus {
             observed_generation: Some(4),
-            conditions: vec![
-                Condition::new(
-                    ConditionType::Accepted,
-                    true,
-                    Reason::Accepted,
-                    "1 route(s)",
-                ),
-                Condition::new(
-                    ConditionType::Ready,
-                    true,
-                    Reason::HealthyEndpoints,
-                    "2 of 2",
-                ),
-            ],
+            conditions: healthy(),
             ..Default::default()
         };
         let first = with_transition_times(&s, None);

@@ -130,13 +130,11 @@ impl Cluster {
         &self.dir
     }
 
+    /// The admin's client, made as `weir run --kubeconfig` makes its own.
     pub async fn client(&self) -> kube::Client {
-        let kubeconfig =
-            kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("the admin kubeconfig");
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        weir::source::kube::client(Some(&self.kubeconfig))
             .await
-            .expect("a client config");
-        kube::Client::try_from(config).expect("a client")
+            .expect("a client for the admin kubeconfig")
     }
 
     /// kubectl as the admin, with a discovery cache of this cluster's own.
