@@ -31,7 +31,7 @@ fn checks(c: &mut Criterion) {
             .clone();
         let affinity = Affinity::new(KEY);
         affinity.sync(&table);
-        let eps: Vec<_> = pool.endpoints().cloned().collect();
+        let eps: Vec<_> = pool.ready_endpoints().cloned().collect();
         // The last endpoint: no luck from being first in a scan.
         let target = eps.last().expect("endpoints").clone();
         let valid = affinity.value(&pool, &target);

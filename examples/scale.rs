@@ -146,7 +146,11 @@ fn main() {
     let heap_table_only = heap_table - statuses_bytes;
     let current = Arc::new(ArcSwap::from_pointee(compiled.table));
     let rss_table = rss();
-    let endpoints: usize = current.load().pools().map(|p| p.endpoints().count()).sum();
+    let endpoints: usize = current
+        .load()
+        .pools()
+        .map(|p| p.ready_endpoints().count())
+        .sum();
 
     // Recompiles against the table in service (every change while weir runs).
     let mut warm = Vec::new();

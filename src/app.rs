@@ -1,6 +1,6 @@
 //! Wires the parts together: a store feed → compile → the table → proxy and admin servers.
 
-use crate::admin::{self, AdminState};
+use crate::admin::{self, ProcessState};
 use crate::affinity::{Affinity, RandomKeyError};
 use crate::api::LoadBalancerPoolStatus;
 use crate::health::{self, Checker};
@@ -68,7 +68,7 @@ pub struct Running {
     pub https_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
     pub table: Arc<ArcSwap<RoutingTable>>,
-    pub admin: Arc<AdminState>,
+    pub admin: Arc<ProcessState>,
     pub affinity: Arc<Affinity>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -127,7 +127,7 @@ pub async fn start(
     let metrics = Arc::new(Metrics::new(vec![Box::new(admin::EndpointCollector {
         table: table.clone(),
     })]));
-    let admin = Arc::new(AdminState {
+    let admin = Arc::new(ProcessState {
         metrics: metrics.clone(),
         table: table.clone(),
         ..Default::default()
@@ -232,7 +232,7 @@ const STATUS_REFRESH: Duration = Duration::from_secs(1);
 /// statuses in step with live health. One step each, in that order.
 struct Follower {
     table: Arc<ArcSwap<RoutingTable>>,
-    admin: Arc<AdminState>,
+    admin: Arc<ProcessState>,
     affinity: Arc<Affinity>,
     checker: Checker,
     host_policy: Arc<HostPolicy>,
@@ -272,7 +272,7 @@ async fn follow_store(
 impl Follower {
     fn new(
         table: Arc<ArcSwap<RoutingTable>>,
-        admin: Arc<AdminState>,
+        admin: Arc<ProcessState>,
         affinity: Arc<Affinity>,
         host_policy: HostPolicy,
     ) -> Self {
@@ -375,9 +375,12 @@ fn record_rebuild(metrics: &Metrics, table: &RoutingTable, started: Instant) {
         .table_rebuild_duration
         .observe(started.elapsed().as_secs_f64());
     metrics.pools.set(table.pools().count() as i64);
-    metrics
-        .endpoints
-        .set(table.pools().map(|p| p.endpoints().count() as i64).sum());
+    metrics.endpoints.set(
+        table
+            .pools()
+            .map(|p| p.ready_endpoints().count() as i64)
+            .sum(),
+    );
 }
 
 /// Logs each pool whose status changed: its conditions, at warn when one is not true.

@@ -9,6 +9,7 @@ pub mod affinity;
 pub mod api;
 pub mod app;
 pub mod balance;
+pub mod certificate;
 pub mod controller;
 pub mod demo;
 pub mod endpoint;

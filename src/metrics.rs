@@ -32,7 +32,7 @@ pub struct PoolLabels {
 }
 
 /// The label set of per-pool metrics.
-pub fn pool(name: &Arc<String>) -> PoolLabels {
+pub fn pool_labels(name: &Arc<String>) -> PoolLabels {
     PoolLabels { pool: name.clone() }
 }
 
@@ -277,10 +277,10 @@ impl PoolHandles {
     pub fn new(metrics: &Metrics, pool: &Arc<String>) -> Self {
         PoolHandles {
             pool: pool.clone(),
-            in_flight: metrics.in_flight.get_or_create(&self::pool(pool)).clone(),
+            in_flight: metrics.in_flight.get_or_create(&pool_labels(pool)).clone(),
             duration: metrics
                 .request_duration
-                .get_or_create(&self::pool(pool))
+                .get_or_create(&pool_labels(pool))
                 .clone(),
             requests: std::array::from_fn(|_| std::sync::OnceLock::new()),
         }

@@ -2,7 +2,7 @@
 //!
 //! Sources (the kube watchers, the YAML file) write it; `routing::compile` reads it. Objects sit
 //! behind `Arc`, so a snapshot for compile is a cheap clone. Every object is reduced as it
-//! arrives: EndpointSlices and Services to what compile reads ([`Slice`], [`Svc`]; at 10 000
+//! arrives: EndpointSlices and Services to what compile reads ([`Slice`], [`ServicePorts`]; at 10 000
 //! Services with 100 000 endpoints, the whole objects were most of weir's memory), Secrets to
 //! their certificate and key, pools to all but their `managedFields` and last-applied copy
 //! ([`reduce`]).
@@ -54,20 +54,20 @@ impl fmt::Display for ObjectKey {
 
 /// What weir keeps of a Service: its ports, by which compile resolves a backend's port.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Svc {
+pub struct ServicePorts {
     /// `spec.ports`, in order, every protocol.
-    pub ports: Box<[SvcPort]>,
+    pub ports: Box<[NamedPort]>,
 }
 
-/// One port of a [`Svc`].
+/// One port of a [`ServicePorts`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SvcPort {
+pub struct NamedPort {
     /// `None` when the port has no name (a Service with a single port may leave it out).
     pub name: Option<Box<str>>,
     pub port: i32,
 }
 
-impl Svc {
+impl ServicePorts {
     /// What weir keeps of `service`.
     pub fn from_service(service: &Service) -> Self {
         let ports = service
@@ -76,18 +76,18 @@ impl Svc {
             .and_then(|s| s.ports.as_deref())
             .unwrap_or_default()
             .iter()
-            .map(|p| SvcPort {
+            .map(|p| NamedPort {
                 name: p.name.as_deref().map(Box::from),
                 port: p.port,
             })
             .collect();
-        Svc { ports }
+        ServicePorts { ports }
     }
 }
 
-impl From<&Service> for Svc {
+impl From<&Service> for ServicePorts {
     fn from(service: &Service) -> Self {
-        Svc::from_service(service)
+        ServicePorts::from_service(service)
     }
 }
 
@@ -215,7 +215,7 @@ impl From<&EndpointSlice> for Slice {
 pub struct Store {
     /// Pools as [`reduce::pool`] keeps them.
     pub pools: BTreeMap<ObjectKey, Arc<LoadBalancerPool>>,
-    pub services: BTreeMap<ObjectKey, Arc<Svc>>,
+    pub services: BTreeMap<ObjectKey, Arc<ServicePorts>>,
     pub slices: BTreeMap<ObjectKey, Arc<Slice>>,
     /// Secrets as [`reduce::secret`] keeps them: `tls.crt` and `tls.key` only.
     pub secrets: BTreeMap<ObjectKey, Arc<Secret>>,

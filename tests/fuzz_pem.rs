@@ -1,6 +1,6 @@
 //! Fuzzing the PEM / TLS Secret loader: arbitrary bytes, random DER in a PEM wrapper, and real
 //! certificates and keys (made here with rcgen: ECDSA P-256 and P-384, Ed25519, a chain)
-//! mutated in their text and in their DER, through `routing::load_pem` and, as a
+//! mutated in their text and in their DER, through `certificate::load_pem` and, as a
 //! `kubernetes.io/tls` Secret in a file, through parse and compile.
 //!
 //! Invariants: nothing panics; a refusal is a message naming the part at fault (`tls.crt`
@@ -21,7 +21,8 @@ use fuzz_common::fuzz;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use std::sync::atomic::{AtomicU64, Ordering};
-use weir::routing::{compile, load_pem};
+use weir::certificate::load_pem;
+use weir::routing::compile;
 use weir::store::ObjectKey;
 
 /// A certificate (PEM, possibly a chain) and the PEM of its key.

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use weir::api::LoadBalancerPool;
-use weir::store::{ObjectKey, SERVICE_NAME_LABEL, Slice, Store, Svc};
+use weir::store::{ObjectKey, SERVICE_NAME_LABEL, ServicePorts, Slice, Store};
 
 /// The namespace every generated object lives in.
 pub const NS: &str = "bench";
@@ -91,7 +91,7 @@ fn address(n: u32) -> String {
 }
 
 /// A Service `name` with one port `http` (80), as the store keeps it.
-pub fn service(name: &str) -> Arc<Svc> {
+pub fn service(name: &str) -> Arc<ServicePorts> {
     let v = json!({
         "apiVersion": "v1",
         "kind": "Service",
@@ -99,7 +99,7 @@ pub fn service(name: &str) -> Arc<Svc> {
         "spec": { "ports": [{ "name": "http", "port": 80 }] }
     });
     let service: Service = serde_json::from_value(v).expect("a valid Service");
-    Arc::new(Svc::from_service(&service))
+    Arc::new(ServicePorts::from_service(&service))
 }
 
 /// One EndpointSlice of Service `service`, on `port`, with these ready addresses; each

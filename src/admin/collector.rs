@@ -26,7 +26,7 @@ impl Collector for EndpointCollector {
         let rows: Vec<(&str, String, &Pool, &Arc<Endpoint>)> = table
             .pools()
             .flat_map(|p| {
-                p.endpoints()
+                p.ready_endpoints()
                     .map(move |e| (p.name.as_str(), e.addr.to_string(), p.as_ref(), e))
             })
             .collect();
@@ -39,7 +39,7 @@ impl Collector for EndpointCollector {
             )?;
             for pool in table.pools() {
                 let labels = [("pool", pool.name.as_str())];
-                ConstGauge::new(pool.endpoints().count() as i64)
+                ConstGauge::new(pool.ready_endpoints().count() as i64)
                     .encode(m.encode_family(&labels)?)?;
             }
             let mut m = encoder.encode_descriptor(
@@ -50,7 +50,10 @@ impl Collector for EndpointCollector {
             )?;
             for pool in table.pools() {
                 let labels = [("pool", pool.name.as_str())];
-                let healthy = pool.endpoints().filter(|e| e.is_available(now)).count();
+                let healthy = pool
+                    .ready_endpoints()
+                    .filter(|e| e.is_available(now))
+                    .count();
                 ConstGauge::new(healthy as i64).encode(m.encode_family(&labels)?)?;
             }
         }

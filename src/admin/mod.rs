@@ -28,7 +28,7 @@ use tokio::sync::watch;
 
 /// What the admin endpoints report on.
 #[derive(Debug, Default)]
-pub struct AdminState {
+pub struct ProcessState {
     pub metrics: Arc<Metrics>,
     /// Set once the first routing table is in service.
     pub synced: AtomicBool,
@@ -40,7 +40,7 @@ pub struct AdminState {
     pub table: Arc<ArcSwap<RoutingTable>>,
 }
 
-impl AdminState {
+impl ProcessState {
     fn answer(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
@@ -92,7 +92,7 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
 /// Serves the admin endpoints until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,
-    state: Arc<AdminState>,
+    state: Arc<ProcessState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let builder = auto::Builder::new(TokioExecutor::new());

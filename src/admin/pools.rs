@@ -1,11 +1,11 @@
 //! `/pools`: the live routing table as JSON, and the tables `weir inspect` prints from it.
 
-use super::AdminState;
+use super::ProcessState;
 use crate::endpoint::{ActiveHealth, Endpoint};
 use crate::routing::Pool;
 use std::time::Instant;
 
-impl AdminState {
+impl ProcessState {
     /// The live table as JSON: each pool, its routes, status and endpoints with their state.
     pub fn pools_json(&self) -> serde_json::Value {
         let table = self.table.load();

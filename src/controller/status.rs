@@ -3,7 +3,7 @@
 //! turning bad (a route conflict, a missing reference, a bad Secret, no healthy endpoint) is
 //! also reported as a Warning event on the pool, and a pool becoming ready as a Normal one.
 
-use crate::admin::AdminState;
+use crate::admin::ProcessState;
 use crate::api::{ConditionType, LoadBalancerPool, LoadBalancerPoolStatus};
 use crate::store::ObjectKey;
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -21,7 +21,7 @@ pub const FIELD_MANAGER: &str = "weir";
 /// Keeps the API server's pool statuses equal to `statuses` while `leader` holds.
 pub async fn run(
     client: kube::Client,
-    admin: Arc<AdminState>,
+    admin: Arc<ProcessState>,
     leader: Arc<AtomicBool>,
     every: Duration,
 ) {

@@ -38,8 +38,8 @@ pub fn record_outcome(
             if endpoint.note_failure() < config.consecutive_failures || endpoint.is_ejected(now) {
                 return None;
             }
-            let total = pool.endpoints().count();
-            let ejected = pool.endpoints().filter(|e| e.is_ejected(now)).count();
+            let total = pool.ready_endpoints().count();
+            let ejected = pool.ready_endpoints().filter(|e| e.is_ejected(now)).count();
             let limit = match config.max_ejected_percent {
                 0 => 0,
                 pct => (total * pct as usize / 100).max(1),

@@ -14,13 +14,13 @@ pub fn live_status(
     now: Instant,
 ) -> LoadBalancerPoolStatus {
     let mut status = compiled.clone();
-    let ready = pool.endpoints().count() as u32;
+    let ready = pool.ready_endpoints().count() as u32;
     let failing = pool
-        .endpoints()
+        .ready_endpoints()
         .filter(|e| e.active_health() == ActiveHealth::Unhealthy)
         .count() as u32;
     let ejected = pool
-        .endpoints()
+        .ready_endpoints()
         .filter(|e| e.active_health() != ActiveHealth::Unhealthy && e.is_ejected(now))
         .count() as u32;
     let healthy = ready - failing - ejected;

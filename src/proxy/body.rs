@@ -4,7 +4,7 @@
 //! read to its end.
 
 use super::access_log::Completion;
-use super::upstream::Lease;
+use super::upstream::LentConnection;
 use crate::endpoint::InFlight;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 pub struct ProxyBody {
     inner: Inner,
     _in_flight: Option<InFlight>,
-    connection: Option<Lease>,
+    connection: Option<LentConnection>,
     /// Finished (metrics, access log) when the body ends or is dropped.
     completion: Option<Box<Completion>>,
     bytes: u64,
@@ -31,7 +31,11 @@ enum Inner {
 }
 
 impl ProxyBody {
-    pub fn upstream(body: Incoming, in_flight: InFlight, connection: Option<Lease>) -> Self {
+    pub fn upstream(
+        body: Incoming,
+        in_flight: InFlight,
+        connection: Option<LentConnection>,
+    ) -> Self {
         ProxyBody {
             inner: Inner::Upstream(body),
             _in_flight: Some(in_flight),

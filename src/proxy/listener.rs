@@ -2,7 +2,7 @@
 //! them, and drains them gracefully on shutdown.
 
 use super::limits::{Limits, REFUSAL, Slots};
-use super::{Connection, Proxy};
+use super::{ClientConnection, Proxy, Scheme};
 use crate::metrics::{ListenerLabels, ResultLabels};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -61,7 +61,11 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) {
-    let scheme = if tls.is_some() { "https" } else { "http" };
+    let scheme = if tls.is_some() {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    };
     let builder = limits.builder();
     let handshake_timeout = limits.handshake_timeout;
     let graceful = GracefulShutdown::new();
@@ -83,7 +87,7 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let conn = Connection { client, scheme };
+        let conn = ClientConnection { client, scheme };
         let metrics = proxy.metrics().clone();
         let proxy = proxy.clone();
         let service = service_fn(move |req| {
@@ -97,7 +101,9 @@ pub async fn serve(
             let _slot = slot;
             let open = metrics
                 .connections_open
-                .get_or_create(&ListenerLabels { listener: scheme })
+                .get_or_create(&ListenerLabels {
+                    listener: scheme.as_str(),
+                })
                 .clone();
             open.inc();
             let result = match tls {
@@ -144,14 +150,16 @@ pub async fn serve(
 
 /// Turns away a client over the connection limit: a plain-HTTP one reads a 503 saying why; a
 /// TLS one is closed at once (answering would cost a handshake, the very thing in short supply).
-fn refuse(mut stream: tokio::net::TcpStream, plain: bool, proxy: &Proxy, scheme: &'static str) {
+fn refuse(mut stream: tokio::net::TcpStream, plain: bool, proxy: &Proxy, scheme: Scheme) {
     proxy
         .metrics()
         .connections_refused
-        .get_or_create(&ListenerLabels { listener: scheme })
+        .get_or_create(&ListenerLabels {
+            listener: scheme.as_str(),
+        })
         .inc();
     tracing::debug!(
-        listener = scheme,
+        listener = scheme.as_str(),
         "connection limit reached; refusing a client"
     );
     if plain {

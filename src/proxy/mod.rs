@@ -41,12 +41,29 @@ use tracing::Instrument;
 /// `forward` keeps one slot per attempt on the stack from it.
 pub const MAX_RETRIES: u32 = 5;
 
-/// Where a request came from.
+/// The client side of one accepted connection: who it is and how it reached weir. (The pod side
+/// is [`upstream::EndpointConnections`].)
 #[derive(Debug, Clone, Copy)]
-pub struct Connection {
+pub struct ClientConnection {
     pub client: SocketAddr,
-    /// `http` or `https`.
-    pub scheme: &'static str,
+    pub scheme: Scheme,
+}
+
+/// How a client reached weir: on the plain listener or the TLS one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    /// The URI scheme, as in `X-Forwarded-Proto` and the listener metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
 }
 
 /// The request handler shared by every connection.
@@ -86,7 +103,7 @@ impl Proxy {
     pub async fn handle(
         &self,
         mut req: Request<Incoming>,
-        conn: Connection,
+        conn: ClientConnection,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
         let method = req.method().clone();
@@ -144,7 +161,7 @@ impl Proxy {
             return response.map(|b| b.on_end(completion));
         };
         pool.metrics(&self.metrics).in_flight.inc();
-        let mut response = if conn.scheme == "http"
+        let mut response = if conn.scheme == Scheme::Http
             && let Some(location) = https_redirect(&pool, &host, req.uri())
         {
             let mut response = local(StatusCode::PERMANENT_REDIRECT, "moved to https\n");
@@ -160,7 +177,7 @@ impl Proxy {
             )
             .await
         };
-        if conn.scheme == "https"
+        if conn.scheme == Scheme::Https
             && let Some(hsts) = pool.tls.as_ref().and_then(|t| t.hsts.clone())
         {
             response
@@ -183,7 +200,7 @@ impl Proxy {
         if health::record_outcome(pool, endpoint, outcome, now).is_some() {
             self.metrics
                 .ejections
-                .get_or_create(&metrics::pool(&pool.name))
+                .get_or_create(&metrics::pool_labels(&pool.name))
                 .inc();
         }
     }
@@ -193,7 +210,7 @@ impl Proxy {
     async fn forward(
         &self,
         mut req: Request<Incoming>,
-        conn: Connection,
+        conn: ClientConnection,
         client: IpAddr,
         host: &str,
         pool: &Arc<Pool>,
@@ -228,8 +245,12 @@ impl Proxy {
             .cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         headers::remove_hop_by_hop(&mut parts.headers, upgrade.clone());
-        self.forwarding
-            .add_forwarded(&mut parts.headers, conn.client.ip(), conn.scheme, host);
+        self.forwarding.add_forwarded(
+            &mut parts.headers,
+            conn.client.ip(),
+            conn.scheme.as_str(),
+            host,
+        );
         self.forwarding.add_via(&mut parts.headers, parts.version);
         // The pod sees the host weir routed on: an absolute-form target's authority wins
         // over a Host header that disagrees (RFC 9112 §3.2.2).
@@ -285,7 +306,7 @@ impl Proxy {
                 summary.retries = attempt;
                 self.metrics
                     .retries
-                    .get_or_create(&metrics::pool(&pool.name))
+                    .get_or_create(&metrics::pool_labels(&pool.name))
                     .inc();
             }
             // HTTP/1.1 names the path alone (the Host header says the rest); HTTP/2 needs the
@@ -342,7 +363,7 @@ impl Proxy {
                             let same = pinned.as_ref().is_some_and(|p| {
                                 Arc::ptr_eq(&p.endpoint, &endpoint) && !p.stale_key
                             });
-                            let https = conn.scheme == "https";
+                            let https = conn.scheme == Scheme::Https;
                             summary.affinity = match (same, had_cookie) {
                                 (true, _) => "hit",
                                 (false, true) => "miss",
@@ -366,7 +387,7 @@ impl Proxy {
                     if never_sent {
                         self.metrics
                             .connect_errors
-                            .get_or_create(&metrics::pool(&pool.name))
+                            .get_or_create(&metrics::pool_labels(&pool.name))
                             .inc();
                     }
                     let what = if never_sent {
@@ -391,7 +412,7 @@ impl Proxy {
                     self.record(pool, &endpoint, Outcome::Failure, now);
                     self.metrics
                         .timeouts
-                        .get_or_create(&metrics::pool(&pool.name))
+                        .get_or_create(&metrics::pool_labels(&pool.name))
                         .inc();
                     tracing::warn!(endpoint = %endpoint.addr, timeout_seconds = timeout.as_secs(), "upstream timed out");
                     // The pod may have acted on it, so only an idempotent request with its body
@@ -429,7 +450,7 @@ impl Proxy {
 fn finish(
     mut response: Response<Incoming>,
     in_flight: InFlight,
-    connection: Option<upstream::Lease>,
+    connection: Option<upstream::LentConnection>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response<ProxyBody> {
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;

@@ -3,7 +3,8 @@
 //! The resolver reads certificates from the routing table in service, so a rotated Secret
 //! takes effect at the next handshake, with no restart and no effect on open connections.
 
-use crate::routing::{RoutingTable, load_pem};
+use crate::certificate::load_pem;
+use crate::routing::RoutingTable;
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 use rustls::server::{ClientHello, ResolvesServerCert};

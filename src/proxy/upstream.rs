@@ -1,14 +1,14 @@
 //! Keep-alive connections to pods: weir's own small pool per endpoint.
 //!
-//! Each [`Endpoint`] carries its [`Connections`], made on its first request: a stack of idle
+//! Each [`Endpoint`] carries its [`EndpointConnections`], made on its first request: a stack of idle
 //! HTTP/1.1 connections, or one shared HTTP/2 connection for h2c pods. Because compile keeps
 //! the same `Arc<Endpoint>` for a pod that stays, a table swap keeps its connections; a pod that
 //! leaves takes its idle connections with it (they close when the endpoint is dropped).
 //!
 //! A request takes the most recently used idle connection (so the others age out) or dials a new
 //! one, taking a connection another request gives back meanwhile if that comes first. The
-//! response body hands an HTTP/1.1 connection back through its [`Lease`] when it has been read
-//! to the end; a body that does not end closes it, as its connection cannot be reused safely. [`Connections::expire`] closes connections idle past the pool's idle timeout.
+//! response body hands an HTTP/1.1 connection back through its [`LentConnection`] when it has been read
+//! to the end; a body that does not end closes it, as its connection cannot be reused safely. [`EndpointConnections::expire`] closes connections idle past the pool's idle timeout.
 //!
 //! Why not hyper-util's pooled client: it keys one shared, locked map by host string, spawns a
 //! task per request to return each connection, and hides whether a failed request ever left.
@@ -59,7 +59,7 @@ impl UpstreamError {
 
 /// The keep-alive connections of one endpoint.
 #[derive(Debug, Default)]
-pub struct Connections {
+pub struct EndpointConnections {
     /// Idle HTTP/1.1 connections, most recently used last.
     idle: Mutex<Vec<Idle>>,
     /// The HTTP/2 connection every request to an h2c pod shares.
@@ -84,15 +84,15 @@ pub struct Dial {
     pub idle: Duration,
 }
 
-/// An HTTP/1.1 connection lent to one request; [`Lease::release`] gives it back.
+/// An HTTP/1.1 connection lent to one request; [`LentConnection::release`] gives it back.
 #[derive(Debug)]
-pub struct Lease {
+pub struct LentConnection {
     sender: http1::SendRequest<AttemptBody>,
     endpoint: Arc<Endpoint>,
     idle: Duration,
 }
 
-impl Lease {
+impl LentConnection {
     /// Returns the connection to its endpoint's idle stack. Only for a connection whose response
     /// was read to the end; one still writing the request body is closed instead.
     pub fn release(self) {
@@ -105,7 +105,7 @@ impl Lease {
     }
 }
 
-impl Connections {
+impl EndpointConnections {
     fn put_idle(&self, sender: http1::SendRequest<AttemptBody>, keep: Duration) {
         let mut idle = lock(&self.idle);
         if idle.len() < MAX_IDLE_PER_ENDPOINT {
@@ -180,7 +180,7 @@ pub async fn send(
     endpoint: &Arc<Endpoint>,
     dial: Dial,
     req: http::Request<AttemptBody>,
-) -> Result<(http::Response<Incoming>, Option<Lease>), UpstreamError> {
+) -> Result<(http::Response<Incoming>, Option<LentConnection>), UpstreamError> {
     if endpoint.h2c {
         return Box::pin(send_h2(endpoint, dial, req))
             .await
@@ -206,7 +206,7 @@ async fn dial_or_take_released(
     endpoint: &Arc<Endpoint>,
     dial: Dial,
     mut req: http::Request<AttemptBody>,
-) -> Result<(http::Response<Incoming>, Option<Lease>), UpstreamError> {
+) -> Result<(http::Response<Incoming>, Option<LentConnection>), UpstreamError> {
     let connections = connections_of(endpoint)?;
     let (dialed_tx, mut dialed) = tokio::sync::oneshot::channel();
     let owner = endpoint.clone();
@@ -257,8 +257,8 @@ fn unsent<T>(mut e: hyper::client::conn::TrySendError<T>) -> Result<T, UpstreamE
 }
 
 /// The endpoint's keep-alive connections, attached to it on first use.
-fn connections_of(endpoint: &Endpoint) -> Result<&Connections, UpstreamError> {
-    endpoint.attached::<Connections>().ok_or_else(|| {
+fn connections_of(endpoint: &Endpoint) -> Result<&EndpointConnections, UpstreamError> {
+    endpoint.attached::<EndpointConnections>().ok_or_else(|| {
         UpstreamError::Connect(std::io::Error::other(
             "the endpoint carries state of another type",
         ))
@@ -300,8 +300,12 @@ async fn dial_h1(
     Ok(sender)
 }
 
-fn lease(sender: http1::SendRequest<AttemptBody>, endpoint: &Arc<Endpoint>, dial: Dial) -> Lease {
-    Lease {
+fn lease(
+    sender: http1::SendRequest<AttemptBody>,
+    endpoint: &Arc<Endpoint>,
+    dial: Dial,
+) -> LentConnection {
+    LentConnection {
         sender,
         endpoint: endpoint.clone(),
         idle: dial.idle,
@@ -376,7 +380,7 @@ pub async fn expire_idle(
         let now = Instant::now();
         let table = table.load_full();
         for endpoint in table.pools().flat_map(|p| p.all_endpoints()) {
-            if let Some(connections) = endpoint.attached_if_any::<Connections>() {
+            if let Some(connections) = endpoint.attached_if_any::<EndpointConnections>() {
                 connections.expire(now);
             }
         }

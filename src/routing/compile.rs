@@ -1,6 +1,5 @@
 //! `compile`: the object store in, a routing table and one status per pool out. Pure.
 
-use super::certificate::{self, Certificate};
 use super::host::normalize_prefix;
 use super::host_policy::HostPolicy;
 use super::pool::{BackendSet, Pool};
@@ -11,8 +10,9 @@ use crate::api::{
     LoadBalancerPoolSpec, LoadBalancerPoolStatus, Reason, ServicePort, validate_spec,
 };
 use crate::balance::{self, Balance};
+use crate::certificate::{self, Certificate};
 use crate::endpoint::Endpoint;
-use crate::store::{ObjectKey, Slice, Store, Svc};
+use crate::store::{ObjectKey, ServicePorts, Slice, Store};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -617,7 +617,7 @@ impl Resolved<'_> {
 
 /// Services and their slices, indexed once per compile.
 struct SliceIndex<'a> {
-    services: &'a BTreeMap<ObjectKey, Arc<Svc>>,
+    services: &'a BTreeMap<ObjectKey, Arc<ServicePorts>>,
     by_service: HashMap<ObjectKey, Vec<&'a Slice>>,
 }
 

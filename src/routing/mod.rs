@@ -2,14 +2,12 @@
 //!
 //! Nothing here does I/O: objects in, `(RoutingTable, status per pool)` out.
 
-mod certificate;
 mod compile;
 mod host;
 mod host_policy;
 mod pool;
 mod table;
 
-pub use certificate::{Certificate, load_pem};
 pub use compile::{Compiled, compile, compile_with};
 pub use host::{normalize_host, normalize_prefix, prefix_matches};
 pub use host_policy::{HostPolicy, HostPolicyError};

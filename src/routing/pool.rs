@@ -1,10 +1,10 @@
 //! A compiled pool: its endpoints grouped by backend, and how it picks one.
 
-use super::certificate::Certificate;
 use crate::api::{
     Algorithm, HashOn, HealthCheck, OutlierDetection, Retries, SessionAffinity, Timeouts,
 };
 use crate::balance::{Balance, HashRing, Pick, WeightedSequence};
+use crate::certificate::Certificate;
 use crate::endpoint::Endpoint;
 use crate::metrics::{Metrics, PoolHandles};
 use crate::store::ObjectKey;
@@ -124,8 +124,9 @@ impl Pool {
         })
     }
 
-    /// Every endpoint that takes new traffic, over all backends.
-    pub fn endpoints(&self) -> impl Iterator<Item = &Arc<Endpoint>> {
+    /// Every endpoint that takes new traffic (ready, not fenced), over all backends. Health and
+    /// ejection are live flags on each; filter with `Endpoint::is_available`.
+    pub fn ready_endpoints(&self) -> impl Iterator<Item = &Arc<Endpoint>> {
         self.backends.iter().flat_map(|b| b.endpoints.iter())
     }
 

@@ -7,7 +7,7 @@
 //! replica never serves a partial view.
 
 use crate::api::LoadBalancerPool;
-use crate::store::{ObjectKey, Slice, Store, Svc, reduce};
+use crate::store::{ObjectKey, ServicePorts, Slice, Store, reduce};
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -139,12 +139,12 @@ impl Kind for LoadBalancerPool {
     }
 }
 impl Kind for Service {
-    type Stored = Svc;
-    fn map(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<Svc>> {
+    type Stored = ServicePorts;
+    fn map(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<ServicePorts>> {
         &mut store.services
     }
-    fn stored(self) -> Svc {
-        Svc::from_service(&self)
+    fn stored(self) -> ServicePorts {
+        ServicePorts::from_service(&self)
     }
 }
 impl Kind for EndpointSlice {

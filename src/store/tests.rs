@@ -160,7 +160,7 @@ fn a_service_keeps_its_ports_named_or_not() {
         ]},
     }))
     .unwrap();
-    let svc = Svc::from_service(&service);
+    let svc = ServicePorts::from_service(&service);
     let ports: Vec<(Option<&str>, i32)> = svc
         .ports
         .iter()
@@ -171,5 +171,5 @@ fn a_service_keeps_its_ports_named_or_not() {
         vec![(Some("http"), 80), (None, 9000), (Some("dns"), 53)]
     );
     let bare: Service = serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap();
-    assert_eq!(Svc::from_service(&bare), Svc::default());
+    assert_eq!(ServicePorts::from_service(&bare), ServicePorts::default());
 }

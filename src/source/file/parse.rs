@@ -2,7 +2,7 @@
 
 use super::FileError;
 use crate::api::{LoadBalancerPool, validate_spec};
-use crate::store::{ObjectKey, Slice, Store, Svc, reduce};
+use crate::store::{ObjectKey, ServicePorts, Slice, Store, reduce};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::de::DeserializeOwned;
@@ -116,7 +116,9 @@ fn add_object(
     match kind {
         "Service" => {
             let s: Service = decode(&here, object)?;
-            store.services.insert(key, Arc::new(Svc::from_service(&s)));
+            store
+                .services
+                .insert(key, Arc::new(ServicePorts::from_service(&s)));
         }
         "Secret" => {
             let s: Secret = decode(&here, object)?;

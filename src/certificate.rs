@@ -1,5 +1,6 @@
-//! TLS certificates from `kubernetes.io/tls` Secrets: parsed and checked at compile time, so
-//! a bad Secret becomes a status condition and never reaches a handshake.
+//! TLS certificates from PEM (a `kubernetes.io/tls` Secret, or `--tls-cert`/`--tls-key` files):
+//! parsed and checked when the table is compiled, so a bad Secret becomes a status condition and
+//! never reaches a handshake.
 
 use k8s_openapi::api::core::v1::Secret;
 use rustls::pki_types::pem::PemObject;
