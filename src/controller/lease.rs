@@ -1,6 +1,6 @@
 //! Leader election with a `coordination.k8s.io/v1` Lease. Every replica serves traffic; only
 //! the holder of the Lease writes status. A holder that stops renewing is replaced once its
-//! lease has run out.
+//! lease has run out; it steps down itself a little earlier, at its renew deadline.
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
@@ -21,6 +21,16 @@ pub struct LeaseConfig {
     pub duration: Duration,
     /// How often the holder renews (and others look).
     pub renew_every: Duration,
+}
+
+impl LeaseConfig {
+    /// How long a leader keeps the role without a renewal: the lease less one renewal period.
+    /// Others count the lease from the renewTime we wrote, by their own clocks; stepping down
+    /// one period early leaves that much room for a clock ahead of ours (client-go keeps a
+    /// renew deadline below the lease for the same reason).
+    pub fn renew_deadline(&self) -> Duration {
+        self.duration.saturating_sub(self.renew_every)
+    }
 }
 
 /// Holds or contends for the Lease forever; `leader` says whether this replica holds it.
@@ -54,9 +64,11 @@ async fn lead<E: std::fmt::Display, F: Future<Output = Result<bool, E>>>(
     loop {
         let held = leader.load(Ordering::Relaxed);
         let started = Instant::now();
-        // A round that hangs must not stretch the role past the lease, which others take over
-        // once it has run out.
-        let expires = renewed.filter(|_| held).map(|r| r + config.duration);
+        // A round that hangs must not stretch the role past the deadline: others take over
+        // once the lease has run out.
+        let expires = renewed
+            .filter(|_| held)
+            .map(|r| r + config.renew_deadline());
         let answer = match expires {
             Some(at) => tokio::time::timeout_at(at, round()).await.ok(),
             None => Some(round().await),
@@ -73,7 +85,13 @@ async fn lead<E: std::fmt::Display, F: Future<Output = Result<bool, E>>>(
                 Round::Unanswered
             }
         };
-        let holds = still_leader(held, renewed, Instant::now(), config.duration, outcome);
+        let holds = still_leader(
+            held,
+            renewed,
+            Instant::now(),
+            config.renew_deadline(),
+            outcome,
+        );
         if outcome == Round::Held {
             renewed = Some(started);
         }
@@ -84,26 +102,32 @@ async fn lead<E: std::fmt::Display, F: Future<Output = Result<bool, E>>>(
                 tracing::info!(identity = %config.identity, "no longer the leader");
             }
         }
-        tokio::time::sleep(config.renew_every).await;
+        // A leader that could not renew wakes at its deadline rather than a period after it,
+        // so it never holds the role past what it claimed.
+        let mut next = Instant::now() + config.renew_every;
+        if holds && let Some(r) = renewed {
+            next = next.min(r + config.renew_deadline());
+        }
+        tokio::time::sleep_until(next).await;
     }
 }
 
 /// Whether this replica leads after a round. Without an answer, a leader keeps the role while
-/// its last renewal is younger than the lease: no other replica can take over before then, so a
-/// short API outage does not make every replica step down (and the next leader rewrite all
-/// status).
+/// its last renewal is younger than its renew deadline: no other replica can take over before
+/// then, so a short API outage does not make every replica step down (and the next leader
+/// rewrite all status).
 fn still_leader(
     held: bool,
     renewed: Option<Instant>,
     now: Instant,
-    duration: Duration,
+    deadline: Duration,
     outcome: Round,
 ) -> bool {
     match outcome {
         Round::Held => true,
         Round::Refused => false,
         Round::Unanswered => {
-            held && renewed.is_some_and(|r| now.saturating_duration_since(r) < duration)
+            held && renewed.is_some_and(|r| now.saturating_duration_since(r) < deadline)
         }
     }
 }
@@ -258,14 +282,14 @@ mod tests {
         seen
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_short_api_outage_keeps_leadership() {
         let script = [Some(true), None, None, None, None, Some(true), Some(true)];
         let seen = play(config(Duration::from_secs(30)), &script, 8).await;
         assert_eq!(seen, [false, true, true, true, true, true, true, true]);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_long_api_outage_steps_down() {
         let seen = play(config(Duration::from_millis(100)), &[Some(true), None], 100).await;
         // 5 ms a round: well inside the lease after one error, well past it after 99.
@@ -273,7 +297,62 @@ mod tests {
         assert!(!seen[99], "kept leading past the lease: {seen:?}");
     }
 
-    #[tokio::test]
+    /// When the replica leads and stops leading, on the paused clock, with the API server
+    /// answering `first` once and then failing.
+    async fn reign(config: LeaseConfig, first: Option<bool>) -> (Option<Duration>, Duration) {
+        let leader = AtomicBool::new(false);
+        let start = Instant::now();
+        let mut rounds = 0;
+        let looped = lead(&config, &leader, || {
+            rounds += 1;
+            let answer = if rounds == 1 { first } else { None };
+            std::future::ready(answer.ok_or("connection refused"))
+        });
+        let watch = async {
+            // Paused time: every sleep ends exactly when due. Samples fall between the loop's
+            // whole-second wake-ups, so none races a change at the same instant.
+            let mut became = None;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let leads = leader.load(Ordering::Relaxed);
+                match (became, leads) {
+                    (None, true) => became = Some(start.elapsed()),
+                    (Some(_), false) => return (became, start.elapsed()),
+                    (None, false) if start.elapsed() > Duration::from_secs(60) => {
+                        return (None, start.elapsed());
+                    }
+                    _ => {}
+                }
+            }
+        };
+        tokio::select! {
+            _ = looped => unreachable!("the lease loop never ends"),
+            times = watch => times,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_leader_that_cannot_renew_steps_down_at_its_deadline_not_a_period_later() {
+        // 10 s lease, renewing every 4 s: rounds at 0 (held) and 4 (no answer); the deadline
+        // is 6 s. Sleeping a whole period again would keep the role until 8 s, and the old
+        // "until the lease expires" rule until 12 s, past the 10 s at which others take over.
+        let mut c = config(Duration::from_secs(10));
+        c.renew_every = Duration::from_secs(4);
+        assert_eq!(c.renew_deadline(), Duration::from_secs(6));
+        let (became, stepped_down) = reign(c, Some(true)).await;
+        assert_eq!(became, Some(Duration::from_millis(150)));
+        assert_eq!(stepped_down, Duration::from_millis(6050));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_follower_that_is_refused_never_leads() {
+        let mut c = config(Duration::from_secs(10));
+        c.renew_every = Duration::from_secs(2);
+        assert_eq!(reign(c, Some(false)).await.0, None);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_round_that_hangs_ends_with_the_lease() {
         let (config, leader) = (config(Duration::from_millis(100)), AtomicBool::new(false));
         let mut rounds = 0;
@@ -293,5 +372,7 @@ mod tests {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
         assert!(!leader.load(Ordering::Relaxed));
+        // The hung round was cut off at the deadline and the loop went on contending.
+        assert!(rounds > 2, "the hung round never ended: {rounds} round(s)");
     }
 }

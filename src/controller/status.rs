@@ -25,8 +25,6 @@ pub async fn run(
     leader: Arc<AtomicBool>,
     every: Duration,
 ) {
-    // What we last wrote, with the transition time of each condition.
-    let mut written: HashMap<ObjectKey, LoadBalancerPoolStatus> = HashMap::new();
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -34,6 +32,46 @@ pub async fn run(
             instance: std::env::var("POD_NAME").ok(),
         },
     );
+    let api = ApiServer { client, recorder };
+    follow(&api, &admin, &leader, every).await
+}
+
+/// Where status and events go: the API server, or a test's record of the calls.
+trait Sink {
+    type Error: std::fmt::Display;
+    /// Writes a pool's status; returns a reference to the pool, for its events.
+    async fn write(
+        &self,
+        key: &ObjectKey,
+        status: &LoadBalancerPoolStatus,
+    ) -> Result<ObjectReference, Self::Error>;
+    async fn publish(&self, event: &Event, pool: &ObjectReference) -> Result<(), Self::Error>;
+}
+
+struct ApiServer {
+    client: kube::Client,
+    recorder: Recorder,
+}
+
+impl Sink for ApiServer {
+    type Error = kube::Error;
+    async fn write(
+        &self,
+        key: &ObjectKey,
+        status: &LoadBalancerPoolStatus,
+    ) -> Result<ObjectReference, kube::Error> {
+        write(&self.client, key, status).await
+    }
+    async fn publish(&self, event: &Event, pool: &ObjectReference) -> Result<(), kube::Error> {
+        self.recorder.publish(event, pool).await
+    }
+}
+
+/// The loop of [`run`]: each `every`, while leading, writes the statuses that changed since
+/// they were last written.
+async fn follow(sink: &impl Sink, admin: &ProcessState, leader: &AtomicBool, every: Duration) {
+    // What we last wrote, with the transition time of each condition.
+    let mut written: HashMap<ObjectKey, LoadBalancerPoolStatus> = HashMap::new();
     loop {
         tokio::time::sleep(every).await;
         if !leader.load(Ordering::Relaxed) {
@@ -49,15 +87,16 @@ pub async fn run(
             if previous == Some(&next) {
                 continue;
             }
-            match write(&client, key, &next).await {
+            match sink.write(key, &next).await {
                 Ok(reference) => {
                     for event in events(previous, &next) {
-                        if let Err(e) = recorder.publish(&event, &reference).await {
+                        if let Err(e) = sink.publish(&event, &reference).await {
                             tracing::debug!(pool = %key, error = %e, "could not write an event");
                         }
                     }
                     written.insert(key.clone(), next);
                 }
+                // Not recorded as written: the next tick tries again.
                 Err(e) => tracing::warn!(pool = %key, error = %e, "could not write pool status"),
             }
         }
@@ -134,6 +173,7 @@ async fn write(
 mod tests {
     use super::*;
     use crate::api::{Condition, Reason};
+    use std::cell::RefCell;
 
     fn status(conditions: Vec<Condition>) -> LoadBalancerPoolStatus {
         LoadBalancerPoolStatus {
@@ -259,5 +299,186 @@ mod tests {
             flipped.conditions[0].last_transition_time,
             first.conditions[0].last_transition_time
         );
+    }
+
+    /// Records what the loop sends; fails the writes of the pools named in `failing`.
+    #[derive(Default)]
+    struct Recorded {
+        writes: RefCell<Vec<(String, Vec<String>)>>,
+        events: RefCell<Vec<(String, String)>>,
+        failing: RefCell<Vec<String>>,
+    }
+
+    impl Sink for Recorded {
+        type Error = &'static str;
+        async fn write(
+            &self,
+            key: &ObjectKey,
+            status: &LoadBalancerPoolStatus,
+        ) -> Result<ObjectReference, &'static str> {
+            if self.failing.borrow().contains(&key.name) {
+                return Err("connection refused");
+            }
+            let reasons = status.conditions.iter().map(|c| c.reason.clone()).collect();
+            self.writes.borrow_mut().push((key.name.clone(), reasons));
+            Ok(ObjectReference {
+                name: Some(key.name.clone()),
+                ..Default::default()
+            })
+        }
+        async fn publish(&self, event: &Event, pool: &ObjectReference) -> Result<(), &'static str> {
+            let name = pool.name.clone().unwrap_or_default();
+            self.events.borrow_mut().push((name, event.reason.clone()));
+            Ok(())
+        }
+    }
+
+    fn unhealthy() -> Vec<Condition> {
+        let mut c = healthy();
+        c[1] = Condition::new(
+            ConditionType::Ready,
+            false,
+            Reason::NoHealthyEndpoints,
+            "0 of 2",
+        );
+        c
+    }
+
+    fn set(admin: &ProcessState, pools: &[(&str, Vec<Condition>)]) {
+        let statuses = pools
+            .iter()
+            .map(|(name, c)| (ObjectKey::new("ns", *name), status(c.clone())))
+            .collect();
+        admin.statuses.store(Arc::new(statuses));
+    }
+
+    const EVERY: Duration = Duration::from_secs(1);
+
+    /// Runs the loop beside `script` on the paused clock; `script`'s sleeps are whole ticks
+    /// plus half of one, so each step sees the ticks before it done.
+    async fn with_loop(
+        admin: &ProcessState,
+        leader: &AtomicBool,
+        sink: &Recorded,
+        script: impl Future<Output = ()>,
+    ) {
+        tokio::select! {
+            _ = follow(sink, admin, leader, EVERY) => unreachable!("the status loop never ends"),
+            _ = script => {}
+        }
+    }
+
+    async fn ticks(n: u32) {
+        tokio::time::sleep(EVERY * n).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_leader_writes_each_change_once_with_its_events() {
+        let (admin, leader, sink) = (
+            ProcessState::default(),
+            AtomicBool::new(true),
+            Recorded::default(),
+        );
+        set(&admin, &[("a", healthy()), ("b", healthy())]);
+        with_loop(&admin, &leader, &sink, async {
+            tokio::time::sleep(EVERY / 2).await;
+            ticks(3).await;
+            assert_eq!(
+                sink.writes.borrow().len(),
+                2,
+                "each pool once, not once a tick"
+            );
+            set(&admin, &[("a", unhealthy()), ("b", healthy())]);
+            ticks(2).await;
+        })
+        .await;
+        let ready = vec!["Accepted".to_string(), "HealthyEndpoints".into()];
+        let down = vec!["Accepted".to_string(), "NoHealthyEndpoints".into()];
+        assert_eq!(
+            *sink.writes.borrow(),
+            [
+                ("a".into(), ready.clone()),
+                ("b".into(), ready),
+                ("a".into(), down)
+            ]
+        );
+        assert_eq!(
+            *sink.events.borrow(),
+            [("a".into(), "NoHealthyEndpoints".into())]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_follower_writes_nothing_and_each_new_term_writes_everything_once() {
+        let (admin, leader, sink) = (
+            ProcessState::default(),
+            AtomicBool::new(false),
+            Recorded::default(),
+        );
+        set(&admin, &[("a", healthy()), ("b", unhealthy())]);
+        with_loop(&admin, &leader, &sink, async {
+            tokio::time::sleep(EVERY / 2).await;
+            ticks(3).await;
+            assert!(sink.writes.borrow().is_empty(), "a follower wrote");
+            leader.store(true, Ordering::Relaxed);
+            ticks(3).await;
+            assert_eq!(sink.writes.borrow().len(), 2);
+            // Another replica may have written while this one followed.
+            leader.store(false, Ordering::Relaxed);
+            ticks(2).await;
+            leader.store(true, Ordering::Relaxed);
+            ticks(2).await;
+        })
+        .await;
+        let names: Vec<_> = sink
+            .writes
+            .borrow()
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect();
+        assert_eq!(names, ["a", "b", "a", "b"]);
+        // Each term reports what is wrong now, once.
+        assert_eq!(
+            *sink.events.borrow(),
+            [
+                ("b".into(), "NoHealthyEndpoints".into()),
+                ("b".into(), "NoHealthyEndpoints".into())
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_write_is_tried_again_and_a_deleted_pool_is_forgotten() {
+        let (admin, leader, sink) = (
+            ProcessState::default(),
+            AtomicBool::new(true),
+            Recorded::default(),
+        );
+        sink.failing.borrow_mut().push("a".into());
+        set(&admin, &[("a", unhealthy())]);
+        with_loop(&admin, &leader, &sink, async {
+            tokio::time::sleep(EVERY / 2).await;
+            ticks(2).await;
+            assert!(sink.writes.borrow().is_empty());
+            assert!(
+                sink.events.borrow().is_empty(),
+                "events for a status never written"
+            );
+            sink.failing.borrow_mut().clear();
+            ticks(2).await;
+            assert_eq!(
+                sink.writes.borrow().len(),
+                1,
+                "written once the API answers"
+            );
+            set(&admin, &[]);
+            ticks(1).await;
+            // Back with the same status: written again, as the pool (and its status) is new.
+            set(&admin, &[("a", unhealthy())]);
+            ticks(2).await;
+        })
+        .await;
+        assert_eq!(sink.writes.borrow().len(), 2);
+        assert_eq!(sink.events.borrow().len(), 2);
     }
 }
