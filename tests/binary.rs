@@ -389,6 +389,26 @@ async fn allow_hosts_keeps_a_namespace_off_another_teams_host() {
         .unwrap();
     assert!(pools.contains("HostNotAllowed"), "{pools}");
 
+    // `check` judges the file by the policy it will be served under.
+    let out = Command::new(WEIR)
+        .args(["check", "-f"])
+        .arg(&file)
+        .args(["--allow-hosts", "shop=shop.test,*.shop.test"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("a-squat/grab") && text.contains("Accepted=False HostNotAllowed"),
+        "{text}"
+    );
+    let open = Command::new(WEIR)
+        .args(["check", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&open.stdout).contains("HostNotAllowed"));
+
     // A malformed rule is a user's error, named.
     let out = Command::new(WEIR)
         .args(["serve", "--config"])
@@ -402,4 +422,31 @@ async fn allow_hosts_keeps_a_namespace_off_another_teams_host() {
         err.contains("--allow-hosts") && err.contains("NAMESPACE=HOST"),
         "{err}"
     );
+}
+
+/// Colour codes are for a terminal: a log written to a file (or a pod's log) has none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_that_is_not_a_terminal_has_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, log) = (dir.path().join("pools.yaml"), dir.path().join("weir.log"));
+    std::fs::write(&config, "").unwrap();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(WEIR)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .args(["--http-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0"])
+        .args(["--admin-addr", &admin, "--log-level", "debug"])
+        .env_remove("NO_COLOR")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("weir starts");
+    let mut weir = common::process::Process(child);
+    wait_ready(&admin).await;
+    weir.signal("TERM");
+    assert!(weir.wait_exit(Duration::from_secs(10)).is_some());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("INFO"), "nothing logged: {text}");
+    assert!(!text.contains('\x1b'), "colour codes in a file: {text:?}");
 }

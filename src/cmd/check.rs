@@ -9,13 +9,15 @@ pub struct Args {
     /// The file, as `weir serve --config` takes it.
     #[arg(long, short = 'f')]
     file: PathBuf,
+    #[command(flatten)]
+    hosts: super::listen::HostRules,
 }
 
 /// Fails when a pool would not be accepted or its references do not resolve.
 pub fn main(args: Args) -> anyhow::Result<()> {
     let path = &args.file;
     let store = weir::source::file::load(path)?;
-    let compiled = weir::routing::compile(&store, None);
+    let compiled = weir::routing::compile_with(&store, None, &args.hosts.policy()?);
     let mut bad = 0;
     for (key, status) in &compiled.statuses {
         println!("{key}  hosts: {}", status.hosts.as_deref().unwrap_or("-"));

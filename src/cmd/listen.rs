@@ -35,16 +35,33 @@ pub struct Listen {
     /// After the key changes, cookies made with the previous key stay valid this long.
     #[arg(long, default_value = "60m", value_parser = super::parse_duration)]
     pub affinity_key_grace: Duration,
+    #[command(flatten)]
+    pub hosts: HostRules,
+    #[command(flatten)]
+    pub clients: Clients,
+    #[command(flatten)]
+    pub process: Process,
+}
+
+/// `--allow-hosts`: shared by the commands that serve and by `check`, so a file is judged by
+/// the policy it will be served under.
+#[derive(clap::Args, Debug)]
+pub struct HostRules {
     /// Which namespace may claim which hosts: NAMESPACE=HOST[,HOST...], repeated; a HOST is
     /// exact, *.domain (its subdomains) or * (any, the catch-all route included). Once given,
     /// a namespace claims only the hosts its rules cover. Without it any namespace may claim
     /// any host not yet held.
     #[arg(long = "allow-hosts", value_name = "NAMESPACE=HOSTS")]
     pub allow_hosts: Vec<String>,
-    #[command(flatten)]
-    pub clients: Clients,
-    #[command(flatten)]
-    pub process: Process,
+}
+
+impl HostRules {
+    pub fn policy(&self) -> anyhow::Result<weir::routing::HostPolicy> {
+        if self.allow_hosts.is_empty() {
+            return Ok(weir::routing::HostPolicy::open());
+        }
+        weir::routing::HostPolicy::from_rules(&self.allow_hosts).context("--allow-hosts")
+    }
 }
 
 /// `--max-connections` when the open-file limit leaves room for it.
@@ -184,11 +201,7 @@ impl Listen {
             access_log: self.process.access_log.into(),
             limits: self.clients.limits(),
             forwarding: self.clients.forwarding()?,
-            host_policy: if self.allow_hosts.is_empty() {
-                weir::routing::HostPolicy::open()
-            } else {
-                weir::routing::HostPolicy::from_rules(&self.allow_hosts).context("--allow-hosts")?
-            },
+            host_policy: self.hosts.policy()?,
         })
     }
 

@@ -1,6 +1,7 @@
 //! The process's log: text or JSON on stderr, filtered by `--log-level` or `RUST_LOG`.
 
 use clap::ValueEnum;
+use std::io::IsTerminal;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum LogFormat {
@@ -22,7 +23,9 @@ pub fn init(format: LogFormat, level: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rustls=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes are for a terminal; in a file or a pod's log they are noise.
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
