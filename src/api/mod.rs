@@ -3,6 +3,7 @@
 
 mod affinity;
 mod condition;
+pub mod gateway;
 mod health;
 mod tls;
 mod validate;

@@ -1,0 +1,156 @@
+//! Gateway API (`gateway.networking.k8s.io`, v1.6 standard channel) as weir reads it:
+//! GatewayClass, Gateway, HTTPRoute, GRPCRoute and ReferenceGrant.
+//!
+//! Written here from the upstream Go types rather than taken from the `gateway-api` crate:
+//! that crate follows Gateway API v1.5 and builds on kube 4 / k8s-openapi 0.28, a second copy
+//! of the client beside weir's kube 5. The CRDs themselves stay upstream's (the cluster owner
+//! installs the v1.6.3 standard bundle), so these types carry no schema.
+//!
+//! Closed sets the CRDs enforce (match types, filter types, `from`) are enums; open ones
+//! (protocols, groups, kinds, which may be domain-prefixed) stay strings, so an object weir does
+//! not support still parses and gets a status that names what it does not support.
+
+mod gateway_class;
+mod reference_grant;
+mod route;
+
+pub use gateway_class::*;
+pub use reference_grant::*;
+pub use route::*;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use serde::{Deserialize, Serialize};
+
+/// The API group of every kind here.
+pub const GROUP: &str = "gateway.networking.k8s.io";
+
+/// The `controllerName` of GatewayClasses weir implements.
+pub const CONTROLLER_NAME: &str = "weir.dev/gateway-controller";
+
+/// A reference from a route to its parent (a Gateway, or a listener of one).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentReference {
+    /// Defaults to `gateway.networking.k8s.io`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Defaults to `Gateway`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Defaults to the route's own namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+    /// A listener's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i32>,
+}
+
+/// A reference to a backend: a Service unless `group`/`kind` say otherwise.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendObjectReference {
+    /// Defaults to `""` (the core group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Defaults to `Service`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i32>,
+}
+
+/// A reference to a Secret (or another kind holding a certificate).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretObjectReference {
+    /// Defaults to `""` (the core group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Defaults to `Secret`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// A reference to an object in the same namespace, by group and kind.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalObjectReference {
+    pub group: String,
+    pub kind: String,
+    pub name: String,
+}
+
+/// A reference to an object by group, kind and name, possibly in another namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectReference {
+    pub group: String,
+    pub kind: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// A backend with its share of the rule's traffic.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendRef {
+    #[serde(flatten)]
+    pub object: BackendObjectReference,
+    /// Defaults to 1; 0 takes no traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<i32>,
+}
+
+/// Keeping a client on one backend, by cookie or header.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionPersistence {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub absolute_timeout: Option<String>,
+    /// `Cookie` (the default) or `Header`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie_config: Option<CookieConfig>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CookieConfig {
+    /// `Session` (the default) or `Permanent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime_type: Option<String>,
+}
+
+/// What one controller says of a route's attachment to one parent.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteParentStatus {
+    pub parent_ref: ParentReference,
+    pub controller_name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// A route's status: one entry per parent per controller.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteStatus {
+    #[serde(default)]
+    pub parents: Vec<RouteParentStatus>,
+}
+
+#[cfg(test)]
+mod tests;
