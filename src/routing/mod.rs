@@ -3,6 +3,7 @@
 //! Nothing here does I/O: objects in, `(RoutingTable, status per pool)` out.
 
 mod compile;
+pub mod gateway;
 mod host;
 mod host_policy;
 mod pool;

@@ -10,10 +10,12 @@
 //! (protocols, groups, kinds, which may be domain-prefixed) stay strings, so an object weir does
 //! not support still parses and gets a status that names what it does not support.
 
+mod duration;
 mod gateway_class;
 mod reference_grant;
 mod route;
 
+pub use duration::{DurationError, parse_duration};
 pub use gateway_class::*;
 pub use reference_grant::*;
 pub use route::*;
