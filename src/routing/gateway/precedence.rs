@@ -101,7 +101,7 @@ mod tests {
         }];
         let mut both = headers.clone();
         both.query_params = query.query_params.clone();
-        let mut all = vec![
+        let mut all = [
             ("regex", key(&regex)),
             ("short", key(&short)),
             ("query", key(&query)),
