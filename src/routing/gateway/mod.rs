@@ -1,9 +1,12 @@
-//! Gateway API's own rules, as pure functions over the `api::gateway` types: which hostnames
-//! a route takes on a listener, and in which order rules of many routes are tried. Compile
+//! Gateway API's own rules, as pure functions over the `api::gateway` types: which listeners a
+//! route attaches to, which hostnames it takes there, and in which order rules of many routes
+//! are tried. Compile
 //! uses them to turn Gateways and routes into the one routing table.
 
+mod attach;
 mod hostname;
 mod precedence;
 
+pub use attach::{Refusal, Route, RouteKind, allowed_kinds, attach, names_gateway, selects};
 pub use hostname::{HostnameError, Intersection, intersect, listener_order, validate_hostname};
 pub use precedence::{RuleKey, rule_key};
