@@ -96,20 +96,6 @@ impl ProcessState {
             "/" | "/index.html" => asset("text/html; charset=utf-8", dashboard::INDEX_HTML),
             "/dashboard/app.js" => asset("text/javascript; charset=utf-8", dashboard::APP_JS),
             "/dashboard/style.css" => asset("text/css; charset=utf-8", dashboard::STYLE_CSS),
-            "/dashboard.json" => {
-                let page = Page::from_query(req.uri().query());
-                let mut r = text(StatusCode::OK, self.dashboard_json(&page).to_string());
-                let headers = r.headers_mut();
-                headers.insert(
-                    header::CONTENT_TYPE,
-                    header::HeaderValue::from_static("application/json"),
-                );
-                headers.insert(
-                    header::CACHE_CONTROL,
-                    header::HeaderValue::from_static("no-store"),
-                );
-                r
-            }
             "/metrics" => {
                 let mut r = text(StatusCode::OK, self.metrics.encode());
                 r.headers_mut().insert(
@@ -123,6 +109,30 @@ impl ProcessState {
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
     }
+}
+
+/// `/dashboard.json`. Building it walks every pool (milliseconds at 10 000 pools, each second
+/// while a page is open): not on a thread that serves requests.
+async fn dashboard_feed(state: Arc<ProcessState>, page: Page) -> Response<Full<Bytes>> {
+    let body =
+        match tokio::task::spawn_blocking(move || state.dashboard_json(&page).to_string()).await {
+            Ok(body) => body,
+            Err(e) => {
+                tracing::error!(error = %e, "building the dashboard feed failed");
+                return text(StatusCode::INTERNAL_SERVER_ERROR, "the feed failed\n");
+            }
+        };
+    let mut r = text(StatusCode::OK, body);
+    let headers = r.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    r
 }
 
 /// A file of the dashboard. The policy keeps the page to what weir serves: no script, style
@@ -177,9 +187,16 @@ pub async fn serve(
             _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => return,
         };
         let state = state.clone();
-        let service = service_fn(move |req| {
-            let response = state.answer(&req);
-            async move { Ok::<_, Infallible>(response) }
+        let service = service_fn(move |req: Request<Incoming>| {
+            let state = state.clone();
+            async move {
+                let read = req.method() == Method::GET || req.method() == Method::HEAD;
+                if read && req.uri().path() == "/dashboard.json" {
+                    let page = Page::from_query(req.uri().query());
+                    return Ok::<_, Infallible>(dashboard_feed(state, page).await);
+                }
+                Ok(state.answer(&req))
+            }
         });
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
