@@ -183,6 +183,12 @@ pub async fn start(
         admin: admin.clone(),
         affinity: affinity.clone(),
         tasks: vec![
+            tokio::spawn(admin::history::run(
+                admin.history.clone(),
+                table.clone(),
+                metrics.clone(),
+                shutdown_rx.clone(),
+            )),
             tokio::spawn(proxy::upstream::expire_idle(
                 table.clone(),
                 shutdown_rx.clone(),
@@ -291,12 +297,22 @@ impl Follower {
     #[tracing::instrument(skip_all, fields(objects = store.len()))]
     async fn apply(&mut self, store: Arc<Store>) {
         let started = Instant::now();
-        let Some(compiled) =
-            compile_off_thread(store, self.table.load_full(), self.host_policy.clone()).await
+        let Some(compiled) = compile_off_thread(
+            store,
+            self.table.load_full(),
+            self.host_policy.clone(),
+            self.admin.clone(),
+        )
+        .await
         else {
             return;
         };
         record_rebuild(&self.admin.metrics, &compiled.table, started);
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        self.admin.last_rebuild.store(unix, Ordering::Relaxed);
         let pools = compiled.statuses.len();
         self.swap_in(compiled.table);
         self.compiled = compiled.statuses;
@@ -350,15 +366,21 @@ impl Follower {
     }
 }
 
-/// Compiles `store` against the table in service. Compile is CPU work that grows with the
-/// cluster: it runs off the proxy's threads. `None`: it panicked (logged).
+/// Compiles `store` against the table in service, and starts the history of its new pools
+/// before they serve. Compile is CPU work that grows with the cluster: it runs off the
+/// proxy's threads. `None`: it panicked (logged).
 async fn compile_off_thread(
     store: Arc<Store>,
     previous: Arc<RoutingTable>,
     host_policy: Arc<HostPolicy>,
+    admin: Arc<ProcessState>,
 ) -> Option<Compiled> {
-    match tokio::task::spawn_blocking(move || compile_with(&store, Some(&previous), &host_policy))
-        .await
+    match tokio::task::spawn_blocking(move || {
+        let compiled = compile_with(&store, Some(&previous), &host_policy);
+        admin.history.start(&compiled.table, &admin.metrics);
+        compiled
+    })
+    .await
     {
         Ok(c) => Some(c),
         Err(e) => {

@@ -187,6 +187,13 @@ impl Endpoint {
         until != 0 && nanos_since_epoch(now) < until
     }
 
+    /// How much longer outlier detection keeps the endpoint out; `None` when not ejected.
+    pub fn ejected_for(&self, now: Instant) -> Option<Duration> {
+        let until = self.ejected_until.load(Ordering::Relaxed);
+        let now = nanos_since_epoch(now);
+        (until != 0 && now < until).then(|| Duration::from_nanos(until - now))
+    }
+
     /// Counts a failed request; returns the failures in a row.
     pub fn note_failure(&self) -> u32 {
         self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1

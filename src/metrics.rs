@@ -270,7 +270,7 @@ pub struct PoolHandles {
     pool: Arc<String>,
     pub in_flight: Gauge,
     duration: Histogram,
-    requests: [std::sync::OnceLock<Counter>; METHOD_CLASSES.len() * STATUS_CLASSES.len()],
+    requests: [std::sync::OnceLock<Counter>; REQUEST_SLOTS],
 }
 
 impl PoolHandles {
@@ -302,6 +302,32 @@ impl PoolHandles {
             })
             .inc();
         self.duration.observe(took.as_secs_f64());
+    }
+}
+
+/// How many (method class, status class) request counters a pool can have.
+pub const REQUEST_SLOTS: usize = METHOD_CLASSES.len() * STATUS_CLASSES.len();
+
+/// The labels of request counter `slot` of `pool` (slots as [`PoolHandles`] indexes them).
+pub fn request_slot_labels(pool: &Arc<String>, slot: usize) -> RequestLabels {
+    let slot = slot % REQUEST_SLOTS;
+    RequestLabels {
+        pool: pool.clone(),
+        method: METHOD_CLASSES[slot / STATUS_CLASSES.len()],
+        status: STATUS_CLASSES[slot % STATUS_CLASSES.len()],
+    }
+}
+
+/// Whether request counter `slot` counts 5xx answers.
+pub fn request_slot_is_5xx(slot: usize) -> bool {
+    slot % STATUS_CLASSES.len() == STATUS_CLASSES.len() - 1
+}
+
+impl PoolHandles {
+    /// Request counter `slot`, if this pool's handles have made it (a class served since the
+    /// pool was compiled). The same counter as the family's: it outlives the handles.
+    pub fn request_counter(&self, slot: usize) -> Option<&Counter> {
+        self.requests.get(slot)?.get()
     }
 }
 

@@ -1,10 +1,16 @@
-//! The admin server: `/healthz`, `/readyz`, `/metrics` and `/pools`, on its own address,
-//! never on the ingress listeners.
+//! The admin server: `/healthz`, `/readyz`, `/metrics`, `/pools` and the dashboard (`/`,
+//! `/dashboard.json`), on its own address, never on the ingress listeners.
 
 mod collector;
+mod dashboard;
+pub mod history;
 mod pools;
+#[cfg(test)]
+mod tests;
 
 pub use collector::EndpointCollector;
+pub use dashboard::Page;
+pub use history::History;
 pub use pools::render_pools;
 
 use crate::api::LoadBalancerPoolStatus;
@@ -22,7 +28,8 @@ use hyper_util::server::conn::auto;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -38,6 +45,28 @@ pub struct ProcessState {
     pub statuses: ArcSwap<BTreeMap<ObjectKey, LoadBalancerPoolStatus>>,
     /// The routing table in service, for `/pools`.
     pub table: Arc<ArcSwap<RoutingTable>>,
+    /// Each pool's recent answers, for the dashboard's charts.
+    pub history: Arc<History>,
+    /// When the process started, for its uptime.
+    pub started: Started,
+    /// When the last routing table was swapped in, in seconds since the Unix epoch; 0: never.
+    pub last_rebuild: AtomicU64,
+}
+
+/// The instant a [`ProcessState`] was made.
+#[derive(Debug, Clone, Copy)]
+pub struct Started(pub Instant);
+
+impl Default for Started {
+    fn default() -> Self {
+        Started(Instant::now())
+    }
+}
+
+impl Started {
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.0.elapsed()
+    }
 }
 
 impl ProcessState {
@@ -64,6 +93,9 @@ impl ProcessState {
                 );
                 r
             }
+            "/" | "/index.html" => asset("text/html; charset=utf-8", dashboard::INDEX_HTML),
+            "/dashboard/app.js" => asset("text/javascript; charset=utf-8", dashboard::APP_JS),
+            "/dashboard/style.css" => asset("text/css; charset=utf-8", dashboard::STYLE_CSS),
             "/metrics" => {
                 let mut r = text(StatusCode::OK, self.metrics.encode());
                 r.headers_mut().insert(
@@ -77,6 +109,52 @@ impl ProcessState {
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
     }
+}
+
+/// `/dashboard.json`. Building it walks every pool (milliseconds at 10 000 pools, each second
+/// while a page is open): not on a thread that serves requests.
+async fn dashboard_feed(state: Arc<ProcessState>, page: Page) -> Response<Full<Bytes>> {
+    let body =
+        match tokio::task::spawn_blocking(move || state.dashboard_json(&page).to_string()).await {
+            Ok(body) => body,
+            Err(e) => {
+                tracing::error!(error = %e, "building the dashboard feed failed");
+                return text(StatusCode::INTERNAL_SERVER_ERROR, "the feed failed\n");
+            }
+        };
+    let mut r = text(StatusCode::OK, body);
+    let headers = r.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+/// A file of the dashboard. The policy keeps the page to what weir serves: no script, style
+/// or request goes anywhere else.
+fn asset(content_type: &'static str, body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = text(StatusCode::OK, body);
+    let headers = r.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    r
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -109,9 +187,16 @@ pub async fn serve(
             _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => return,
         };
         let state = state.clone();
-        let service = service_fn(move |req| {
-            let response = state.answer(&req);
-            async move { Ok::<_, Infallible>(response) }
+        let service = service_fn(move |req: Request<Incoming>| {
+            let state = state.clone();
+            async move {
+                let read = req.method() == Method::GET || req.method() == Method::HEAD;
+                if read && req.uri().path() == "/dashboard.json" {
+                    let page = Page::from_query(req.uri().query());
+                    return Ok::<_, Infallible>(dashboard_feed(state, page).await);
+                }
+                Ok(state.answer(&req))
+            }
         });
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)

@@ -25,7 +25,7 @@ pub struct Listen {
     /// PEM private key of --default-certificate.
     #[arg(long, requires = "default_certificate")]
     pub default_key: Option<PathBuf>,
-    /// Admin listener: /healthz, /readyz, /metrics.
+    /// Admin listener: /healthz, /readyz, /metrics, /pools and the dashboard (/).
     #[arg(long, default_value = "127.0.0.1:9901")]
     pub admin_addr: SocketAddr,
     /// The key of the session-affinity cookies (16 bytes or more; every replica must share

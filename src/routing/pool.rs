@@ -104,6 +104,11 @@ impl Pool {
             .get_or_init(|| Box::new(PoolHandles::new(metrics, &self.name)))
     }
 
+    /// The pool's request metrics, if it has served a request (never makes them).
+    pub fn metrics_if_any(&self) -> Option<&PoolHandles> {
+        self.metrics.get().map(|h| h.as_ref())
+    }
+
     /// The endpoint for the next request: a backend by weight (by hash when the request has
     /// a key), then an endpoint of it by the pool's algorithm, among endpoints `pick.accept`
     /// takes. When the chosen backend has none, the others are tried in order, so a split
