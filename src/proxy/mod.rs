@@ -4,7 +4,9 @@
 //! it never waits on the controller.
 
 pub mod access_log;
+mod attempt;
 mod body;
+mod forward;
 mod forwarding;
 pub mod headers;
 mod limits;
@@ -20,20 +22,19 @@ pub use listener::serve;
 
 use crate::affinity::Affinity;
 use crate::api::HashOn;
-use crate::balance::{Pick, key_hash};
-use crate::endpoint::{Endpoint, InFlight};
+use crate::balance::key_hash;
+use crate::endpoint::Endpoint;
 use crate::health::{self, Outcome};
 use crate::metrics::{self, Metrics};
 use crate::routing::{Pool, RoutingTable};
 use access_log::{AccessLog, Completion, Entry, Summary};
 use arc_swap::ArcSwap;
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
+use attempt::AttemptError;
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use request_body::RequestBody;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tracing::Instrument;
 
 /// The most retries a pool may ask for: the bound `spec.retries.attempts` has in validation and
@@ -206,96 +207,26 @@ impl Proxy {
     }
 
     /// Sends the request to an endpoint of the pool, and to others when an attempt fails in a
-    /// way that is safe to retry.
+    /// way that is safe to retry (the phases are in `forward.rs`, the retry rules in
+    /// `attempt.rs`).
     async fn forward(
         &self,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         conn: ClientConnection,
         client: IpAddr,
         host: &str,
         pool: &Arc<Pool>,
         summary: &mut Summary,
     ) -> Response<ProxyBody> {
-        let key = pool
-            .policy
-            .hash_on
-            .as_ref()
-            .and_then(|on| hash_key(on, &req, client));
-        let upgrade = match req.version() {
-            Version::HTTP_11 => headers::upgrade_requested(req.headers()),
-            _ => None,
-        };
-        let mut client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-        let (mut parts, body) = req.into_parts();
-        let cookie_spec = pool.policy.session_affinity.as_ref().map(|a| &a.cookie);
-        let had_cookie =
-            cookie_spec.is_some_and(|c| headers::cookie(&parts.headers, &c.name).is_some());
-        let pinned = cookie_spec.and_then(|c| {
-            let value = headers::cookie(&parts.headers, &c.name)?;
-            self.affinity.pinned(pool, value, Instant::now())
-        });
-        if let Some(c) = cookie_spec
-            && !c.forward_cookie
-        {
-            headers::remove_cookie(&mut parts.headers, &c.name);
-        }
-        let target = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        headers::remove_hop_by_hop(&mut parts.headers, upgrade.clone());
-        self.forwarding.add_forwarded(
-            &mut parts.headers,
-            conn.client.ip(),
-            conn.scheme.as_str(),
-            host,
-        );
-        self.forwarding.add_via(&mut parts.headers, parts.version);
-        // The pod sees the host weir routed on: an absolute-form target's authority wins
-        // over a Host header that disagrees (RFC 9112 §3.2.2).
-        if (parts.uri.authority().is_some() || !parts.headers.contains_key(header::HOST))
-            && let Ok(v) = HeaderValue::from_str(host)
-        {
-            parts.headers.insert(header::HOST, v);
-        }
-        let timeout = Duration::from_secs(pool.policy.timeouts.request_seconds.into());
-        let content_length = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        let body = match RequestBody::from_client(body, content_length, timeout).await {
-            Ok(b) => b,
-            Err(why) => return local(StatusCode::REQUEST_TIMEOUT, format!("{why}\n")),
-        };
-        let idempotent = matches!(
-            parts.method,
-            Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
-        );
-
-        let dial = upstream::Dial {
-            connect: Duration::from_millis(pool.policy.timeouts.connect_millis.into()),
-            idle: Duration::from_secs(pool.policy.timeouts.idle_seconds.into()),
+        let mut request = match self.prepare(req, conn, client, host, pool).await {
+            Ok(request) => request,
+            Err(response) => return response,
         };
         // The endpoints tried so far, on the stack: the first attempt and each retry.
         let mut tried = [None::<SocketAddr>; MAX_RETRIES as usize + 1];
-        let mut last_failure: Option<Response<ProxyBody>> = None;
+        let mut last_failure: Option<(AttemptError, Arc<Endpoint>)> = None;
         for attempt in 0..=pool.policy.retries.attempts {
-            let now = Instant::now();
-            let accept = |e: &Endpoint| e.is_available(now) && !tried.contains(&Some(e.addr));
-            // A pinned client goes to its endpoint while that can serve (fenced ones too).
-            let picked = match &pinned {
-                Some(p) if attempt == 0 && accept(&p.endpoint) => Some(p.endpoint.clone()),
-                _ => pool
-                    .pick(&Pick {
-                        now,
-                        key,
-                        accept: &accept,
-                    })
-                    .cloned(),
-            };
-            let Some(endpoint) = picked else {
+            let Some(endpoint) = request.pick(pool, attempt, &tried) else {
                 break;
             };
             if let Some(slot) = tried.get_mut(attempt as usize) {
@@ -309,174 +240,36 @@ impl Proxy {
                     .get_or_create(&metrics::pool_labels(&pool.name))
                     .inc();
             }
-            // HTTP/1.1 names the path alone (the Host header says the rest); HTTP/2 needs the
-            // scheme and authority as pseudo-headers.
-            let uri = if endpoint.h2c {
-                let mut uri = http::uri::Parts::default();
-                uri.scheme = Some(http::uri::Scheme::HTTP);
-                uri.authority = Some(endpoint.authority().clone());
-                uri.path_and_query = Some(target.clone());
-                match Uri::from_parts(uri) {
-                    Ok(uri) => uri,
-                    Err(_) => return local(StatusCode::BAD_REQUEST, "bad request target\n"),
+            let error = match self.attempt(&request, pool, &endpoint, summary).await {
+                Ok(answer) => {
+                    let response = request.hand_on(answer);
+                    return self.finish(response, &request, &endpoint, pool, summary);
                 }
-            } else {
-                Uri::from(target.clone())
+                Err(error) => error,
             };
-            let mut request = Request::new(body.attempt());
-            *request.method_mut() = parts.method.clone();
-            *request.uri_mut() = uri;
-            *request.version_mut() = if endpoint.h2c {
-                Version::HTTP_2
-            } else {
-                Version::HTTP_11
-            };
-            *request.headers_mut() = parts.headers.clone();
-
-            let in_flight = endpoint.start_request();
-            let sent_at = Instant::now();
-            let result =
-                tokio::time::timeout(timeout, upstream::send(&endpoint, dial, request)).await;
-            let now = Instant::now();
-            // Time to response headers feeds the latency EWMA; a timeout counts its full wait.
-            endpoint.observe_latency(now - sent_at, now, pool.policy.latency_decay);
-            summary.upstream = Some(now - sent_at);
-            let (failure, retryable) = match result {
-                Ok(Ok((response, connection))) => {
-                    let status = response.status();
-                    let outcome = if status.is_server_error() {
-                        Outcome::Failure
-                    } else {
-                        Outcome::Success
-                    };
-                    self.record(pool, &endpoint, outcome, now);
-                    let retry = idempotent
-                        && body.is_held()
-                        && pool.policy.retries.on_status.contains(&status.as_u16())
-                        && attempt < pool.policy.retries.attempts;
-                    if !retry {
-                        let mut response =
-                            finish(response, in_flight, connection, client_upgrade.take());
-                        let version = response.version();
-                        self.forwarding.add_via(response.headers_mut(), version);
-                        if let Some(spec) = cookie_spec {
-                            let same = pinned.as_ref().is_some_and(|p| {
-                                Arc::ptr_eq(&p.endpoint, &endpoint) && !p.stale_key
-                            });
-                            let https = conn.scheme == Scheme::Https;
-                            summary.affinity = match (same, had_cookie) {
-                                (true, _) => "hit",
-                                (false, true) => "miss",
-                                (false, false) => "new",
-                            };
-                            if !same
-                                && let Some(v) =
-                                    self.affinity.set_cookie(spec, pool, &endpoint, https)
-                            {
-                                response.headers_mut().append(header::SET_COOKIE, v);
-                            }
-                        }
-                        return response;
+            let retries = &pool.policy.retries;
+            if !error.may_retry(request.idempotent, &request.body, retries, attempt) {
+                return match error {
+                    AttemptError::RetryStatus(response) => {
+                        self.finish(response, &request, &endpoint, pool, summary)
                     }
-                    tracing::debug!(endpoint = %endpoint.addr, %status, "retrying on another endpoint");
-                    (finish(response, in_flight, connection, None), true)
-                }
-                Ok(Err(e)) => {
-                    self.record(pool, &endpoint, Outcome::Failure, now);
-                    let never_sent = e.is_connect();
-                    if never_sent {
-                        self.metrics
-                            .connect_errors
-                            .get_or_create(&metrics::pool_labels(&pool.name))
-                            .inc();
-                    }
-                    let what = if never_sent {
-                        "cannot connect"
-                    } else {
-                        "failed"
-                    };
-                    tracing::warn!(endpoint = %endpoint.addr, error = %e, "upstream {what}");
-                    // A request that never left can go elsewhere if its body is still ours; one
-                    // that broke mid-way only when replaying it is harmless.
-                    let retryable =
-                        body.can_resend() && (never_sent || (idempotent && body.is_held()));
-                    (
-                        local(
-                            StatusCode::BAD_GATEWAY,
-                            format!("upstream {} {what}\n", endpoint.identity),
-                        ),
-                        retryable,
-                    )
-                }
-                Err(_) => {
-                    self.record(pool, &endpoint, Outcome::Failure, now);
-                    self.metrics
-                        .timeouts
-                        .get_or_create(&metrics::pool_labels(&pool.name))
-                        .inc();
-                    tracing::warn!(endpoint = %endpoint.addr, timeout_seconds = timeout.as_secs(), "upstream timed out");
-                    // The pod may have acted on it, so only an idempotent request with its body
-                    // still in hand goes to another endpoint (as nginx's `proxy_next_upstream
-                    // timeout`); each attempt gets the full timeout.
-                    let retryable = idempotent && body.is_held() && body.can_resend();
-                    (
-                        local(
-                            StatusCode::GATEWAY_TIMEOUT,
-                            format!(
-                                "upstream {} did not answer within {timeout:?}\n",
-                                endpoint.identity
-                            ),
-                        ),
-                        retryable,
-                    )
-                }
-            };
-            last_failure = Some(failure);
-            if !retryable {
-                break;
+                    error => error.into_response(&endpoint),
+                };
             }
+            tracing::debug!(endpoint = %endpoint.addr, %error, "retrying on another endpoint");
+            last_failure = Some((error, endpoint));
         }
-        last_failure.unwrap_or_else(|| {
-            local(
+        // No endpoint left to try: the last failure answers. A pod's answer kept for a retry
+        // goes out without `Via` or an affinity cookie, as it always has here (unlike one that
+        // is not retried, above).
+        match last_failure {
+            Some((error, endpoint)) => error.into_response(&endpoint),
+            None => local(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("no healthy endpoints in pool {}\n", pool.name),
-            )
-        })
+            ),
+        }
     }
-}
-
-/// Hands an upstream response to the client: hop-by-hop headers out, the protocol switch
-/// wired up when the pod agreed to one.
-fn finish(
-    mut response: Response<Incoming>,
-    in_flight: InFlight,
-    connection: Option<upstream::LentConnection>,
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
-) -> Response<ProxyBody> {
-    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-    if switching && let Some(client_upgrade) = client_upgrade {
-        let upstream_upgrade = hyper::upgrade::on(&mut response);
-        tokio::spawn(
-            async move {
-                match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                    Ok((client, upstream)) => {
-                        let mut client = TokioIo::new(client);
-                        let mut upstream = TokioIo::new(upstream);
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                    }
-                    Err(e) => tracing::debug!(error = %e, "upgrade failed"),
-                }
-            }
-            .in_current_span(),
-        );
-    }
-    let agreed = if switching {
-        response.headers().get(header::UPGRADE).cloned()
-    } else {
-        None
-    };
-    headers::remove_hop_by_hop(response.headers_mut(), agreed);
-    response.map(|body| ProxyBody::upstream(body, in_flight, connection))
 }
 
 /// The request's `X-Request-Id`, made up (and added) when it has none usable. Always text.
