@@ -1,4 +1,5 @@
-//! TLS certificates from PEM (a `kubernetes.io/tls` Secret, or `--tls-cert`/`--tls-key` files):
+//! TLS certificates from PEM (a `kubernetes.io/tls` Secret, or the `--default-certificate` and
+//! `--default-key` files):
 //! parsed and checked when the table is compiled, so a bad Secret becomes a status condition and
 //! never reaches a handshake. An OCSP response beside them is checked the same way and stapled.
 
@@ -68,24 +69,39 @@ pub fn load(
 ) -> Result<Certificate, String> {
     let crt = crt.ok_or("has no tls.crt")?;
     let key = key.ok_or("has no tls.key")?;
-    let mut certificate = load_pem(crt, key)?;
-    if let Some(response) = ocsp_staple {
-        let leaf = certificate.key.end_entity_cert().map(|c| c.as_ref()).ok();
-        certificate.staple = match check_staple(response, leaf) {
-            Ok(()) => {
-                let mut key = CertifiedKey::clone(&certificate.key);
-                key.ocsp = Some(response.to_vec());
-                certificate.key = Arc::new(key);
-                Staple::Stapled
+    let (mut certified, not_after) = certified(crt, key)?;
+    let staple = match ocsp_staple {
+        None => Staple::Absent,
+        Some(response) => {
+            let leaf = certified.end_entity_cert().map(|c| c.as_ref()).ok();
+            match check_staple(response, leaf) {
+                Ok(()) => {
+                    certified.ocsp = Some(response.to_vec());
+                    Staple::Stapled
+                }
+                Err(e) => Staple::Refused(e),
             }
-            Err(e) => Staple::Refused(e),
-        };
-    }
-    Ok(certificate)
+        }
+    };
+    Ok(Certificate {
+        key: Arc::new(certified),
+        not_after,
+        staple,
+    })
 }
 
 /// Loads a PEM certificate chain and private key, as [`load`] does for a Secret.
 pub fn load_pem(crt: &[u8], key: &[u8]) -> Result<Certificate, String> {
+    let (certified, not_after) = certified(crt, key)?;
+    Ok(Certificate {
+        key: Arc::new(certified),
+        not_after,
+        staple: Staple::Absent,
+    })
+}
+
+/// The chain and key, checked to belong together, and the leaf's `notAfter`.
+fn certified(crt: &[u8], key: &[u8]) -> Result<(CertifiedKey, Option<i64>), String> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(crt)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("tls.crt is not PEM: {e}"))?;
@@ -102,11 +118,7 @@ pub fn load_pem(crt: &[u8], key: &[u8]) -> Result<Certificate, String> {
         }
         other => format!("tls.crt and tls.key cannot be used: {other}"),
     })?;
-    Ok(Certificate {
-        key: Arc::new(certified),
-        not_after,
-        staple: Staple::Absent,
-    })
+    Ok((certified, not_after))
 }
 
 /// DER of `id-pkix-ocsp-basic` (1.3.6.1.5.5.7.48.1.1), the one response type RFC 6960 defines.
