@@ -4,12 +4,13 @@
 //! behind `Arc`, so a snapshot for compile is a cheap clone. Every object is reduced as it
 //! arrives: EndpointSlices and Services to what compile reads ([`Slice`], [`ServicePorts`]; at 10 000
 //! Services with 100 000 endpoints, the whole objects were most of weir's memory), Secrets to
-//! their certificate and key, pools to all but their `managedFields` and last-applied copy
-//! ([`reduce`]).
+//! their certificate, key and OCSP response ([`TlsSecret`]), pools to all but their
+//! `managedFields` and last-applied copy ([`reduce`]).
 
 pub mod reduce;
 
 use crate::api::LoadBalancerPool;
+use crate::certificate::{TLS_CRT, TLS_KEY, TLS_OCSP_STAPLE};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use std::collections::BTreeMap;
@@ -210,6 +211,60 @@ impl From<&EndpointSlice> for Slice {
     }
 }
 
+/// What weir keeps of a `kubernetes.io/tls` Secret: the bytes of the three keys it reads,
+/// nothing of its metadata, type or other keys (a Secret may hold a CA key or passwords weir
+/// has no business copying with every publish).
+///
+/// Made once, when the Secret arrives ([`TlsSecret::from_secret`]), with `stringData` (which a
+/// file may use) folded in key by key and `data` winning, as the API server does. A missing key
+/// stays `None`, so compile can say which one is missing.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct TlsSecret {
+    /// `tls.crt`: the PEM chain, leaf first.
+    pub crt: Option<Box<[u8]>>,
+    /// `tls.key`: the PEM private key.
+    pub key: Option<Box<[u8]>>,
+    /// `tls.ocsp-staple`: a DER OCSP response for the leaf, stapled to handshakes.
+    pub ocsp_staple: Option<Box<[u8]>>,
+}
+
+impl TlsSecret {
+    /// What weir keeps of `secret`; taken by value so the kept bytes move, not copy.
+    pub fn from_secret(secret: Secret) -> Self {
+        let mut data = secret.data.unwrap_or_default();
+        let mut string_data = secret.string_data.unwrap_or_default();
+        let mut take = |key: &str| -> Option<Box<[u8]>> {
+            match data.remove(key) {
+                Some(bytes) => Some(bytes.0.into()),
+                None => string_data.remove(key).map(|s| s.into_bytes().into()),
+            }
+        };
+        TlsSecret {
+            crt: take(TLS_CRT),
+            key: take(TLS_KEY),
+            ocsp_staple: take(TLS_OCSP_STAPLE),
+        }
+    }
+}
+
+impl From<Secret> for TlsSecret {
+    fn from(secret: Secret) -> Self {
+        TlsSecret::from_secret(secret)
+    }
+}
+
+/// Sizes only: the store is logged and printed in tests, and a private key must not be.
+impl fmt::Debug for TlsSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let size = |v: &Option<Box<[u8]>>| v.as_ref().map(|b| b.len());
+        f.debug_struct("TlsSecret")
+            .field("crt_bytes", &size(&self.crt))
+            .field("key_bytes", &size(&self.key))
+            .field("ocsp_staple_bytes", &size(&self.ocsp_staple))
+            .finish()
+    }
+}
+
 /// Every object a routing table is compiled from.
 #[derive(Debug, Clone, Default)]
 pub struct Store {
@@ -217,8 +272,7 @@ pub struct Store {
     pub pools: BTreeMap<ObjectKey, Arc<LoadBalancerPool>>,
     pub services: BTreeMap<ObjectKey, Arc<ServicePorts>>,
     pub slices: BTreeMap<ObjectKey, Arc<Slice>>,
-    /// Secrets as [`reduce::secret`] keeps them: `tls.crt` and `tls.key` only.
-    pub secrets: BTreeMap<ObjectKey, Arc<Secret>>,
+    pub secrets: BTreeMap<ObjectKey, Arc<TlsSecret>>,
 }
 
 impl Store {

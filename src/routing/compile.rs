@@ -10,9 +10,9 @@ use crate::api::{
     LoadBalancerPoolSpec, LoadBalancerPoolStatus, Reason, ServicePort, validate_spec,
 };
 use crate::balance::{self, Balance};
-use crate::certificate::{self, Certificate};
+use crate::certificate::{self, Certificate, Staple, TLS_OCSP_STAPLE};
 use crate::endpoint::Endpoint;
-use crate::store::{ObjectKey, ServicePorts, Slice, Store};
+use crate::store::{ObjectKey, ServicePorts, Slice, Store, TlsSecret};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -493,8 +493,22 @@ fn display_host(host: &str) -> &str {
 /// Certificates expiring within this many days get a warning condition.
 const EXPIRY_WARNING_DAYS: i64 = 14;
 
-/// `CertificateValid`: whether the pool's certificate is within its validity.
+/// `CertificateValid`: whether the pool's certificate is within its validity, and whether its
+/// OCSP response is stapled. A refused staple leaves the status and reason as the validity
+/// says: the certificate serves either way, and expiry is the more urgent news.
 fn certificate_condition(secret: &ObjectKey, cert: &Certificate) -> Condition {
+    let mut condition = validity_condition(secret, cert);
+    match &cert.staple {
+        Staple::Absent => {}
+        Staple::Stapled => condition.message.push_str("; OCSP response stapled"),
+        Staple::Refused(e) => condition.message.push_str(&format!(
+            "; {TLS_OCSP_STAPLE} {e}, so handshakes go without an OCSP staple"
+        )),
+    }
+    condition
+}
+
+fn validity_condition(secret: &ObjectKey, cert: &Certificate) -> Condition {
     let Some(not_after) = cert.not_after else {
         return Condition::new(
             ConditionType::CertificateValid,
@@ -534,7 +548,7 @@ fn certificate_condition(secret: &ObjectKey, cert: &Certificate) -> Condition {
 
 /// Secrets parsed at most once per compile, however many pools use them.
 struct SecretCache<'a> {
-    secrets: &'a BTreeMap<ObjectKey, Arc<k8s_openapi::api::core::v1::Secret>>,
+    secrets: &'a BTreeMap<ObjectKey, Arc<TlsSecret>>,
     loaded: HashMap<ObjectKey, Result<Certificate, SecretProblem>>,
 }
 
@@ -545,7 +559,10 @@ impl SecretCache<'_> {
             .entry(key.clone())
             .or_insert_with(|| match secrets.get(key) {
                 None => Err(SecretProblem::NotFound),
-                Some(s) => certificate::load(s).map_err(SecretProblem::Invalid),
+                Some(s) => {
+                    certificate::load(s.crt.as_deref(), s.key.as_deref(), s.ocsp_staple.as_deref())
+                        .map_err(SecretProblem::Invalid)
+                }
             })
             .clone()
     }

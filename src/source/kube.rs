@@ -7,7 +7,7 @@
 //! replica never serves a partial view.
 
 use crate::api::LoadBalancerPool;
-use crate::store::{ObjectKey, ServicePorts, Slice, Store, reduce};
+use crate::store::{ObjectKey, ServicePorts, Slice, Store, TlsSecret, reduce};
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -157,12 +157,12 @@ impl Kind for EndpointSlice {
     }
 }
 impl Kind for Secret {
-    type Stored = Self;
-    fn map(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<Self>> {
+    type Stored = TlsSecret;
+    fn map(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<TlsSecret>> {
         &mut store.secrets
     }
-    fn stored(self) -> Self {
-        reduce::secret(self)
+    fn stored(self) -> TlsSecret {
+        TlsSecret::from_secret(self)
     }
 }
 

@@ -173,3 +173,63 @@ fn a_service_keeps_its_ports_named_or_not() {
     let bare: Service = serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap();
     assert_eq!(ServicePorts::from_service(&bare), ServicePorts::default());
 }
+
+#[test]
+fn a_secret_keeps_only_the_certificate_key_and_staple_data_winning() {
+    let s: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "tls", "namespace": "shop", "uid": "u", "labels": {"a": "b"},
+                     "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+                     "managedFields": [{"manager": "kubectl"}]},
+        "type": "kubernetes.io/tls",
+        "data": {"tls.crt": "Y3J0", "ca.crt": "Y2E=", "tls.ocsp-staple": "MAA="},
+        "stringData": {"tls.key": "key", "tls.crt": "ignored", "password": "p"},
+    }))
+    .expect("test secret");
+    let kept = TlsSecret::from_secret(s);
+    assert_eq!(
+        kept,
+        TlsSecret {
+            crt: Some(b"crt".as_slice().into()),
+            key: Some(b"key".as_slice().into()),
+            ocsp_staple: Some([0x30, 0x00].as_slice().into()),
+        }
+    );
+    // Nothing else survives: what is kept is the three values, byte for byte.
+    let size = |v: &Option<Box<[u8]>>| v.as_ref().map_or(0, |b| b.len());
+    assert_eq!(
+        size(&kept.crt) + size(&kept.key) + size(&kept.ocsp_staple),
+        3 + 3 + 2
+    );
+}
+
+#[test]
+fn a_secret_without_a_part_keeps_none_for_it() {
+    let s: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "tls"},
+        "data": {"tls.key": "a2V5"},
+    }))
+    .expect("test secret");
+    assert_eq!(
+        TlsSecret::from_secret(s),
+        TlsSecret {
+            key: Some(b"key".as_slice().into()),
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        TlsSecret::from_secret(Secret::default()),
+        TlsSecret::default()
+    );
+}
+
+#[test]
+fn a_secret_prints_sizes_never_bytes() {
+    let kept = TlsSecret {
+        crt: Some(b"-----BEGIN CERTIFICATE-----".as_slice().into()),
+        key: Some(b"-----BEGIN PRIVATE KEY-----".as_slice().into()),
+        ocsp_staple: None,
+    };
+    let printed = format!("{kept:?}");
+    assert!(!printed.contains("BEGIN"), "{printed}");
+    assert!(printed.contains("key_bytes: Some(27)"), "{printed}");
+}

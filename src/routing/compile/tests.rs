@@ -573,7 +573,7 @@ fn an_expired_certificate_gets_a_warning_condition() {
                    "tls": {"secretName": "tls"}}),
         ));
     w.0.secrets
-        .insert(ObjectKey::new("ns", "tls"), Arc::new(secret));
+        .insert(ObjectKey::new("ns", "tls"), Arc::new(secret.into()));
     let c = w.compile();
     let valid = condition(&c, "ns", "p", "CertificateValid");
     assert_eq!(

@@ -2,7 +2,7 @@
 
 use super::FileError;
 use crate::api::{LoadBalancerPool, validate_spec};
-use crate::store::{ObjectKey, ServicePorts, Slice, Store, reduce};
+use crate::store::{ObjectKey, ServicePorts, Slice, Store, TlsSecret, reduce};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::de::DeserializeOwned;
@@ -122,7 +122,9 @@ fn add_object(
         }
         "Secret" => {
             let s: Secret = decode(&here, object)?;
-            store.secrets.insert(key, Arc::new(reduce::secret(s)));
+            store
+                .secrets
+                .insert(key, Arc::new(TlsSecret::from_secret(s)));
         }
         "EndpointSlice" => {
             let s: EndpointSlice = decode(&here, object)?;

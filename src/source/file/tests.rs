@@ -235,21 +235,20 @@ const APPLIED_META: &str = r#"
     - { manager: kubectl, operation: Apply, apiVersion: v1, fieldsType: FieldsV1, fieldsV1: {} }"#;
 
 #[test]
-fn a_stored_secret_keeps_only_its_certificate_and_key() {
+fn a_stored_secret_keeps_only_its_certificate_key_and_staple() {
     let text = format!(
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: tls\n  namespace: shop{APPLIED_META}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: Y3J0\n  tls.key: a2V5\n  ca.crt: Y2E=\n  password: aHVudGVyMg==\n"
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: tls\n  namespace: shop{APPLIED_META}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: Y3J0\n  tls.key: a2V5\n  tls.ocsp-staple: MAA=\n  ca.crt: Y2E=\n  password: aHVudGVyMg==\n"
     );
     let store = parse("t.yaml", &text).expect("parses");
     let secret = &store.secrets[&ObjectKey::new("shop", "tls")];
-    let keys: Vec<&str> = secret
-        .data
-        .iter()
-        .flatten()
-        .map(|(k, _)| k.as_str())
-        .collect();
-    assert_eq!(keys, ["tls.crt", "tls.key"]);
-    assert_eq!(secret.metadata.annotations, None);
-    assert_eq!(secret.metadata.managed_fields, None);
+    assert_eq!(
+        **secret,
+        crate::store::TlsSecret {
+            crt: Some(b"crt".as_slice().into()),
+            key: Some(b"key".as_slice().into()),
+            ocsp_staple: Some([0x30, 0x00].as_slice().into()),
+        }
+    );
 }
 
 #[test]
