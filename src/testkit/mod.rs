@@ -167,8 +167,8 @@ pub fn service(namespace: &str, name: &str, service_ports: &[(&str, i32)]) -> Se
     .expect("a valid Service")
 }
 
-/// An IPv4 EndpointSlice `namespace/name` of Service `service`, with these ports `(name,
-/// port)` and endpoints.
+/// An EndpointSlice `namespace/name` of Service `service`, with these ports `(name, port)`
+/// and endpoints; its address type is the first endpoint's family (IPv4 when it has none).
 pub fn slice(
     namespace: &str,
     service: &str,
@@ -176,6 +176,10 @@ pub fn slice(
     slice_ports: &[(&str, i32)],
     endpoints: &[Endpoint],
 ) -> EndpointSlice {
+    let family = match endpoints.first() {
+        Some(e) if e.ip.is_ipv6() => "IPv6",
+        _ => "IPv4",
+    };
     let endpoints: Vec<Value> = endpoints
         .iter()
         .map(|e| {
@@ -194,7 +198,7 @@ pub fn slice(
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": { "name": name, "namespace": namespace,
                       "labels": { SERVICE_NAME_LABEL: service } },
-        "addressType": "IPv4",
+        "addressType": family,
         "ports": ports(slice_ports),
         "endpoints": endpoints,
     }))
@@ -248,15 +252,21 @@ pub fn route_spec(host: &str, prefix: &str, service: &str) -> Value {
     })
 }
 
-/// A `kubernetes.io/tls` Secret `namespace/name` holding this chain and key (PEM).
-pub fn tls_secret(namespace: &str, name: &str, crt_pem: &str, key_pem: &str) -> Secret {
+/// A `kubernetes.io/tls` Secret `namespace/name` holding this chain and key (PEM, or any
+/// bytes: the fuzz targets give it damaged ones).
+pub fn tls_secret(
+    namespace: &str,
+    name: &str,
+    crt_pem: impl AsRef<[u8]>,
+    key_pem: impl AsRef<[u8]>,
+) -> Secret {
     use base64::Engine;
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
     serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": { "name": name, "namespace": namespace },
         "type": "kubernetes.io/tls",
-        "data": { "tls.crt": b64(crt_pem), "tls.key": b64(key_pem) },
+        "data": { "tls.crt": b64(crt_pem.as_ref()), "tls.key": b64(key_pem.as_ref()) },
     }))
     .expect("a valid Secret")
 }
