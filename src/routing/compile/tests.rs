@@ -498,8 +498,8 @@ fn an_expired_certificate_gets_a_warning_condition() {
         .secret(testkit::tls_secret(
             "ns",
             "tls",
-            &cert.pem(),
-            &key.serialize_pem(),
+            cert.pem(),
+            key.serialize_pem(),
         ));
     let c = w.compile();
     let valid = condition(&c, "ns", "p", "CertificateValid");
