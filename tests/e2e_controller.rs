@@ -98,17 +98,18 @@ async fn status_of(
     api.get(name).await.ok()?.status
 }
 
-/// What the steps share: the cluster, its clients, the two "pods", and the weir replicas.
+/// What the steps share: the cluster, its clients, the two "pods", and the weir replicas
+/// (dropped in this order: the replicas first, the cluster last).
 struct Scene {
-    server: Cluster,
-    client: kube::Client,
-    pools: Api<LoadBalancerPool>,
-    slices: Api<EndpointSlice>,
-    http: HttpClient,
-    /// The "pods" `a` and `b`, once started.
-    pods: Vec<Backend>,
     first: Option<WeirProcess>,
     second: Option<WeirProcess>,
+    /// The "pods" `a` and `b`, once started.
+    pods: Vec<Backend>,
+    http: HttpClient,
+    pools: Api<LoadBalancerPool>,
+    slices: Api<EndpointSlice>,
+    client: kube::Client,
+    server: Cluster,
 }
 
 impl Scene {
