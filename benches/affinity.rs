@@ -4,15 +4,13 @@
 //!
 //! `cargo bench --bench affinity` (about 30 seconds)
 
-mod support;
-
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::Shape;
 use weir::affinity::Affinity;
 use weir::routing::{Pool, compile};
+use weir::testkit::generated::{self, Shape};
 
 const KEY: &[u8] = b"a bench key of at least sixteen bytes";
 
@@ -23,10 +21,10 @@ fn checks(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(2))
         .sample_size(50);
     for endpoints in [10, 100] {
-        let store = support::store(&Shape::new(1, endpoints).affinity(true));
+        let store = generated::store(&Shape::new(1, endpoints).affinity(true));
         let table = compile(&store, None).table;
         let pool: Arc<Pool> = table
-            .pool(&support::pool_key(0))
+            .pool(&generated::pool_key(0))
             .expect("pool 0 compiled")
             .clone();
         let affinity = Affinity::new(KEY);
@@ -52,7 +50,7 @@ fn checks(c: &mut Criterion) {
         // A new table whose pools the index does not know yet: each check hashes endpoints.
         let swapped = compile(&store, Some(&table)).table;
         let new_pool = swapped
-            .pool(&support::pool_key(0))
+            .pool(&generated::pool_key(0))
             .expect("pool 0 compiled")
             .clone();
         group.bench_with_input(

@@ -3,18 +3,16 @@
 //!
 //! `cargo bench --bench routing` (about 1.5 minutes)
 
-mod support;
-
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::time::Duration;
-use support::{Hosts, Shape};
 use weir::routing::{RoutingTable, compile};
+use weir::testkit::generated::{self, Hosts, Shape};
 
 const SIZES: [usize; 3] = [1, 100, 10_000];
 
 fn table(pools: usize, hosts: Hosts) -> RoutingTable {
-    compile(&support::store(&Shape::new(pools, 1).hosts(hosts)), None).table
+    compile(&generated::store(&Shape::new(pools, 1).hosts(hosts)), None).table
 }
 
 fn lookups(c: &mut Criterion) {
@@ -28,10 +26,10 @@ fn lookups(c: &mut Criterion) {
         let picks: Vec<usize> = (0..64).map(|k| (k * 7919) % n).collect();
 
         let exact = table(n, Hosts::Exact);
-        let hosts: Vec<String> = picks.iter().map(|&i| support::host(i)).collect();
+        let hosts: Vec<String> = picks.iter().map(|&i| generated::host(i)).collect();
         let upper: Vec<String> = picks
             .iter()
-            .map(|&i| format!("{}:8080", support::host(i).to_uppercase()))
+            .map(|&i| format!("{}:8080", generated::host(i).to_uppercase()))
             .collect();
         let mut k = 0usize;
         group.bench_with_input(BenchmarkId::new("exact", n), &n, |b, _| {
@@ -53,7 +51,10 @@ fn lookups(c: &mut Criterion) {
         drop(exact);
 
         let wildcard = table(n, Hosts::Wildcard);
-        let members: Vec<String> = picks.iter().map(|&i| support::wildcard_member(i)).collect();
+        let members: Vec<String> = picks
+            .iter()
+            .map(|&i| generated::wildcard_member(i))
+            .collect();
         group.bench_with_input(BenchmarkId::new("wildcard", n), &n, |b, _| {
             b.iter(|| {
                 k = (k + 1) % members.len();
@@ -96,7 +97,7 @@ fn compiles(c: &mut Criterion) {
         .sample_size(10);
     // 10 endpoints per pool; the 10 000-pool size is `cargo run --release --example scale`.
     for pools in [10, 100, 1_000] {
-        let store = support::store(&Shape::new(pools, 10));
+        let store = generated::store(&Shape::new(pools, 10));
         group.bench_with_input(BenchmarkId::new("cold", pools), &pools, |b, _| {
             b.iter(|| black_box(compile(&store, None)))
         });

@@ -17,7 +17,6 @@
 //! again: (after − before) ÷ CONNECTIONS is the figure. Then they are closed and RSS read once
 //! more (what the allocator keeps). weir is stopped by its PID. Nothing is asserted.
 
-#[path = "../benches/support/mod.rs"]
 mod support;
 
 use std::io::{Read, Write};
@@ -58,13 +57,20 @@ fn start_backend() -> SocketAddr {
 }
 
 fn config(backend: SocketAddr) -> String {
-    format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{ name: idle, namespace: bench }}\nspec:\n  ports: [{{ name: http, port: 80 }}]\n---\n\
-apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: idle-0\n  namespace: bench\n  labels: {{ kubernetes.io/service-name: idle }}\naddressType: IPv4\nports: [{{ name: http, port: {} }}]\nendpoints:\n  - addresses: [\"{}\"]\n---\n\
-apiVersion: weir.dev/v1alpha1\nkind: LoadBalancerPool\nmetadata: {{ name: idle, namespace: bench }}\nspec:\n  routes: [{{ host: {HOST} }}]\n  backends: [{{ service: idle, port: http }}]\n",
-        backend.port(),
-        backend.ip()
-    )
+    use weir::testkit::{EndpointState, endpoint, pool, route_spec, service, slice, to_document};
+    let ns = weir::testkit::generated::NS;
+    [
+        to_document(&service(ns, "idle", &[("http", 80)])),
+        to_document(&slice(
+            ns,
+            "idle",
+            "idle-0",
+            &[("http", backend.port().into())],
+            &[endpoint(backend, EndpointState::Ready)],
+        )),
+        to_document(&pool(ns, "idle", route_spec(HOST, "/", "idle"))),
+    ]
+    .join("---\n")
 }
 
 /// One request on a raw connection; `Some(status)` when an answer was read.

@@ -13,7 +13,6 @@
 // the package allows (Cargo.toml denies it everywhere else).
 #![allow(unsafe_code)]
 
-#[path = "../benches/support/mod.rs"]
 mod support;
 
 use arc_swap::ArcSwap;
@@ -21,9 +20,10 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use support::{Shape, mib, rss_bytes};
+use support::{mib, rss_bytes};
 use weir::affinity::Affinity;
 use weir::routing::compile;
+use weir::testkit::generated::{self, Shape};
 
 /// The system allocator, counting live bytes and allocation calls.
 struct Counting;
@@ -108,7 +108,7 @@ fn main() {
     let mut shape = Shape::new(pools, per_pool).affinity(affinity_on);
     shape.created = created;
     let t = Instant::now();
-    let store = support::store(&shape);
+    let store = generated::store(&shape);
     let built = t.elapsed();
     let rss_store = rss();
     let heap_store = live() - heap_start;

@@ -9,7 +9,6 @@
 //! errors) and non-200 answers, and each rebuild's time from the store sent to the table
 //! swapped. All traffic is on 127.0.0.1. Nothing is asserted.
 
-#[path = "../benches/support/mod.rs"]
 mod support;
 
 use bytes::Bytes;
@@ -22,10 +21,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use support::Shape;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use weir::store::Store;
+use weir::testkit::generated::{self, Shape};
 
 /// A backend answering `ok` to everything.
 async fn backend() -> SocketAddr {
@@ -46,8 +45,8 @@ fn store(pools: usize, generation: u32, backends: &[SocketAddr]) -> Store {
     let mut shape = Shape::new(pools, 10);
     shape.extra_spec = json!({ "algorithm": algorithm });
     shape.address_salt = generation * 7;
-    let mut store = support::store(&shape);
-    support::point_pool_at(&mut store, 0, backends, &shape);
+    let mut store = generated::store(&shape);
+    generated::point_pool_at(&mut store, 0, backends, &shape);
     store
 }
 
@@ -105,7 +104,7 @@ async fn run(pools: usize, swaps: usize, clients: usize) {
     );
 
     let url = format!("http://{}/", running.http_addr);
-    let host = support::host(0);
+    let host = generated::host(0);
     let counts = Arc::new(Counts::default());
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();

@@ -21,3 +21,5 @@ pub mod routing;
 pub mod source;
 pub mod store;
 mod sync;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;

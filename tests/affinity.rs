@@ -347,11 +347,11 @@ async fn a_fenced_endpoint_keeps_its_pinned_clients_and_gets_no_new_ones() {
     };
     // The pinned pod starts terminating but still serves.
     let rolling = Config::default()
-        .service_conditions(
+        .service_endpoints(
             "web",
             &[
-                (pinned.addr, false, true, true),
-                (other.addr, true, true, false),
+                endpoint(pinned.addr, EndpointState::TerminatingServing),
+                endpoint(other.addr, EndpointState::Ready),
             ],
         )
         .pool_with("web", "", &[("web", 1)], AFFINITY);

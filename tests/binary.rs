@@ -340,14 +340,18 @@ fn check_prints_the_conditions_pools_would_get() {
 
 /// A Service `web` in `ns` with one endpoint, and a pool `name` there claiming `host`.
 fn namespaced_pool(ns: &str, name: &str, host: &str, backend: std::net::SocketAddr) -> String {
-    format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{ name: web, namespace: {ns} }}\nspec: {{ ports: [{{ name: http, port: 80 }}] }}\n---\n\
-         apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{ name: web-1, namespace: {ns}, labels: {{ kubernetes.io/service-name: web }} }}\n\
-         addressType: IPv4\nports: [{{ name: http, port: {} }}]\nendpoints: [{{ addresses: [\"{}\"], conditions: {{ ready: true }} }}]\n---\n\
-         apiVersion: weir.dev/v1alpha1\nkind: LoadBalancerPool\nmetadata: {{ name: {name}, namespace: {ns} }}\nspec: {{ routes: [{{ host: {host} }}], backends: [{{ service: web, port: http }}] }}\n",
-        backend.port(),
-        backend.ip()
-    )
+    use weir::testkit::{backend_slice, pool, route_spec, service, to_document};
+    [
+        to_document(&service(ns, "web", &[("http", 80)])),
+        to_document(&backend_slice(
+            ns,
+            "web",
+            "web-1",
+            &endpoint(backend, EndpointState::Ready),
+        )),
+        to_document(&pool(ns, name, route_spec(host, "/", "web"))),
+    ]
+    .join("---\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! `weir run` against the test cluster's upstream API server (tests/cluster): the CRD,
 //! watches, status, leader election. One test function runs the scenarios in order, since
-//! they share one API server.
+//! they share one API server; each is a named step (an `async fn` over the shared [`Scene`]),
+//! and a step that fails says which it was.
 
 mod common;
 
@@ -8,14 +9,16 @@ use common::cluster::Cluster;
 use common::*;
 use http::StatusCode;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use weir::api::LoadBalancerPool;
+use weir::testkit::{backend_slice, pool, tls_secret};
 
 struct WeirProcess {
     child: Child,
@@ -69,12 +72,23 @@ fn from_yaml<T: serde::de::DeserializeOwned>(yaml: &str) -> T {
     serde_json::from_value(value).expect("object")
 }
 
+/// Slice `name` of Service `service` in `shop`: one "pod" at `addr`, ready or not.
 fn slice(name: &str, service: &str, addr: std::net::SocketAddr, ready: bool) -> EndpointSlice {
-    from_yaml(&format!(
-        "metadata:\n  name: {name}\n  namespace: shop\n  labels: {{ kubernetes.io/service-name: {service} }}\naddressType: IPv4\nports: [{{ name: http, port: {} }}]\nendpoints:\n  - addresses: [\"{}\"]\n    conditions: {{ ready: {ready} }}\n",
-        addr.port(),
-        addr.ip()
-    ))
+    backend_slice(
+        "shop",
+        service,
+        name,
+        &endpoint(addr, EndpointState::ready_if(ready)),
+    )
+}
+
+/// A pool `shop/name` on these routes to Service `web`, port `http`.
+fn shop_pool(name: &str, routes: serde_json::Value) -> LoadBalancerPool {
+    pool(
+        "shop",
+        name,
+        json!({ "routes": routes, "backends": [{ "service": "web", "port": "http" }] }),
+    )
 }
 
 async fn status_of(
@@ -84,13 +98,134 @@ async fn status_of(
     api.get(name).await.ok()?.status
 }
 
+/// What the steps share: the cluster, its clients, the two "pods", and the weir replicas
+/// (dropped in this order: the replicas first, the cluster last).
+struct Scene {
+    first: Option<WeirProcess>,
+    second: Option<WeirProcess>,
+    /// The "pods" `a` and `b`, once started.
+    pods: Vec<Backend>,
+    http: HttpClient,
+    pools: Api<LoadBalancerPool>,
+    slices: Api<EndpointSlice>,
+    client: kube::Client,
+    server: Cluster,
+}
+
+impl Scene {
+    fn b(&self) -> &Backend {
+        self.pods.get(1).expect("the pods were started")
+    }
+
+    /// The first replica's HTTP listener.
+    fn first_url(&self) -> String {
+        format!(
+            "http://{}/",
+            self.first.as_ref().expect("the first replica").http
+        )
+    }
+
+    /// The second replica (the leader once the first is gone).
+    fn second(&self) -> &WeirProcess {
+        self.second.as_ref().expect("the second replica")
+    }
+
+    fn second_url(&self) -> String {
+        format!("http://{}/", self.second().http)
+    }
+
+    fn metrics_url(&self) -> String {
+        format!("http://{}/metrics", self.second().admin)
+    }
+
+    /// Sets the one endpoint of slice `web-b` ready or not.
+    async fn set_b_ready(&self, ready: bool) {
+        let mut s = self.slices.get("web-b").await.unwrap();
+        s.endpoints = slice("web-b", "web", self.b().addr, ready).endpoints;
+        self.slices
+            .replace("web-b", &PostParams::default(), &s)
+            .await
+            .unwrap();
+    }
+}
+
+/// Runs one step; if it panics, says which step it was.
+async fn step<T>(name: &str, f: impl Future<Output = T>) -> T {
+    struct Failing<'a>(&'a str);
+    impl Drop for Failing<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                eprintln!("e2e_controller: step `{}` FAILED", self.0);
+            }
+        }
+    }
+    eprintln!("e2e_controller: step `{name}`");
+    let _failing = Failing(name);
+    f.await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weir_run_against_a_real_api_server() {
     let server = Cluster::control_plane_only();
     let client = server.client().await;
+    let mut scene = Scene {
+        pools: Api::namespaced(client.clone(), "shop"),
+        slices: Api::namespaced(client.clone(), "shop"),
+        http: http1_client(),
+        server,
+        client,
+        pods: Vec::new(),
+        first: None,
+        second: None,
+    };
+    step("the CRD installs", the_crd_installs(&scene)).await;
+    step("bad pools are refused", bad_pools_are_refused(&scene)).await;
+    step(
+        "a pool routes to both pods",
+        a_pool_routes_to_both_pods(&mut scene),
+    )
+    .await;
+    step("the leader writes status", the_leader_writes_status(&scene)).await;
+    step(
+        "traffic leaves an unready pod",
+        traffic_leaves_an_unready_pod(&scene),
+    )
+    .await;
+    step(
+        "the second replica takes over",
+        the_second_replica_takes_over(&mut scene),
+    )
+    .await;
+    step(
+        "a route conflict is reported",
+        a_route_conflict_is_reported(&scene),
+    )
+    .await;
+    step(
+        "the API server goes away and comes back",
+        the_api_server_goes_away_and_comes_back(&scene),
+    )
+    .await;
+    step(
+        "kubectl applies and shows pools",
+        kubectl_applies_pools(&scene),
+    )
+    .await;
+    step(
+        "a burst of slices gives few rebuilds",
+        a_burst_of_slices_gives_few_rebuilds(&scene),
+    )
+    .await;
+    step(
+        "a TLS Secret gives its pool a certificate",
+        a_tls_secret_gives_its_pool_a_certificate(&scene),
+    )
+    .await;
+}
 
-    // The generated CRD is accepted, and becomes established.
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+/// The generated CRD is accepted, and becomes established; namespace `shop` is created.
+async fn the_crd_installs(scene: &Scene) {
+    let crds: Api<CustomResourceDefinition> = Api::all(scene.client.clone());
     let crd: CustomResourceDefinition = from_yaml(include_str!("../crds/loadbalancerpool.yaml"));
     crds.create(&PostParams::default(), &crd)
         .await
@@ -105,7 +240,7 @@ async fn weir_run_against_a_real_api_server() {
         established.then_some(())
     })
     .await;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespaces: Api<Namespace> = Api::all(scene.client.clone());
     namespaces
         .create(
             &PostParams::default(),
@@ -113,9 +248,11 @@ async fn weir_run_against_a_real_api_server() {
         )
         .await
         .unwrap();
-    let pools: Api<LoadBalancerPool> = Api::namespaced(client.clone(), "shop");
+}
 
-    // The schema and CEL rules refuse bad pools with a clear message.
+/// The schema and CEL rules refuse bad pools with a clear message.
+async fn bad_pools_are_refused(scene: &Scene) {
+    let pools = &scene.pools;
     let invalid = [
         ("spec: { backends: [] }", "backends"),
         (
@@ -160,17 +297,22 @@ async fn weir_run_against_a_real_api_server() {
         }
     }
     assert_eq!(refused, invalid.len());
+}
 
-    // A Service with two "pods" (test backends on the cluster's host address: EndpointSlices
-    // take no loopback address) and a pool.
-    let a = Backend::start_on(server.host_ip, "a").await;
-    let b = Backend::start_on(server.host_ip, "b").await;
-    let services: Api<Service> = Api::namespaced(client.clone(), "shop");
+/// A Service with two "pods" (test backends on the cluster's host address: EndpointSlices take
+/// no loopback address) and a pool; the first replica starts and sends traffic to both.
+async fn a_pool_routes_to_both_pods(scene: &mut Scene) {
+    let a = Backend::start_on(scene.server.host_ip, "a").await;
+    let b = Backend::start_on(scene.server.host_ip, "b").await;
+    let services: Api<Service> = Api::namespaced(scene.client.clone(), "shop");
     services
-        .create(&PostParams::default(), &from_yaml("metadata: { name: web, namespace: shop }\nspec: { ports: [{ name: http, port: 80 }] }"))
+        .create(
+            &PostParams::default(),
+            &weir::testkit::service("shop", "web", &[("http", 80)]),
+        )
         .await
         .unwrap();
-    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "shop");
+    let slices = &scene.slices;
     slices
         .create(&PostParams::default(), &slice("web-a", "web", a.addr, true))
         .await
@@ -179,31 +321,38 @@ async fn weir_run_against_a_real_api_server() {
         .create(&PostParams::default(), &slice("web-b", "web", b.addr, true))
         .await
         .unwrap();
-    let pool: LoadBalancerPool = from_yaml(
-        "apiVersion: weir.dev/v1alpha1\nkind: LoadBalancerPool\nmetadata: { name: web, namespace: shop }\nspec:\n  routes: [{ host: shop.test }]\n  backends: [{ service: web, port: http }]\n",
-    );
-    pools.create(&PostParams::default(), &pool).await.unwrap();
+    let pool = shop_pool("web", json!([{ "host": "shop.test" }]));
+    scene
+        .pools
+        .create(&PostParams::default(), &pool)
+        .await
+        .unwrap();
+    scene.pods = vec![a, b];
 
-    let first = start_weir(&server.kubeconfig, "weir-one");
-    let http = http1_client();
+    let first = start_weir(&scene.server.kubeconfig, "weir-one");
+    let http = &scene.http;
     let readyz = format!("http://{}/readyz", first.admin);
     eventually("weir ready", Duration::from_secs(20), async || {
-        matches!(get(&http, &readyz, "a").await, Ok((StatusCode::OK, _))).then_some(())
+        matches!(get(http, &readyz, "a").await, Ok((StatusCode::OK, _))).then_some(())
     })
     .await;
-    let url = format!("http://{}/", first.http);
+    scene.first = Some(first);
+    let url = scene.first_url();
     let mut seen = std::collections::HashSet::new();
     for _ in 0..10 {
-        let (status, body) = get(&http, &url, "shop.test").await.unwrap();
+        let (status, body) = get(&scene.http, &url, "shop.test").await.unwrap();
         assert_eq!(status, StatusCode::OK);
         seen.insert(body);
     }
     assert_eq!(seen.len(), 2, "both pods take traffic");
+}
 
-    // Status: written by the leader, with the generation it describes.
+/// Status: written by the leader, with the generation it describes.
+async fn the_leader_writes_status(scene: &Scene) {
+    let pools = &scene.pools;
     let generation = pools.get("web").await.unwrap().metadata.generation;
     let status = eventually("status written", Duration::from_secs(15), async || {
-        let s = status_of(&pools, "web").await?;
+        let s = status_of(pools, "web").await?;
         let ready = s.conditions.iter().find(|c| c.type_ == "Ready")?;
         (ready.status == "True" && s.observed_generation == generation).then_some(s)
     })
@@ -216,24 +365,20 @@ async fn weir_run_against_a_real_api_server() {
             .all(|c| c.last_transition_time.is_some())
     );
     assert_eq!(status.hosts.as_deref(), Some("shop.test"));
+}
 
-    // A pod stops being ready: traffic follows within a second.
-    slices
-        .replace("web-b", &PostParams::default(), &{
-            let mut s = slices.get("web-b").await.unwrap();
-            s.endpoints = slice("web-b", "web", b.addr, false).endpoints;
-            s
-        })
-        .await
-        .unwrap();
+/// A pod stops being ready: traffic follows within a second.
+async fn traffic_leaves_an_unready_pod(scene: &Scene) {
+    scene.set_b_ready(false).await;
     let changed = Instant::now();
+    let (http, url) = (&scene.http, scene.first_url());
     eventually(
         "traffic leaves the unready pod",
         Duration::from_secs(2),
         async || {
             let mut only_a = true;
             for _ in 0..6 {
-                only_a &= get(&http, &url, "shop.test").await.ok()?.1 == "a";
+                only_a &= get(http, &url, "shop.test").await.ok()?.1 == "a";
             }
             only_a.then_some(())
         },
@@ -243,20 +388,23 @@ async fn weir_run_against_a_real_api_server() {
     eventually(
         "status shows one ready",
         Duration::from_secs(10),
-        async || (status_of(&pools, "web").await?.endpoints.ready == 1).then_some(()),
+        async || (status_of(&scene.pools, "web").await?.endpoints.ready == 1).then_some(()),
     )
     .await;
+}
 
-    // A second replica: one leader at a time; when the leader dies, the other takes over.
-    let second = start_weir(&server.kubeconfig, "weir-two");
-    let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+/// A second replica: one leader at a time; when the leader dies, the other takes over, and
+/// writes status: a spec change shows up as a new observedGeneration.
+async fn the_second_replica_takes_over(scene: &mut Scene) {
+    scene.second = Some(start_weir(&scene.server.kubeconfig, "weir-two"));
+    let leases: Api<Lease> = Api::namespaced(scene.client.clone(), "default");
     let holder = |l: Lease| l.spec.and_then(|s| s.holder_identity);
     let leader = eventually("a lease holder", Duration::from_secs(10), async || {
         holder(leases.get("weir-leader").await.ok()?)
     })
     .await;
     assert_eq!(leader, "weir-one", "the first replica leads");
-    drop(first);
+    drop(scene.first.take());
     let killed = Instant::now();
     eventually(
         "the second replica takes over",
@@ -265,9 +413,8 @@ async fn weir_run_against_a_real_api_server() {
     )
     .await;
     eprintln!("takeover after {:?} (lease 4s)", killed.elapsed());
-    // The new leader writes status: a spec change shows up as a new observedGeneration.
-    let patch =
-        serde_json::json!({"spec": {"routes": [{"host": "shop.test"}, {"host": "www.shop.test"}]}});
+    let pools = &scene.pools;
+    let patch = json!({"spec": {"routes": [{"host": "shop.test"}, {"host": "www.shop.test"}]}});
     pools
         .patch("web", &PatchParams::default(), &Patch::Merge(&patch))
         .await
@@ -277,29 +424,32 @@ async fn weir_run_against_a_real_api_server() {
         "the new leader writes status",
         Duration::from_secs(10),
         async || {
-            let s = status_of(&pools, "web").await?;
+            let s = status_of(pools, "web").await?;
             (s.observed_generation == generation
                 && s.hosts.as_deref() == Some("shop.test,www.shop.test"))
             .then_some(())
         },
     )
     .await;
-    let url2 = format!("http://{}/", second.http);
     assert_eq!(
-        get(&http, &url2, "www.shop.test").await.unwrap().0,
+        get(&scene.http, &scene.second_url(), "www.shop.test")
+            .await
+            .unwrap()
+            .0,
         StatusCode::OK
     );
+}
 
-    // A pool claiming a taken route: a RouteConflict condition and a Warning event.
-    let late: LoadBalancerPool = from_yaml(
-        "apiVersion: weir.dev/v1alpha1\nkind: LoadBalancerPool\nmetadata: { name: late, namespace: shop }\nspec:\n  routes: [{ host: shop.test }]\n  backends: [{ service: web, port: http }]\n",
-    );
+/// A pool claiming a taken route: a RouteConflict condition and a Warning event.
+async fn a_route_conflict_is_reported(scene: &Scene) {
+    let pools = &scene.pools;
+    let late = shop_pool("late", json!([{ "host": "shop.test" }]));
     pools.create(&PostParams::default(), &late).await.unwrap();
     let conflict = eventually(
         "RouteConflict in status",
         Duration::from_secs(10),
         async || {
-            let s = status_of(&pools, "late").await?;
+            let s = status_of(pools, "late").await?;
             s.conditions
                 .into_iter()
                 .find(|c| c.type_ == "Accepted" && c.reason == "RouteConflict")
@@ -311,7 +461,8 @@ async fn weir_run_against_a_real_api_server() {
         "{}",
         conflict.message
     );
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "shop");
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(scene.client.clone(), "shop");
     eventually(
         "a RouteConflict event",
         Duration::from_secs(10),
@@ -328,14 +479,17 @@ async fn weir_run_against_a_real_api_server() {
         },
     )
     .await;
+}
 
-    // The API server goes away under load: traffic keeps flowing on the last table, /readyz
-    // stays ready, and a metric says the view is stale.
+/// The API server goes away under load: traffic keeps flowing on the last table, /readyz stays
+/// ready, and a metric says the view is stale. Back, with its data: weir reconnects and catches
+/// up with changes made since.
+async fn the_api_server_goes_away_and_comes_back(scene: &Scene) {
+    let (http, url2, metrics_url) = (&scene.http, scene.second_url(), scene.metrics_url());
     let load = Load::start(url2.clone(), "www.shop.test", 2, 100_000);
-    server.pause();
-    let metrics_url = format!("http://{}/metrics", second.admin);
+    scene.server.pause();
     eventually("stale flag", Duration::from_secs(15), async || {
-        let text = get(&http, &metrics_url, "a").await.ok()?.1;
+        let text = get(http, &metrics_url, "a").await.ok()?.1;
         text.lines()
             .any(|l| l == "weir_source_stale 1")
             .then_some(())
@@ -343,26 +497,22 @@ async fn weir_run_against_a_real_api_server() {
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
-        get(&http, &format!("http://{}/readyz", second.admin), "a")
-            .await
-            .unwrap()
-            .0,
+        get(
+            http,
+            &format!("http://{}/readyz", scene.second().admin),
+            "a"
+        )
+        .await
+        .unwrap()
+        .0,
         StatusCode::OK
     );
-    // Back, with its data: weir reconnects and catches up with changes made since.
-    server.resume();
+    scene.server.resume();
     let (ok, failed) = load.finish().await;
     eprintln!("while the API server was down and back: {ok} ok, {failed} failed");
     assert_eq!(failed, 0);
     assert!(ok > 100);
-    slices
-        .replace("web-b", &PostParams::default(), &{
-            let mut s = slices.get("web-b").await.unwrap();
-            s.endpoints = slice("web-b", "web", b.addr, true).endpoints;
-            s
-        })
-        .await
-        .unwrap();
+    scene.set_b_ready(true).await;
     let back = Instant::now();
     eventually(
         "weir catches up after the restart",
@@ -370,7 +520,7 @@ async fn weir_run_against_a_real_api_server() {
         async || {
             let mut seen = std::collections::HashSet::new();
             for _ in 0..6 {
-                seen.insert(get(&http, &url2, "shop.test").await.ok()?.1);
+                seen.insert(get(http, &url2, "shop.test").await.ok()?.1);
             }
             (seen.len() == 2).then_some(())
         },
@@ -378,14 +528,17 @@ async fn weir_run_against_a_real_api_server() {
     .await;
     eprintln!("caught up {:?} after the restart", back.elapsed());
     eventually("stale flag cleared", Duration::from_secs(10), async || {
-        let text = get(&http, &metrics_url, "a").await.ok()?.1;
+        let text = get(http, &metrics_url, "a").await.ok()?.1;
         text.lines()
             .any(|l| l == "weir_source_stale 0")
             .then_some(())
     })
     .await;
+}
 
-    // The real kubectl: apply a pool, read it with the printer columns, and see a bad one refused.
+/// The real kubectl: apply a pool, read it with the printer columns, and see a bad one refused.
+async fn kubectl_applies_pools(scene: &Scene) {
+    let server = &scene.server;
     let apply = |yaml: &str| server.kubectl_stdin(&["apply", "-f", "-"], yaml);
     let out = apply(
         "apiVersion: weir.dev/v1alpha1\nkind: LoadBalancerPool\nmetadata: { name: api, namespace: shop }\nspec:\n  routes: [{ host: api.shop.test, pathPrefix: /v1 }]\n  backends: [{ service: web, port: 80 }]\n",
@@ -422,8 +575,8 @@ async fn weir_run_against_a_real_api_server() {
     );
     assert_eq!(
         get(
-            &http,
-            &format!("http://{}/v1/x", second.http),
+            &scene.http,
+            &format!("http://{}/v1/x", scene.second().http),
             "api.shop.test"
         )
         .await
@@ -440,19 +593,21 @@ async fn weir_run_against_a_real_api_server() {
         err.contains("at least one backend needs a weight above 0"),
         "{err}"
     );
+}
 
-    // A rolling update's worth of slice changes in a burst gives a handful of rebuilds.
+/// A rolling update's worth of slice changes in a burst gives a handful of rebuilds.
+async fn a_burst_of_slices_gives_few_rebuilds(scene: &Scene) {
     let rebuilds = |text: &str| -> u64 {
         text.lines()
             .find_map(|l| l.strip_prefix("weir_table_rebuilds_total "))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0)
     };
-    let before = rebuilds(&get(&http, &metrics_url, "a").await.unwrap().1);
+    let before = rebuilds(&get(&scene.http, &scene.metrics_url(), "a").await.unwrap().1);
     let burst: Vec<_> = (0..60)
         .map(|i| {
-            let slices = slices.clone();
-            let addr = std::net::SocketAddr::new(server.host_ip, 9000 + i);
+            let slices = scene.slices.clone();
+            let addr = std::net::SocketAddr::new(scene.server.host_ip, 9000 + i);
             async move {
                 slices
                     .create(
@@ -467,35 +622,42 @@ async fn weir_run_against_a_real_api_server() {
         r.expect("slice created");
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = rebuilds(&get(&http, &metrics_url, "a").await.unwrap().1);
+    let after = rebuilds(&get(&scene.http, &scene.metrics_url(), "a").await.unwrap().1);
     eprintln!("60 slice changes gave {} rebuilds", after - before);
     assert!(
         after > before && after - before <= 15,
         "{} rebuilds",
         after - before
     );
+}
 
-    // A TLS Secret (watched through the type field selector) gives its pool a certificate.
+/// A TLS Secret (watched through the type field selector) gives its pool a certificate.
+async fn a_tls_secret_gives_its_pool_a_certificate(scene: &Scene) {
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(vec!["secure.shop.test".to_string()])
         .unwrap()
         .self_signed(&key)
         .unwrap();
-    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "secure-tls", "namespace": "shop"},
-        "type": "kubernetes.io/tls",
-        "stringData": {"tls.crt": cert.pem(), "tls.key": key.serialize_pem()},
-    }))
-    .unwrap();
-    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), "shop")
+    let secret = tls_secret("shop", "secure-tls", cert.pem(), key.serialize_pem());
+    Api::<Secret>::namespaced(scene.client.clone(), "shop")
         .create(&PostParams::default(), &secret)
         .await
         .unwrap();
-    let secure: LoadBalancerPool = from_yaml(
-        "apiVersion: weir.dev/v1alpha1\nkind: LoadBalancerPool\nmetadata: { name: secure, namespace: shop }\nspec:\n  routes: [{ host: secure.shop.test }]\n  backends: [{ service: web, port: http }]\n  tls: { secretName: secure-tls }\n",
+    let secure = pool(
+        "shop",
+        "secure",
+        json!({
+            "routes": [{ "host": "secure.shop.test" }],
+            "backends": [{ "service": "web", "port": "http" }],
+            "tls": { "secretName": "secure-tls" },
+        }),
     );
-    pools.create(&PostParams::default(), &secure).await.unwrap();
-    let https: std::net::SocketAddr = second.https.parse().unwrap();
+    scene
+        .pools
+        .create(&PostParams::default(), &secure)
+        .await
+        .unwrap();
+    let https: std::net::SocketAddr = scene.second().https.parse().unwrap();
     let want = cert.der().to_vec();
     eventually(
         "the Secret's certificate is served",
@@ -523,7 +685,7 @@ async fn weir_run_against_a_real_api_server() {
         "the secure pool's certificate condition",
         Duration::from_secs(10),
         async || {
-            let s = status_of(&pools, "secure").await?;
+            let s = status_of(&scene.pools, "secure").await?;
             s.conditions
                 .into_iter()
                 .find(|c| c.type_ == "CertificateValid")

@@ -6,36 +6,16 @@ use weir::routing::{RoutingTable, compile};
 
 /// One pool with TCP health checks over one endpoint.
 fn checked_table() -> RoutingTable {
-    let yaml = r#"
-apiVersion: v1
-kind: Service
-metadata: { name: web, namespace: test }
-spec:
-  ports: [{ name: http, port: 80, targetPort: 8000 }]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: web-1
-  namespace: test
-  labels: { kubernetes.io/service-name: web }
-addressType: IPv4
-ports: [{ name: http, port: 8000 }]
-endpoints:
-  - addresses: ["127.0.0.1"]
-    conditions: { ready: true }
-    targetRef: { kind: Pod, namespace: test, name: web-1 }
----
-apiVersion: weir.dev/v1alpha1
-kind: LoadBalancerPool
-metadata: { name: web, namespace: test }
-spec:
-  routes: [{ host: "", pathPrefix: / }]
-  backends: [{ service: web, port: http }]
-  healthCheck:
-    tcp: {}
-    intervalSeconds: 300
-"#;
+    use weir::testkit::{EndpointState, endpoint, pool, route_spec, service, slice, to_document};
+    let mut spec = route_spec("", "/", "web");
+    spec["healthCheck"] = serde_json::json!({ "tcp": {}, "intervalSeconds": 300 });
+    let pod = endpoint("127.0.0.1", EndpointState::Ready).pod("web-1");
+    let yaml = [
+        to_document(&service("test", "web", &[("http", 80)])),
+        to_document(&slice("test", "web", "web-1", &[("http", 8000)], &[pod])),
+        to_document(&pool("test", "web", spec)),
+    ]
+    .join("---\n");
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("pools.yaml");
     std::fs::write(&path, yaml).expect("write the test file");

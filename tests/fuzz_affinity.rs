@@ -37,60 +37,45 @@ const TEST_KEY: &[u8] = b"a test key of at least sixteen bytes";
 
 /// Three pods behind a Service; pools `a` and `b` both pin to them (a cookie of one must not
 /// work on the other), `c` over slices that name no pod (identity: the address).
-const CONFIG: &str = r#"
-apiVersion: v1
-kind: Service
-metadata: { name: web, namespace: fz }
-spec: { ports: [{ name: http, port: 80 }] }
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: { name: web-1, namespace: fz, labels: { kubernetes.io/service-name: web } }
-addressType: IPv4
-ports: [{ name: http, port: 8080 }]
-endpoints:
-  - { addresses: ["10.0.0.1"], targetRef: { kind: Pod, namespace: fz, name: web-1 } }
-  - { addresses: ["10.0.0.2"], targetRef: { kind: Pod, namespace: fz, name: web-2 } }
-  - { addresses: ["10.0.0.3"], conditions: { ready: false, serving: true, terminating: true }, targetRef: { kind: Pod, namespace: fz, name: web-3 } }
----
-apiVersion: v1
-kind: Service
-metadata: { name: raw, namespace: fz }
-spec: { ports: [{ name: http, port: 80 }] }
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: { name: raw-1, namespace: fz, labels: { kubernetes.io/service-name: raw } }
-addressType: IPv6
-ports: [{ name: http, port: 9090 }]
-endpoints:
-  - { addresses: ["fd00::1"] }
-  - { addresses: ["fd00::2"] }
----
-apiVersion: weir.dev/v1alpha1
-kind: LoadBalancerPool
-metadata: { name: a, namespace: fz }
-spec:
-  routes: [{ host: a.test }]
-  backends: [{ service: web, port: http }]
-  sessionAffinity: { cookie: {} }
----
-apiVersion: weir.dev/v1alpha1
-kind: LoadBalancerPool
-metadata: { name: b, namespace: fz }
-spec:
-  routes: [{ host: b.test }]
-  backends: [{ service: web, port: http }]
-  sessionAffinity: { cookie: { name: other } }
----
-apiVersion: weir.dev/v1alpha1
-kind: LoadBalancerPool
-metadata: { name: c, namespace: fz }
-spec:
-  routes: [{ host: c.test }]
-  backends: [{ service: raw, port: http }]
-  sessionAffinity: { cookie: {} }
-"#;
+fn store() -> weir::store::Store {
+    use weir::testkit::{EndpointState::*, StoreBuilder, pool, route_spec};
+    let affine = |name: &str, host: &str, service: &str, cookie: serde_json::Value| {
+        let mut spec = route_spec(host, "/", service);
+        spec["sessionAffinity"] = serde_json::json!({ "cookie": cookie });
+        pool("fz", name, spec)
+    };
+    let pod = |ip: &str, state, name: &str| endpoint(ip, state).pod(name);
+    StoreBuilder::default()
+        .service(weir::testkit::service("fz", "web", &[("http", 80)]))
+        .slice(weir::testkit::slice(
+            "fz",
+            "web",
+            "web-1",
+            &[("http", 8080)],
+            &[
+                pod("10.0.0.1", Ready, "web-1"),
+                pod("10.0.0.2", Ready, "web-2"),
+                pod("10.0.0.3", TerminatingServing, "web-3"),
+            ],
+        ))
+        .service(weir::testkit::service("fz", "raw", &[("http", 80)]))
+        .slice(weir::testkit::slice(
+            "fz",
+            "raw",
+            "raw-1",
+            &[("http", 9090)],
+            &[endpoint("fd00::1", Ready), endpoint("fd00::2", Ready)],
+        ))
+        .pool(affine("a", "a.test", "web", serde_json::json!({})))
+        .pool(affine(
+            "b",
+            "b.test",
+            "web",
+            serde_json::json!({ "name": "other" }),
+        ))
+        .pool(affine("c", "c.test", "raw", serde_json::json!({})))
+        .build()
+}
 
 /// One way to damage a cookie value.
 #[derive(Debug, Clone)]
@@ -237,7 +222,7 @@ struct Fixture {
 const GRACE: Duration = Duration::from_secs(3600);
 
 fn fixture() -> Fixture {
-    let store = weir::source::file::parse("affinity.yaml", CONFIG).expect("the fixture parses");
+    let store = store();
     let indexed = compile(&store, None).table;
     let unindexed = compile(&store, Some(&indexed)).table;
     assert_eq!(indexed.pools().count(), 3);

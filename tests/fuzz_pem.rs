@@ -330,24 +330,18 @@ fn check_loader(crt: &[u8], key: &[u8]) -> Result<Result<Option<i64>, String>, T
     }
 }
 
-const SECRET_CONFIG: &str = r#"apiVersion: v1
-kind: Service
-metadata: { name: web, namespace: shop }
-spec: { ports: [{ name: http, port: 80 }] }
----
-apiVersion: weir.dev/v1alpha1
-kind: LoadBalancerPool
-metadata: { name: web, namespace: shop }
-spec:
-  routes: [{ host: shop.test }]
-  backends: [{ service: web, port: http }]
-  tls: { secretName: shop-tls }
----
-apiVersion: v1
-kind: Secret
-type: kubernetes.io/tls
-metadata: { name: shop-tls, namespace: shop }
-"#;
+/// The first documents of the Secret checks' file: Service `shop/web` and a pool on
+/// `shop.test` whose certificate is Secret `shop/shop-tls`.
+fn shop_documents() -> String {
+    use weir::testkit::{pool, route_spec, service, to_document};
+    let mut spec = route_spec("shop.test", "/", "web");
+    spec["tls"] = serde_json::json!({ "secretName": "shop-tls" });
+    format!(
+        "{}---\n{}---\n",
+        to_document(&service("shop", "web", &[("http", 80)])),
+        to_document(&pool("shop", "web", spec))
+    )
+}
 
 /// The Secret path: the pool's status and the table's certificate agree with `load_pem`.
 fn check_secret(
@@ -355,11 +349,8 @@ fn check_secret(
     key: &[u8],
     loaded: &Result<Option<i64>, String>,
 ) -> Result<(), TestCaseError> {
-    let text = format!(
-        "{SECRET_CONFIG}data:\n  tls.crt: {}\n  tls.key: {}\n",
-        STANDARD.encode(crt),
-        STANDARD.encode(key)
-    );
+    let secret = weir::testkit::tls_secret("shop", "shop-tls", crt, key);
+    let text = shop_documents() + &weir::testkit::to_document(&secret);
     let store = weir::source::file::parse("tls.yaml", &text)
         .map_err(|e| TestCaseError::fail(format!("the Secret file was refused: {e}")))?;
     let compiled = compile(&store, None);
@@ -508,8 +499,9 @@ fn fuzz_arbitrary_bytes() {
 fn secrets_missing_parts_say_which() {
     let pair = &made()[0];
     let compile_with = |data: &str| {
-        let store = weir::source::file::parse("tls.yaml", &format!("{SECRET_CONFIG}{data}"))
-            .expect("parses");
+        let secret = "apiVersion: v1\nkind: Secret\ntype: kubernetes.io/tls\nmetadata: { name: shop-tls, namespace: shop }\n";
+        let text = format!("{}{secret}{data}", shop_documents());
+        let store = weir::source::file::parse("tls.yaml", &text).expect("parses");
         let compiled = compile(&store, None);
         let status = compiled.statuses[&ObjectKey::new("shop", "web")].clone();
         let refs = status

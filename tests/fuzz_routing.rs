@@ -222,28 +222,24 @@ fn model<'a>(
     None
 }
 
+/// The file of these pools (each to Service `web`, port `http`), as `weir::testkit` writes it.
 fn yaml(specs: &[(ObjectKey, PoolSpec)]) -> String {
-    let mut docs = Vec::new();
-    for (key, spec) in specs {
-        let routes: Vec<String> = spec
-            .routes
-            .iter()
-            .map(|(h, p)| {
-                format!(
-                    "{{ host: {}, pathPrefix: {} }}",
-                    serde_json::to_string(h).expect("json"),
-                    serde_json::to_string(p).expect("json")
-                )
-            })
-            .collect();
-        docs.push(format!(
-            "apiVersion: weir.dev/v1alpha1\nkind: LoadBalancerPool\nmetadata: {{ name: {}, namespace: {} }}\nspec:\n  routes: [{}]\n  backends: [{{ service: web, port: http }}]\n",
-            key.name,
-            key.namespace,
-            routes.join(", ")
-        ));
-    }
-    docs.join("---\n")
+    specs
+        .iter()
+        .map(|(key, spec)| {
+            let routes: Vec<serde_json::Value> = spec
+                .routes
+                .iter()
+                .map(|(h, p)| serde_json::json!({ "host": h, "pathPrefix": p }))
+                .collect();
+            let spec = serde_json::json!({
+                "routes": routes,
+                "backends": [{ "service": "web", "port": "http" }],
+            });
+            weir::testkit::to_document(&weir::testkit::pool(&key.namespace, &key.name, spec))
+        })
+        .collect::<Vec<_>>()
+        .join("---\n")
 }
 
 fn decorate(base: &str, r: &Request) -> String {

@@ -270,9 +270,12 @@ async fn a_terminating_but_serving_endpoint_gets_no_new_clients() {
     let old = Backend::start("old").await;
     let new = Backend::start("new").await;
     let config = Config::default()
-        .service_conditions(
+        .service_endpoints(
             "web",
-            &[(old.addr, false, true, true), (new.addr, true, true, false)],
+            &[
+                endpoint(old.addr, EndpointState::TerminatingServing),
+                endpoint(new.addr, EndpointState::Ready),
+            ],
         )
         .pool("web", "", &[("web", 1)]);
     let weir = Weir::start(&config).await;

@@ -70,7 +70,7 @@ async fn errors_are_short_plain_answers_with_the_right_status() {
     let config = Config::default()
         .service("up", &[up.addr])
         .service("down", &[closed])
-        .service_with("unready", &[(up.addr, false)])
+        .service_endpoints("unready", &[endpoint(up.addr, EndpointState::NotReady)])
         .service("slow", &[slow.addr])
         .pool("up", "up.test", &[("up", 1)])
         .pool("down", "down.test", &[("down", 1)])

@@ -38,11 +38,11 @@ async fn settle(weir: &Weir, tasks: usize) -> (usize, i64) {
     now
 }
 
-/// A service over `(address, ready, serving, terminating)` endpoints and a pool over it, with
-/// idle upstream connections kept 1 s so the test can see them go.
-fn rolling_config(endpoints: &[(SocketAddr, bool, bool, bool)]) -> Config {
+/// A service over these endpoints and a pool over it, with idle upstream connections kept 1 s
+/// so the test can see them go.
+fn rolling_config(endpoints: &[Endpoint]) -> Config {
     Config::default()
-        .service_conditions("app", endpoints)
+        .service_endpoints("app", endpoints)
         .pool_with(
             "web",
             "a.test",
@@ -58,20 +58,18 @@ async fn a_rolling_update_under_load_fails_no_request() {
         (0..3).map(|i| async move { Backend::start(&format!("n{i}")).await }),
     )
     .await;
-    let all = |o: &[(usize, &str)], n: usize| -> Vec<(SocketAddr, bool, bool, bool)> {
-        // Old pods by state ("ready", "terminating"); new pods 0..n ready.
+    use EndpointState::{Ready, TerminatingServing};
+    let all = |o: &[(usize, EndpointState)], n: usize| -> Vec<Endpoint> {
+        // Old pods in their states; new pods 0..n ready.
         let mut eps: Vec<_> = o
             .iter()
-            .map(|&(i, state)| match state {
-                "ready" => (old[i].addr, true, true, false),
-                _ => (old[i].addr, false, true, true),
-            })
+            .map(|&(i, state)| endpoint(old[i].addr, state))
             .collect();
-        eps.extend(new[..n].iter().map(|b| (b.addr, true, true, false)));
+        eps.extend(new[..n].iter().map(|b| endpoint(b.addr, Ready)));
         eps
     };
     let weir = Weir::start(&rolling_config(&all(
-        &[(0, "ready"), (1, "ready"), (2, "ready")],
+        &[(0, Ready), (1, Ready), (2, Ready)],
         0,
     )))
     .await;
@@ -83,7 +81,7 @@ async fn a_rolling_update_under_load_fails_no_request() {
     // serving in-flight work), then leaves the slice, then its process exits.
     let mut remaining: Vec<usize> = vec![0, 1, 2];
     for step in 0..3 {
-        let ready: Vec<(usize, &str)> = remaining.iter().map(|&i| (i, "ready")).collect();
+        let ready: Vec<(usize, EndpointState)> = remaining.iter().map(|&i| (i, Ready)).collect();
         let publish = |eps: Vec<_>| {
             weir.feed
                 .send(Arc::new(rolling_config(&eps).store()))
@@ -92,11 +90,12 @@ async fn a_rolling_update_under_load_fails_no_request() {
         publish(all(&ready, step + 1));
         tokio::time::sleep(Duration::from_millis(200)).await;
         let leaving = remaining.remove(0);
-        let mut states: Vec<(usize, &str)> = remaining.iter().map(|&i| (i, "ready")).collect();
-        states.insert(0, (leaving, "terminating"));
+        let mut states: Vec<(usize, EndpointState)> =
+            remaining.iter().map(|&i| (i, Ready)).collect();
+        states.insert(0, (leaving, TerminatingServing));
         publish(all(&states, step + 1));
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let gone: Vec<(usize, &str)> = remaining.iter().map(|&i| (i, "ready")).collect();
+        let gone: Vec<(usize, EndpointState)> = remaining.iter().map(|&i| (i, Ready)).collect();
         publish(all(&gone, step + 1));
         tokio::time::sleep(Duration::from_millis(200)).await;
         old[leaving].stop();

@@ -1,4 +1,5 @@
 use super::*;
+use crate::testkit::EndpointState::{self, *};
 use serde_json::json;
 
 fn slice(v: serde_json::Value) -> Slice {
@@ -6,7 +7,9 @@ fn slice(v: serde_json::Value) -> Slice {
     Slice::from_slice(&s)
 }
 
-fn endpoint(ip: &str, ready: bool, serving: bool, terminating: bool) -> SliceEndpoint {
+/// What the store keeps of an endpoint at `ip` in `state`, naming no pod.
+fn endpoint(ip: &str, state: EndpointState) -> SliceEndpoint {
+    let (ready, serving, terminating) = state.conditions();
     SliceEndpoint {
         ip: ip.parse().expect("test address"),
         ready,
@@ -34,10 +37,14 @@ fn keeps_the_service_and_applies_the_condition_defaults() {
     assert_eq!(
         s.endpoints.to_vec(),
         vec![
-            endpoint("10.0.0.1", true, true, false),
-            endpoint("10.0.0.2", false, false, false),
-            endpoint("10.0.0.3", false, true, true),
-            endpoint("10.0.0.4", true, false, false),
+            endpoint("10.0.0.1", Ready),
+            endpoint("10.0.0.2", NotReady),
+            endpoint("10.0.0.3", TerminatingServing),
+            // Ready but not serving: no state names it (the API says it cannot happen).
+            SliceEndpoint {
+                serving: false,
+                ..endpoint("10.0.0.4", Ready)
+            },
         ]
     );
 }

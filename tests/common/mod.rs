@@ -1,5 +1,7 @@
-//! Shared test fixtures: backends that answer with their identity, a config builder that writes
-//! the same YAML a user would, weir started in-process, and an HTTP client.
+//! What the integration tests share: backends that answer with their identity, a config builder
+//! that writes the same file a user would (its objects from `weir::testkit`, the fixtures the
+//! lib's unit tests, the benches and the examples build from too; `Endpoint`, `EndpointState`
+//! and `endpoint` are re-exported here), weir started in-process, and HTTP clients.
 #![allow(dead_code)]
 
 pub mod cluster;
@@ -23,6 +25,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use weir::app::{Options, Running};
 use weir::store::Store;
+pub use weir::testkit::{Endpoint, EndpointState, endpoint};
+use weir::testkit::{backend_slice, service, to_document};
 
 /// A test backend. Answers:
 /// - `/healthz`: 200, or 500 while `set_healthy(false)`, or never while `hang_health(true)`;
@@ -241,7 +245,8 @@ async fn backend_answer(
     }
 }
 
-/// Builds a `weir serve` file: Services with one slice each, and pools.
+/// Builds a `weir serve` file: Services with one slice per endpoint (from `weir::testkit`), and
+/// pools. Everything is in namespace `test`.
 #[derive(Default, Clone)]
 pub struct Config {
     docs: Vec<String>,
@@ -250,35 +255,55 @@ pub struct Config {
 impl Config {
     /// A Service `name` (port `http`: 80) whose endpoints are these addresses, all ready.
     pub fn service(self, name: &str, addrs: &[SocketAddr]) -> Self {
-        let eps: Vec<(SocketAddr, bool)> = addrs.iter().map(|a| (*a, true)).collect();
-        self.service_with(name, &eps)
+        let endpoints: Vec<Endpoint> = addrs
+            .iter()
+            .map(|&a| endpoint(a, EndpointState::Ready))
+            .collect();
+        self.service_endpoints(name, &endpoints)
     }
 
-    /// A Service with endpoints `(address, ready)`; one slice per endpoint, since each test
-    /// backend has its own port.
+    /// A Service `name` (port `http`: 80) with these endpoints (each given as a `SocketAddr`:
+    /// `endpoint(backend.addr, EndpointState::TerminatingServing)`); one slice per endpoint,
+    /// since each test backend has its own port.
+    pub fn service_endpoints(mut self, name: &str, endpoints: &[Endpoint]) -> Self {
+        self.docs
+            .push(to_document(&service("test", name, &[("http", 80)])));
+        for (i, e) in endpoints.iter().enumerate() {
+            let slice = backend_slice("test", name, &format!("{name}-{i}"), e);
+            self.docs.push(to_document(&slice));
+        }
+        self
+    }
+
+    /// A Service with endpoints `(address, ready)` (not ready: not serving, not terminating).
+    /// Kept for tests written before [`Config::service_endpoints`]; prefer that.
     pub fn service_with(self, name: &str, endpoints: &[(SocketAddr, bool)]) -> Self {
-        // An endpoint that is not ready is not serving either, and not terminating.
-        let full: Vec<_> = endpoints.iter().map(|&(a, r)| (a, r, r, false)).collect();
-        self.service_conditions(name, &full)
+        let endpoints: Vec<Endpoint> = endpoints
+            .iter()
+            .map(|&(a, ready)| endpoint(a, EndpointState::ready_if(ready)))
+            .collect();
+        self.service_endpoints(name, &endpoints)
     }
 
-    /// A Service whose endpoints are `(address, ready, serving, terminating)`.
+    /// A Service whose endpoints are `(address, ready, serving, terminating)`; panics on a
+    /// combination no [`EndpointState`] names. Kept for tests written before
+    /// [`Config::service_endpoints`]; prefer that.
     pub fn service_conditions(
-        mut self,
+        self,
         name: &str,
         endpoints: &[(SocketAddr, bool, bool, bool)],
     ) -> Self {
-        self.docs.push(format!(
-            "apiVersion: v1\nkind: Service\nmetadata: {{ name: {name}, namespace: test }}\nspec:\n  ports: [{{ name: http, port: 80 }}]\n"
-        ));
-        for (i, (addr, ready, serving, terminating)) in endpoints.iter().enumerate() {
-            self.docs.push(format!(
-                "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-{i}\n  namespace: test\n  labels: {{ kubernetes.io/service-name: {name} }}\naddressType: IPv4\nports: [{{ name: http, port: {} }}]\nendpoints:\n  - addresses: [\"{}\"]\n    conditions: {{ ready: {ready}, serving: {serving}, terminating: {terminating} }}\n",
-                addr.port(),
-                addr.ip()
-            ));
-        }
-        self
+        let endpoints: Vec<Endpoint> = endpoints
+            .iter()
+            .map(|&(a, ready, serving, terminating)| {
+                let state = EndpointState::from_conditions(ready, serving, terminating)
+                    .unwrap_or_else(|| {
+                        panic!("no endpoint state is ready={ready} serving={serving} terminating={terminating}")
+                    });
+                endpoint(a, state)
+            })
+            .collect();
+        self.service_endpoints(name, &endpoints)
     }
 
     /// A pool on `host` (empty: any host) over `(service, weight)` backends.

@@ -1,101 +1,32 @@
 use super::*;
 use crate::store::SERVICE_NAME_LABEL;
-use k8s_openapi::api::core::v1::Service;
+use crate::testkit::{self, EndpointState, EndpointState::*, StoreBuilder, endpoint, route_spec};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::json;
 
+/// A pool at generation 3 (so `observedGeneration` is seen to be copied), created at `created`
+/// when given (the older pool wins a conflict).
 fn pool(ns: &str, name: &str, created: Option<&str>, spec: serde_json::Value) -> LoadBalancerPool {
-    let mut metadata = json!({"name": name, "namespace": ns, "generation": 3});
-    if let Some(t) = created {
-        metadata["creationTimestamp"] = json!(t);
+    let mut p = testkit::pool(ns, name, spec);
+    p.metadata.generation = Some(3);
+    match created {
+        Some(time) => testkit::created(p, time),
+        None => p,
     }
-    serde_json::from_value(json!({
-        "apiVersion": "weir.dev/v1alpha1", "kind": "LoadBalancerPool",
-        "metadata": metadata, "spec": spec,
-    }))
-    .expect("test pool")
 }
 
-fn service(ns: &str, name: &str, ports: serde_json::Value) -> Service {
-    serde_json::from_value(json!({
-        "metadata": {"name": name, "namespace": ns}, "spec": {"ports": ports},
-    }))
-    .expect("test service")
+/// An endpoint in `state` that is pod `pod-{ip}`.
+fn ep(ip: &str, state: EndpointState) -> testkit::Endpoint {
+    endpoint(ip, state).pod(format!("pod-{ip}"))
 }
 
-/// A slice of `service` with endpoints `(ip, ready, serving, terminating)`.
-fn slice(
-    ns: &str,
-    service: &str,
-    name: &str,
-    ports: serde_json::Value,
-    endpoints: &[(&str, bool, bool, bool)],
-) -> EndpointSlice {
-    let endpoints: Vec<_> = endpoints
-        .iter()
-        .map(|(ip, ready, serving, terminating)| {
-            json!({"addresses": [ip], "conditions": {
-                "ready": ready, "serving": serving, "terminating": terminating},
-                "targetRef": {"kind": "Pod", "name": format!("pod-{ip}"), "namespace": ns}})
-        })
-        .collect();
-    serde_json::from_value(json!({
-        "metadata": {"name": name, "namespace": ns,
-                     "labels": {SERVICE_NAME_LABEL: service}},
-        "addressType": "IPv4", "ports": ports, "endpoints": endpoints,
-    }))
-    .expect("test slice")
+fn ready(ip: &str) -> testkit::Endpoint {
+    ep(ip, Ready)
 }
 
 /// Any endpoint of the pool, as a request without affinity or key would get.
 fn pick_any(pool: &Pool) -> Option<&Arc<Endpoint>> {
     pool.pick(&crate::balance::Pick::new(&|_| true))
-}
-
-fn ready(ip: &str) -> (&str, bool, bool, bool) {
-    (ip, true, true, false)
-}
-
-#[derive(Default)]
-struct World(Store);
-
-impl World {
-    fn pool(mut self, p: LoadBalancerPool) -> Self {
-        self.0.pools.insert(ObjectKey::of(&p.metadata), Arc::new(p));
-        self
-    }
-    fn service(mut self, s: Service) -> Self {
-        self.0.services.insert(
-            ObjectKey::of(&s.metadata),
-            Arc::new(ServicePorts::from_service(&s)),
-        );
-        self
-    }
-    fn slice(mut self, s: EndpointSlice) -> Self {
-        self.0
-            .slices
-            .insert(ObjectKey::of(&s.metadata), Arc::new(Slice::from_slice(&s)));
-        self
-    }
-    /// A Service `name` with port 80 named http, and one slice with these endpoints on 8080.
-    fn web(self, ns: &str, name: &str, endpoints: &[(&str, bool, bool, bool)]) -> Self {
-        self.service(service(ns, name, json!([{"name": "http", "port": 80}])))
-            .slice(slice(
-                ns,
-                name,
-                &format!("{name}-abc"),
-                json!([{"name": "http", "port": 8080}]),
-                endpoints,
-            ))
-    }
-    fn compile(&self) -> Compiled {
-        compile(&self.0, None)
-    }
-}
-
-fn simple_spec(host: &str, prefix: &str, service: &str) -> serde_json::Value {
-    json!({"routes": [{"host": host, "pathPrefix": prefix}],
-           "backends": [{"service": service, "port": "http"}]})
 }
 
 fn routed(c: &Compiled, host: &str, path: &str) -> Option<String> {
@@ -112,25 +43,25 @@ fn condition<'a>(c: &'a Compiled, ns: &str, name: &str, type_: &str) -> &'a Cond
 
 #[test]
 fn routes_by_host_then_longest_prefix() {
-    let c = World::default()
+    let c = StoreBuilder::default()
         .web("shop", "web", &[ready("10.0.0.1")])
         .pool(pool(
             "shop",
             "root",
             None,
-            simple_spec("shop.example.com", "/", "web"),
+            route_spec("shop.example.com", "/", "web"),
         ))
         .pool(pool(
             "shop",
             "api",
             None,
-            simple_spec("shop.example.com", "/api", "web"),
+            route_spec("shop.example.com", "/api", "web"),
         ))
         .pool(pool(
             "shop",
             "v2",
             None,
-            simple_spec("shop.example.com", "/api/v2/", "web"),
+            route_spec("shop.example.com", "/api/v2/", "web"),
         ))
         .compile();
     assert_eq!(
@@ -158,21 +89,21 @@ fn routes_by_host_then_longest_prefix() {
 
 #[test]
 fn exact_host_beats_wildcard_beats_any_host() {
-    let c = World::default()
+    let c = StoreBuilder::default()
         .web("ns", "web", &[ready("10.0.0.1")])
         .pool(pool(
             "ns",
             "exact",
             None,
-            simple_spec("a.example.com", "/", "web"),
+            route_spec("a.example.com", "/", "web"),
         ))
         .pool(pool(
             "ns",
             "wild",
             None,
-            simple_spec("*.example.com", "/", "web"),
+            route_spec("*.example.com", "/", "web"),
         ))
-        .pool(pool("ns", "any", None, simple_spec("", "/", "web")))
+        .pool(pool("ns", "any", None, route_spec("", "/", "web")))
         .compile();
     assert_eq!(
         routed(&c, "a.example.com", "/").as_deref(),
@@ -190,19 +121,19 @@ fn exact_host_beats_wildcard_beats_any_host() {
 
 #[test]
 fn an_exact_host_without_the_path_falls_back_to_wider_hosts() {
-    let c = World::default()
+    let c = StoreBuilder::default()
         .web("ns", "web", &[ready("10.0.0.1")])
         .pool(pool(
             "ns",
             "api",
             None,
-            simple_spec("a.example.com", "/api", "web"),
+            route_spec("a.example.com", "/api", "web"),
         ))
         .pool(pool(
             "ns",
             "wild",
             None,
-            simple_spec("*.example.com", "/", "web"),
+            route_spec("*.example.com", "/", "web"),
         ))
         .compile();
     assert_eq!(
@@ -217,7 +148,7 @@ fn an_exact_host_without_the_path_falls_back_to_wider_hosts() {
 
 #[test]
 fn the_older_pool_keeps_a_contested_route() {
-    let c = World::default()
+    let c = StoreBuilder::default()
         .web("ns", "web", &[ready("10.0.0.1")])
         .pool(pool(
             "ns",
@@ -231,7 +162,7 @@ fn the_older_pool_keeps_a_contested_route() {
             "ns",
             "older",
             Some("2026-01-01T00:00:00Z"),
-            simple_spec("a.example.com", "/", "web"),
+            route_spec("a.example.com", "/", "web"),
         ))
         .compile();
     assert_eq!(
@@ -256,19 +187,19 @@ fn the_older_pool_keeps_a_contested_route() {
 
 #[test]
 fn same_age_conflicts_go_by_name_and_trailing_slashes_do_not_dodge_them() {
-    let c = World::default()
+    let c = StoreBuilder::default()
         .web("ns", "web", &[ready("10.0.0.1")])
         .pool(pool(
             "ns",
             "b",
             None,
-            simple_spec("a.example.com", "/api/", "web"),
+            route_spec("a.example.com", "/api/", "web"),
         ))
         .pool(pool(
             "ns",
             "a",
             None,
-            simple_spec("a.example.com", "/api", "web"),
+            route_spec("a.example.com", "/api", "web"),
         ))
         .compile();
     assert_eq!(routed(&c, "a.example.com", "/api").as_deref(), Some("ns/a"));
@@ -277,13 +208,13 @@ fn same_age_conflicts_go_by_name_and_trailing_slashes_do_not_dodge_them() {
 
 #[test]
 fn missing_service_and_port_are_named() {
-    let c = World::default()
+    let c = StoreBuilder::default()
         .web("ns", "web", &[ready("10.0.0.1")])
         .pool(pool(
             "ns",
             "nosvc",
             None,
-            simple_spec("a.test", "/", "ghost"),
+            route_spec("a.test", "/", "ghost"),
         ))
         .pool(pool(
             "ns",
@@ -321,29 +252,29 @@ fn missing_service_and_port_are_named() {
 
 #[test]
 fn ports_resolve_by_name_and_by_number() {
-    let w = World::default()
-        .service(service(
+    let w = StoreBuilder::default()
+        .service(testkit::service(
             "ns",
             "multi",
-            json!([{"name": "http", "port": 80}, {"name": "admin", "port": 9000}]),
+            &[("http", 80), ("admin", 9000)],
         ))
-        .slice(slice(
+        .slice(testkit::slice(
             "ns",
             "multi",
             "multi-1",
-            json!([{"name": "http", "port": 8080}, {"name": "admin", "port": 9090}]),
+            &[("http", 8080), ("admin", 9090)],
             &[ready("10.0.0.1")],
         ))
-        .service(service("ns", "unnamed", json!([{"port": 80}])))
-        .slice(slice(
+        .service(testkit::service("ns", "unnamed", &[("", 80)]))
+        .slice(testkit::slice(
             "ns",
             "unnamed",
             "unnamed-1",
-            json!([{"port": 3000}]),
+            &[("", 3000)],
             &[ready("10.0.0.2")],
         ));
     let by = |port: serde_json::Value, svc: &str| {
-        let c = World(w.0.clone())
+        let c = StoreBuilder(w.0.clone())
             .pool(pool(
                 "ns",
                 "p",
@@ -366,18 +297,18 @@ fn ports_resolve_by_name_and_by_number() {
 
 #[test]
 fn unready_endpoints_take_no_traffic_and_terminating_serving_ones_are_fenced() {
-    let c = World::default()
+    let c = StoreBuilder::default()
         .web(
             "ns",
             "web",
             &[
                 ready("10.0.0.1"),
-                ("10.0.0.2", false, false, false),
-                ("10.0.0.3", false, true, true),
+                ep("10.0.0.2", NotReady),
+                ep("10.0.0.3", TerminatingServing),
                 ready("10.0.0.4"),
             ],
         )
-        .pool(pool("ns", "p", None, simple_spec("a.test", "/", "web")))
+        .pool(pool("ns", "p", None, route_spec("a.test", "/", "web")))
         .compile();
     let p = c.table.route("a.test", "/").expect("routed");
     let picked: HashSet<String> = (0..20)
@@ -405,9 +336,9 @@ fn unready_endpoints_take_no_traffic_and_terminating_serving_ones_are_fenced() {
 
 #[test]
 fn no_ready_endpoints_says_why() {
-    let c = World::default()
-        .web("ns", "web", &[("10.0.0.2", false, false, false)])
-        .pool(pool("ns", "p", None, simple_spec("a.test", "/", "web")))
+    let c = StoreBuilder::default()
+        .web("ns", "web", &[ep("10.0.0.2", NotReady)])
+        .pool(pool("ns", "p", None, route_spec("a.test", "/", "web")))
         .compile();
     let r = condition(&c, "ns", "p", "Ready");
     assert_eq!(
@@ -419,7 +350,7 @@ fn no_ready_endpoints_says_why() {
 
 #[test]
 fn backend_weights_split_traffic() {
-    let w = World::default()
+    let w = StoreBuilder::default()
         .web("ns", "v1", &[ready("10.0.1.1"), ready("10.0.1.2")])
         .web("ns", "v2", &[ready("10.0.2.1")])
         .pool(pool(
@@ -444,7 +375,7 @@ fn backend_weights_split_traffic() {
 
 #[test]
 fn a_backend_without_endpoints_gives_its_share_to_the_others() {
-    let c = World::default()
+    let c = StoreBuilder::default()
         .web("ns", "v1", &[ready("10.0.1.1")])
         .web("ns", "v2", &[])
         .pool(pool(
@@ -462,13 +393,13 @@ fn a_backend_without_endpoints_gives_its_share_to_the_others() {
 
 #[test]
 fn one_bad_pool_leaves_the_others_intact() {
-    let c = World::default()
+    let c = StoreBuilder::default()
         .web("ns", "web", &[ready("10.0.0.1")])
         .pool(pool(
             "ns",
             "good",
             None,
-            simple_spec("good.test", "/", "web"),
+            route_spec("good.test", "/", "web"),
         ))
         .pool(pool(
             "ns",
@@ -487,7 +418,7 @@ fn one_bad_pool_leaves_the_others_intact() {
             "ns",
             "ghost",
             None,
-            simple_spec("ghost.test", "/", "nothing"),
+            route_spec("ghost.test", "/", "nothing"),
         ))
         .compile();
     assert_eq!(routed(&c, "good.test", "/").as_deref(), Some("ns/good"));
@@ -507,9 +438,9 @@ fn one_bad_pool_leaves_the_others_intact() {
 
 #[test]
 fn endpoints_that_stay_keep_their_state_across_rebuilds() {
-    let w = World::default()
+    let w = StoreBuilder::default()
         .web("ns", "web", &[ready("10.0.0.1"), ready("10.0.0.2")])
-        .pool(pool("ns", "p", None, simple_spec("a.test", "/", "web")));
+        .pool(pool("ns", "p", None, route_spec("a.test", "/", "web")));
     let first = w.compile();
     let e1 = first
         .table
@@ -533,16 +464,16 @@ fn endpoints_that_stay_keep_their_state_across_rebuilds() {
 
 #[test]
 fn duplicate_addresses_across_slices_count_once() {
-    let c = World::default()
+    let c = StoreBuilder::default()
         .web("ns", "web", &[ready("10.0.0.1")])
-        .slice(slice(
+        .slice(testkit::slice(
             "ns",
             "web",
             "web-def",
-            json!([{"name": "http", "port": 8080}]),
+            &[("http", 8080)],
             &[ready("10.0.0.1"), ready("10.0.0.2")],
         ))
-        .pool(pool("ns", "p", None, simple_spec("a.test", "/", "web")))
+        .pool(pool("ns", "p", None, route_spec("a.test", "/", "web")))
         .compile();
     assert_eq!(c.statuses[&ObjectKey::new("ns", "p")].endpoints.total, 2);
 }
@@ -554,15 +485,7 @@ fn an_expired_certificate_gets_a_warning_condition() {
     params.not_before = rcgen::date_time_ymd(2020, 1, 1);
     params.not_after = rcgen::date_time_ymd(2021, 1, 1);
     let cert = params.self_signed(&key).unwrap();
-    use base64::Engine;
-    let b64 = |s: String| base64::engine::general_purpose::STANDARD.encode(s);
-    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
-        "metadata": {"name": "tls", "namespace": "ns"},
-        "type": "kubernetes.io/tls",
-        "data": {"tls.crt": b64(cert.pem()), "tls.key": b64(key.serialize_pem())},
-    }))
-    .unwrap();
-    let mut w = World::default()
+    let w = StoreBuilder::default()
         .web("ns", "web", &[ready("10.0.0.1")])
         .pool(pool(
             "ns",
@@ -571,9 +494,13 @@ fn an_expired_certificate_gets_a_warning_condition() {
             json!({"routes": [{"host": "a.test"}],
                    "backends": [{"service": "web", "port": "http"}],
                    "tls": {"secretName": "tls"}}),
+        ))
+        .secret(testkit::tls_secret(
+            "ns",
+            "tls",
+            cert.pem(),
+            key.serialize_pem(),
         ));
-    w.0.secrets
-        .insert(ObjectKey::new("ns", "tls"), Arc::new(secret.into()));
     let c = w.compile();
     let valid = condition(&c, "ns", "p", "CertificateValid");
     assert_eq!(
@@ -590,8 +517,8 @@ fn an_expired_certificate_gets_a_warning_condition() {
 fn slices_are_read_as_the_api_defines_them() {
     let raw = |v: serde_json::Value| -> EndpointSlice { serde_json::from_value(v).unwrap() };
     let labels = json!({SERVICE_NAME_LABEL: "web"});
-    let c = World::default()
-        .service(service("ns", "web", json!([{"name": "http", "port": 80}])))
+    let c = StoreBuilder::default()
+        .service(testkit::service("ns", "web", &[("http", 80)]))
         // A UDP port of the same name comes first; nil conditions mean ready; no pod: the
         // identity is the address; an unparsable first address drops the endpoint.
         .slice(raw(json!({
@@ -629,7 +556,7 @@ fn slices_are_read_as_the_api_defines_them() {
             "ports": [{"name": "http", "port": 8080}],
             "endpoints": [{"addresses": ["10.0.0.7"]}],
         })))
-        .pool(pool("ns", "p", None, simple_spec("a.test", "/", "web")))
+        .pool(pool("ns", "p", None, route_spec("a.test", "/", "web")))
         .compile();
     let p = c.table.route("a.test", "/").expect("routed");
     let b = &p.backends[0];
@@ -659,20 +586,20 @@ fn slices_are_read_as_the_api_defines_them() {
 
 #[test]
 fn the_host_policy_keeps_a_namespace_off_hosts_it_was_not_given() {
-    let world = World::default()
+    let world = StoreBuilder::default()
         .web("shop", "web", &[ready("10.0.0.1")])
         .web("squat", "web", &[ready("10.0.0.2")])
         .pool(pool(
             "squat",
             "grab",
             Some("2020-01-01T00:00:00Z"),
-            simple_spec("shop.example.com", "/", "web"),
+            route_spec("shop.example.com", "/", "web"),
         ))
         .pool(pool(
             "shop",
             "web",
             Some("2024-01-01T00:00:00Z"),
-            simple_spec("shop.example.com", "/", "web"),
+            route_spec("shop.example.com", "/", "web"),
         ));
     // Open (the default): the older pool, in the squatting namespace, holds the host.
     let open = world.compile();
