@@ -10,6 +10,7 @@
 pub mod reduce;
 
 use crate::api::LoadBalancerPool;
+use crate::api::gateway::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use crate::certificate::{TLS_CRT, TLS_KEY, TLS_OCSP_STAPLE};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -273,11 +274,27 @@ pub struct Store {
     pub services: BTreeMap<ObjectKey, Arc<ServicePorts>>,
     pub slices: BTreeMap<ObjectKey, Arc<Slice>>,
     pub secrets: BTreeMap<ObjectKey, Arc<TlsSecret>>,
+    /// Gateway API (#17). GatewayClasses are cluster-wide: keyed by name alone.
+    pub gateway_classes: BTreeMap<String, Arc<GatewayClass>>,
+    pub gateways: BTreeMap<ObjectKey, Arc<Gateway>>,
+    pub http_routes: BTreeMap<ObjectKey, Arc<HTTPRoute>>,
+    pub reference_grants: BTreeMap<ObjectKey, Arc<ReferenceGrant>>,
+    /// Namespaces' labels, for listeners that take routes `from: Selector`. A namespace not
+    /// here has no labels (the file source lists only the Namespaces the file holds).
+    pub namespace_labels: BTreeMap<String, Arc<BTreeMap<String, String>>>,
 }
 
 impl Store {
     pub fn len(&self) -> usize {
-        self.pools.len() + self.services.len() + self.slices.len() + self.secrets.len()
+        self.pools.len()
+            + self.services.len()
+            + self.slices.len()
+            + self.secrets.len()
+            + self.gateway_classes.len()
+            + self.gateways.len()
+            + self.http_routes.len()
+            + self.reference_grants.len()
+            + self.namespace_labels.len()
     }
 
     pub fn is_empty(&self) -> bool {

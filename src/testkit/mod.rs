@@ -21,6 +21,7 @@
 pub mod generated;
 
 use crate::api::LoadBalancerPool;
+use crate::api::gateway::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use crate::routing::{Compiled, compile};
 use crate::store::{ObjectKey, SERVICE_NAME_LABEL, ServicePorts, Slice, Store};
 use k8s_openapi::api::core::v1::{Secret, Service};
@@ -271,6 +272,76 @@ pub fn tls_secret(
     .expect("a valid Secret")
 }
 
+/// The GatewayClass `weir`, of weir's controllerName.
+pub fn gateway_class() -> GatewayClass {
+    serde_json::from_value(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+        "metadata": { "name": "weir" },
+        "spec": { "controllerName": crate::api::gateway::CONTROLLER_NAME },
+    }))
+    .expect("a valid GatewayClass")
+}
+
+/// A Gateway `namespace/name` of class `weir` with these listeners (the API's JSON), on
+/// `address` when given.
+pub fn gateway(namespace: &str, name: &str, address: Option<&str>, listeners: Value) -> Gateway {
+    let mut spec = json!({ "gatewayClassName": "weir", "listeners": listeners });
+    if let Some(a) = address {
+        spec["addresses"] = json!([{ "type": "IPAddress", "value": a }]);
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": { "name": name, "namespace": namespace },
+        "spec": spec,
+    }))
+    .expect("a valid Gateway")
+}
+
+/// One plain-HTTP listener `name` on `port`, taking routes from every namespace.
+pub fn http_listener(name: &str, port: u16, hostname: Option<&str>) -> Value {
+    let mut l = json!({ "name": name, "port": port, "protocol": "HTTP",
+                        "allowedRoutes": { "namespaces": { "from": "All" } } });
+    if let Some(h) = hostname {
+        l["hostname"] = json!(h);
+    }
+    l
+}
+
+/// An HTTPRoute `namespace/name` with this spec (the API's JSON).
+pub fn http_route(namespace: &str, name: &str, spec: Value) -> HTTPRoute {
+    serde_json::from_value(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": { "name": name, "namespace": namespace },
+        "spec": spec,
+    }))
+    .expect("a valid HTTPRoute")
+}
+
+/// A ReferenceGrant in `namespace` letting `from_kind` objects of `from_namespace` refer to
+/// every `to_kind` (core group for `Service`/`Secret`) here.
+pub fn reference_grant(
+    namespace: &str,
+    name: &str,
+    from_kind: &str,
+    from_namespace: &str,
+    to_kind: &str,
+) -> ReferenceGrant {
+    let to_group = if to_kind == "Service" || to_kind == "Secret" {
+        ""
+    } else {
+        "weir.dev"
+    };
+    serde_json::from_value(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "ReferenceGrant",
+        "metadata": { "name": name, "namespace": namespace },
+        "spec": {
+            "from": [{ "group": crate::api::gateway::GROUP, "kind": from_kind, "namespace": from_namespace }],
+            "to": [{ "group": to_group, "kind": to_kind }],
+        },
+    }))
+    .expect("a valid ReferenceGrant")
+}
+
 /// An object as one document of a file `weir serve` reads (JSON, which is YAML too), ending in
 /// a newline.
 pub fn to_document(object: &impl serde::Serialize) -> String {
@@ -324,6 +395,33 @@ impl StoreBuilder {
                 &[("http", 8080)],
                 endpoints,
             ))
+    }
+
+    pub fn gateway_class(mut self, class: GatewayClass) -> Self {
+        let name = class.metadata.name.clone().unwrap_or_default();
+        self.0.gateway_classes.insert(name, Arc::new(class));
+        self
+    }
+
+    pub fn gateway(mut self, gateway: Gateway) -> Self {
+        self.0
+            .gateways
+            .insert(ObjectKey::of(&gateway.metadata), Arc::new(gateway));
+        self
+    }
+
+    pub fn http_route(mut self, route: HTTPRoute) -> Self {
+        self.0
+            .http_routes
+            .insert(ObjectKey::of(&route.metadata), Arc::new(route));
+        self
+    }
+
+    pub fn reference_grant(mut self, grant: ReferenceGrant) -> Self {
+        self.0
+            .reference_grants
+            .insert(ObjectKey::of(&grant.metadata), Arc::new(grant));
+        self
     }
 
     pub fn store(&self) -> &Store {

@@ -1,9 +1,10 @@
 //! Parsing a file's text into a store. Any problem refuses the whole file, and says where.
 
 use super::FileError;
+use crate::api::gateway::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use crate::api::{LoadBalancerPool, validate_spec};
 use crate::store::{ObjectKey, ServicePorts, Slice, Store, TlsSecret, reduce};
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -99,7 +100,13 @@ fn add_object(
         ("v1", "Service")
             | ("v1", "Secret")
             | ("discovery.k8s.io/v1", "EndpointSlice")
+            | ("v1", "Namespace")
             | ("weir.dev/v1alpha1", "LoadBalancerPool")
+            | ("gateway.networking.k8s.io/v1", "GatewayClass")
+            | ("gateway.networking.k8s.io/v1", "Gateway")
+            | ("gateway.networking.k8s.io/v1", "HTTPRoute")
+            | ("gateway.networking.k8s.io/v1", "ReferenceGrant")
+            | ("gateway.networking.k8s.io/v1beta1", "ReferenceGrant")
     );
     if !known {
         tracing::warn!(
@@ -129,6 +136,35 @@ fn add_object(
         "EndpointSlice" => {
             let s: EndpointSlice = decode(&here, object)?;
             store.slices.insert(key, Arc::new(Slice::from_slice(&s)));
+        }
+        // Cluster-wide kinds: known by name alone.
+        "Namespace" => {
+            let n: Namespace = decode(&here, object)?;
+            let labels = n.metadata.labels.unwrap_or_default();
+            store.namespace_labels.insert(key.name, Arc::new(labels));
+        }
+        "GatewayClass" => {
+            let mut class: GatewayClass = decode(&here, object)?;
+            class.metadata.namespace = None;
+            store.gateway_classes.insert(key.name, Arc::new(class));
+        }
+        "Gateway" => {
+            let mut gateway: Gateway = decode(&here, object)?;
+            gateway.metadata.namespace = Some(key.namespace.clone());
+            store.gateways.insert(key, Arc::new(gateway));
+        }
+        "HTTPRoute" => {
+            let mut route: HTTPRoute = decode(&here, object)?;
+            route.metadata.namespace = Some(key.namespace.clone());
+            store.http_routes.insert(key, Arc::new(route));
+        }
+        "ReferenceGrant" => {
+            // v1beta1 (still the standard channel's stored version) has the same schema as v1.
+            let mut object = object;
+            object["apiVersion"] = Value::from("gateway.networking.k8s.io/v1");
+            let mut grant: ReferenceGrant = decode(&here, object)?;
+            grant.metadata.namespace = Some(key.namespace.clone());
+            store.reference_grants.insert(key, Arc::new(grant));
         }
         _ => {
             if let Some(field) = list_for_mapping(&object, pool_schema()) {
