@@ -1,5 +1,12 @@
 //! `compile`: the object store in, a routing table and one status per pool out. Pure.
 
+mod gateway;
+
+pub use gateway::{
+    DEFAULT_GATEWAY_ADDRESS, GatewayReport, GatewayStatuses, ListenerReport, ObjectReport,
+    ParentReport,
+};
+
 use super::host::normalize_prefix;
 use super::host_policy::HostPolicy;
 use super::pool::{BackendSet, Pool};
@@ -24,6 +31,8 @@ pub struct Compiled {
     pub table: RoutingTable,
     /// One status per pool in the store, whether it serves or not.
     pub statuses: BTreeMap<ObjectKey, LoadBalancerPoolStatus>,
+    /// What the Gateway API step says of each GatewayClass, Gateway and HTTPRoute of weir's.
+    pub gateway: GatewayStatuses,
 }
 
 /// Builds the routing table and every pool's status from the store.
@@ -87,6 +96,8 @@ pub fn compile_with(
         }
         compiled.statuses.insert(key, status);
     }
+    compiled.gateway =
+        gateway::compile_gateways(store, &slices, &mut secrets, previous, &mut compiled.table);
     compiled
 }
 

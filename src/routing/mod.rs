@@ -9,7 +9,10 @@ mod host_policy;
 mod pool;
 mod table;
 
-pub use compile::{Compiled, compile, compile_with};
+pub use compile::{
+    Compiled, DEFAULT_GATEWAY_ADDRESS, GatewayReport, GatewayStatuses, ListenerReport,
+    ObjectReport, ParentReport, compile, compile_with,
+};
 pub use host::{normalize_host, normalize_prefix, prefix_matches};
 pub use host_policy::{HostPolicy, HostPolicyError};
 pub use pool::{BackendSet, Policy, Pool, PoolTls};

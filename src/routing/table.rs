@@ -1,10 +1,12 @@
 //! The routing table: immutable once built, swapped whole by the proxy's owner.
 
+use super::gateway::GatewayPort;
 use super::host::{normalize_host, prefix_matches};
 use super::pool::Pool;
 use crate::store::ObjectKey;
 use rustls::sign::CertifiedKey;
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Routes of one host, longest prefix first.
@@ -39,6 +41,8 @@ pub struct RoutingTable {
     /// Certificates by exact host, and by the parent domain of a wildcard.
     pub(super) certificates: HashMap<Box<str>, Arc<CertifiedKey>>,
     pub(super) wildcard_certificates: HashMap<Box<str>, Arc<CertifiedKey>>,
+    /// Gateway API: what each Gateway socket serves, by the address it listens on.
+    pub(super) gateway_ports: BTreeMap<SocketAddr, GatewayPort>,
 }
 
 impl RoutingTable {
@@ -74,6 +78,16 @@ impl RoutingTable {
     /// A pool by key, whether or not it holds any route.
     pub fn pool(&self, key: &ObjectKey) -> Option<&Arc<Pool>> {
         self.pools.get(key)
+    }
+
+    /// What the Gateway socket bound to `addr` serves.
+    pub fn gateway_port(&self, addr: &SocketAddr) -> Option<&GatewayPort> {
+        self.gateway_ports.get(addr)
+    }
+
+    /// Every Gateway socket the table wants open, in address order.
+    pub fn gateway_ports(&self) -> impl Iterator<Item = &GatewayPort> {
+        self.gateway_ports.values()
     }
 
     /// Every compiled pool, in key order.

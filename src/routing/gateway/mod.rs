@@ -1,13 +1,14 @@
 //! Gateway API's own rules, as pure functions over the `api::gateway` types: which listeners a
-//! route attaches to, which hostnames it takes there, and in which order rules of many routes
-//! are tried. Compile
-//! uses them to turn Gateways and routes into the one routing table.
+//! route attaches to, which hostnames it takes there, in which order rules of many routes are
+//! tried, how a match and a filter are compiled and applied; and what one Gateway socket
+//! serves (`port`). `routing::compile` uses them to turn Gateways and routes into the table.
 
 mod attach;
 mod filter;
 mod hostname;
 mod listener;
 mod matching;
+mod port;
 mod precedence;
 mod reference;
 
@@ -16,5 +17,8 @@ pub use filter::{FilterError, HeaderEdit, Redirect, Rewrite};
 pub use hostname::{HostnameError, Intersection, intersect, listener_order, validate_hostname};
 pub use listener::{ListenerProblem, Protocol, judge_listeners};
 pub use matching::{MatchError, PathMatch, RegexSite, RequestMatch};
+pub use port::{
+    GatewayPort, ListenerRef, RequestFacts, RouteRule, RuleBackends, RuleFilters, RuleMatch,
+};
 pub use precedence::{RuleKey, rule_key};
 pub use reference::{Side, permits};

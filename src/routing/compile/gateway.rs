@@ -1,0 +1,903 @@
+//! The Gateway API step of compile: GatewayClasses, Gateways and HTTPRoutes from the store
+//! into the table's Gateway sockets (`GatewayPort`), and the status of each, as the spec
+//! words it.
+//!
+//! It runs after the LoadBalancerPools are compiled, so a route's backendRef of kind
+//! `weir.dev/LoadBalancerPool` finds its pool (and with it the pool's algorithm, health checks,
+//! outlier detection, affinity, slow start and retries). A backendRef to a Service gets a pool
+//! of its own rule, balanced round robin with weir's defaults.
+
+use super::{SecretCache, SliceIndex, backend_set, policy};
+use crate::api::gateway::FilterType;
+use crate::api::gateway::{
+    CONTROLLER_NAME, GROUP, Gateway, HTTPBackendRef, HTTPRoute, HTTPRouteFilter, HTTPRouteMatch,
+    HTTPRouteRule, ReferenceGrant, RouteGroupKind, parse_duration,
+};
+use crate::api::{
+    Algorithm, Backend, Condition, LoadBalancerPoolSpec, Retries, ServicePort, Timeouts,
+};
+use crate::routing::gateway::{
+    self as rules, GatewayPort, HeaderEdit, Intersection, ListenerRef, Protocol, Redirect,
+    RequestMatch, Rewrite, RouteKind, RouteRule, RuleBackends, RuleFilters, RuleKey, RuleMatch,
+    Side,
+};
+use crate::routing::pool::Pool;
+use crate::routing::table::RoutingTable;
+use crate::store::{ObjectKey, Store};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+/// Where a Gateway listens when it names no address: loopback, so a file tried on a laptop
+/// is not exposed to the network.
+pub const DEFAULT_GATEWAY_ADDRESS: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// The group of weir's own kinds, for backendRefs to a LoadBalancerPool.
+const WEIR_GROUP: &str = "weir.dev";
+
+/// What the Gateway API step says of each object, for status writing and `weir check`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct GatewayStatuses {
+    /// GatewayClasses of weir's controllerName, by name.
+    pub classes: BTreeMap<String, ObjectReport>,
+    /// Gateways of those classes.
+    pub gateways: BTreeMap<ObjectKey, GatewayReport>,
+    /// HTTPRoutes with a parentRef to one of those Gateways: one entry per such parentRef.
+    pub http_routes: BTreeMap<ObjectKey, Vec<ParentReport>>,
+}
+
+/// Conditions of an object, with the generation they describe.
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectReport {
+    pub observed_generation: Option<i64>,
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayReport {
+    pub observed_generation: Option<i64>,
+    pub conditions: Vec<Condition>,
+    /// The address its listeners are bound to.
+    pub address: Option<IpAddr>,
+    pub listeners: Vec<ListenerReport>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerReport {
+    pub name: String,
+    pub supported_kinds: Vec<RouteGroupKind>,
+    pub attached_routes: i32,
+    pub conditions: Vec<Condition>,
+}
+
+/// One parentRef of a route, and what weir says of it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentReport {
+    pub parent_ref: crate::api::gateway::ParentReference,
+    pub observed_generation: Option<i64>,
+    pub conditions: Vec<Condition>,
+}
+
+/// A Gateway API condition: the type and reason are the spec's words.
+fn condition(
+    type_: &'static str,
+    ok: bool,
+    reason: &'static str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+) -> Condition {
+    Condition {
+        type_: type_.to_string(),
+        status: if ok { "True" } else { "False" }.to_string(),
+        reason: reason.to_string(),
+        message: message.into(),
+        last_transition_time: None,
+        observed_generation: generation,
+    }
+}
+
+/// A Gateway of ours, as far as routes need it.
+struct Accepted<'s> {
+    key: ObjectKey,
+    gateway: &'s Gateway,
+    /// Per listener: takes routes, and the socket it is served on.
+    usable: Vec<Option<SocketAddr>>,
+}
+
+/// Runs the Gateway API step into `table`.
+pub(super) fn compile_gateways(
+    store: &Store,
+    slices: &SliceIndex<'_>,
+    secrets: &mut SecretCache<'_>,
+    previous: Option<&RoutingTable>,
+    table: &mut RoutingTable,
+) -> GatewayStatuses {
+    let mut statuses = GatewayStatuses::default();
+    for (name, class) in &store.gateway_classes {
+        if class.spec.controller_name == CONTROLLER_NAME {
+            let generation = class.metadata.generation;
+            statuses.classes.insert(
+                name.clone(),
+                ObjectReport {
+                    observed_generation: generation,
+                    conditions: vec![condition(
+                        "Accepted",
+                        true,
+                        "Accepted",
+                        "weir serves Gateways of this class",
+                        generation,
+                    )],
+                },
+            );
+        }
+    }
+    let grants: Vec<&ReferenceGrant> = store.reference_grants.values().map(|g| &**g).collect();
+    let mut gateways: Vec<(&ObjectKey, &Arc<Gateway>)> = store
+        .gateways
+        .iter()
+        .filter(|(_, g)| statuses.classes.contains_key(&g.spec.gateway_class_name))
+        .collect();
+    gateways.sort_by_key(|(key, g)| (created(&g.metadata), *key));
+    let mut accepted = Vec::new();
+    for (key, gateway) in gateways {
+        let (report, usable) = compile_gateway(key, gateway, secrets, &grants, table);
+        statuses.gateways.insert(key.clone(), report);
+        accepted.push(Accepted {
+            key: key.clone(),
+            gateway,
+            usable,
+        });
+    }
+
+    let mut pending: BTreeMap<SocketAddr, Vec<(Option<String>, RuleKey, RuleMatch)>> =
+        BTreeMap::new();
+    let mut routes: Vec<(&ObjectKey, &Arc<HTTPRoute>)> = store.http_routes.iter().collect();
+    routes.sort_by_key(|(key, r)| (created(&r.metadata), *key));
+    for (key, route) in routes {
+        let ours: Vec<_> = route
+            .spec
+            .parent_refs
+            .iter()
+            .filter_map(|p| {
+                let g = accepted
+                    .iter()
+                    .find(|g| rules::names_gateway(p, &key.namespace, g.gateway))?;
+                Some((p, g))
+            })
+            .collect();
+        if ours.is_empty() {
+            continue;
+        }
+        let generation = route.metadata.generation;
+        let compiled = compile_route(key, route, store, slices, &grants, previous, table);
+        let mut parents = Vec::new();
+        for (parent, gateway) in ours {
+            let mut conditions = Vec::new();
+            let attached = match &compiled {
+                Err(problem) => {
+                    conditions.push(condition(
+                        "Accepted",
+                        false,
+                        "UnsupportedValue",
+                        problem.clone(),
+                        generation,
+                    ));
+                    None
+                }
+                Ok(_) => {
+                    let route_view = rules::Route {
+                        kind: RouteKind::Http,
+                        namespace: &key.namespace,
+                        hostnames: &route.spec.hostnames,
+                    };
+                    let labels = |ns: &str| store.namespace_labels.get(ns).map(|l| &**l);
+                    match rules::attach(
+                        route_view,
+                        parent,
+                        gateway.gateway,
+                        |i| gateway.usable.get(i).is_some_and(Option::is_some),
+                        labels,
+                    ) {
+                        Ok(listeners) => {
+                            conditions.push(condition(
+                                "Accepted", true, "Accepted", "attached", generation,
+                            ));
+                            Some(listeners)
+                        }
+                        Err(refusal) => {
+                            conditions.push(condition(
+                                "Accepted",
+                                false,
+                                refusal.reason(),
+                                refusal.to_string(),
+                                generation,
+                            ));
+                            None
+                        }
+                    }
+                }
+            };
+            let refs = match &compiled {
+                Ok(c) => c.resolved_refs.clone(),
+                Err(_) => ("ResolvedRefs", "all references resolved".to_string()),
+            };
+            conditions.push(condition(
+                "ResolvedRefs",
+                refs.0 == "ResolvedRefs",
+                refs.0,
+                refs.1,
+                generation,
+            ));
+            if let (Some(listeners), Ok(compiled)) = (attached, &compiled) {
+                let report = statuses.gateways.get_mut(&gateway.key);
+                let mut report = report;
+                for (index, hosts) in listeners {
+                    let Some(Some(addr)) = gateway.usable.get(index) else {
+                        continue;
+                    };
+                    if let Some(r) = report.as_mut().and_then(|r| r.listeners.get_mut(index)) {
+                        r.attached_routes += 1;
+                    }
+                    let hosts: Vec<Option<String>> = match hosts {
+                        Intersection::Listener(h) => vec![h],
+                        Intersection::Hosts(hs) => hs.into_iter().map(Some).collect(),
+                        Intersection::None => Vec::new(),
+                    };
+                    let list = pending.entry(*addr).or_default();
+                    for host in hosts {
+                        for (order, matcher, rule) in &compiled.matches {
+                            list.push((
+                                host.clone(),
+                                order.clone(),
+                                RuleMatch {
+                                    matcher: matcher.clone(),
+                                    rule: rule.clone(),
+                                },
+                            ));
+                        }
+                    }
+                }
+            }
+            parents.push(ParentReport {
+                parent_ref: parent.clone(),
+                observed_generation: generation,
+                conditions,
+            });
+        }
+        statuses.http_routes.insert(key.clone(), parents);
+    }
+    for (addr, mut list) in pending {
+        list.sort_by(|a, b| a.1.cmp(&b.1));
+        if let Some(port) = table.gateway_ports.get_mut(&addr) {
+            for (host, _, entry) in list {
+                port.insert_match(host.as_deref(), entry);
+            }
+        }
+    }
+    statuses
+}
+
+/// A creation time for ordering: oldest first, objects without one (from a file) first too,
+/// then by key.
+fn created(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> i64 {
+    meta.creation_timestamp
+        .as_ref()
+        .map_or(i64::MIN, |t| t.0.as_second())
+}
+
+/// One Gateway: its address, each listener judged, certificates loaded, sockets claimed.
+fn compile_gateway(
+    key: &ObjectKey,
+    gateway: &Gateway,
+    secrets: &mut SecretCache<'_>,
+    grants: &[&ReferenceGrant],
+    table: &mut RoutingTable,
+) -> (GatewayReport, Vec<Option<SocketAddr>>) {
+    let generation = gateway.metadata.generation;
+    let mut report = GatewayReport {
+        observed_generation: generation,
+        ..Default::default()
+    };
+    let address = match gateway_address(gateway) {
+        Ok(address) => address,
+        Err(message) => {
+            report.conditions = vec![
+                condition(
+                    "Accepted",
+                    false,
+                    "UnsupportedAddress",
+                    message.clone(),
+                    generation,
+                ),
+                condition(
+                    "Programmed",
+                    false,
+                    "AddressNotAssigned",
+                    message,
+                    generation,
+                ),
+            ];
+            report.listeners = gateway
+                .spec
+                .listeners
+                .iter()
+                .map(|l| ListenerReport {
+                    name: l.name.clone(),
+                    supported_kinds: supported_kinds(l),
+                    attached_routes: 0,
+                    conditions: vec![condition(
+                        "Programmed",
+                        false,
+                        "Invalid",
+                        "the Gateway has no address",
+                        generation,
+                    )],
+                })
+                .collect();
+            let none = vec![None; gateway.spec.listeners.len()];
+            return (report, none);
+        }
+    };
+    report.address = Some(address);
+    let problems = rules::judge_listeners(gateway);
+    let mut usable = Vec::new();
+    for (listener, problems) in gateway.spec.listeners.iter().zip(problems) {
+        let mut conditions = Vec::new();
+        let protocol = Protocol::of(listener);
+        let mut blocked = problems.iter().any(|p| p.blocks_routes());
+        let (mut accepted, mut conflicted, mut refs) = (None, None, None);
+        for problem in &problems {
+            let (kind, reason) = problem.condition();
+            let text = problem.to_string();
+            match kind {
+                "Accepted" => accepted = Some((reason, text)),
+                "Conflicted" => conflicted = Some((reason, text)),
+                _ => refs = Some((reason, text)),
+            }
+        }
+        let port = u16::try_from(listener.port).ok().filter(|p| *p > 0);
+        if port.is_none() && accepted.is_none() {
+            accepted = Some((
+                "PortUnavailable",
+                format!("port {} is not a TCP port", listener.port),
+            ));
+            blocked = true;
+        }
+        let addr = port.map(|p| SocketAddr::new(address, p));
+        let mut certificate = None;
+        if protocol == Protocol::Https && !blocked {
+            match listener_certificate(key, listener, secrets, grants) {
+                Ok(c) => certificate = Some(c),
+                Err((reason, message)) => {
+                    refs = Some((reason, message));
+                    blocked = true;
+                }
+            }
+        }
+        if let (Some(addr), false) = (addr, blocked) {
+            match table.gateway_ports.get(&addr) {
+                Some(other) if other.listeners.iter().any(|l| &l.gateway != key) => {
+                    let holder = &other.listeners[0].gateway;
+                    accepted = Some((
+                        "PortUnavailable",
+                        format!("{addr} is served by Gateway {holder}"),
+                    ));
+                    blocked = true;
+                }
+                Some(other) if other.tls != (protocol == Protocol::Https) => blocked = true,
+                _ => {}
+            }
+        }
+        let serving = match (addr, blocked) {
+            (Some(addr), false) => {
+                let port = table
+                    .gateway_ports
+                    .entry(addr)
+                    .or_insert_with(|| GatewayPort::new(addr, protocol == Protocol::Https));
+                port.listeners.push(ListenerRef {
+                    gateway: key.clone(),
+                    listener: listener.name.clone(),
+                });
+                if let Some(c) = certificate {
+                    port.insert_certificate(listener.hostname.as_deref(), c);
+                }
+                Some(addr)
+            }
+            _ => None,
+        };
+        let (reason, message) = accepted
+            .clone()
+            .unwrap_or(("Accepted", "listener accepted".to_string()));
+        conditions.push(condition(
+            "Accepted",
+            accepted.is_none(),
+            reason,
+            message,
+            generation,
+        ));
+        let (reason, message) = conflicted
+            .clone()
+            .unwrap_or(("NoConflicts", "no conflicts".to_string()));
+        conditions.push(condition(
+            "Conflicted",
+            conflicted.is_some(),
+            reason,
+            message,
+            generation,
+        ));
+        let (reason, message) = refs
+            .clone()
+            .unwrap_or(("ResolvedRefs", "all references resolved".to_string()));
+        conditions.push(condition(
+            "ResolvedRefs",
+            refs.is_none(),
+            reason,
+            message,
+            generation,
+        ));
+        conditions.push(match serving {
+            Some(addr) => condition(
+                "Programmed",
+                true,
+                "Programmed",
+                format!("served on {addr}"),
+                generation,
+            ),
+            None => condition(
+                "Programmed",
+                false,
+                "Invalid",
+                "the listener takes no traffic",
+                generation,
+            ),
+        });
+        report.listeners.push(ListenerReport {
+            name: listener.name.clone(),
+            supported_kinds: supported_kinds(listener),
+            attached_routes: 0,
+            conditions,
+        });
+        usable.push(serving);
+    }
+    let listening = usable.iter().filter(|u| u.is_some()).count();
+    report.conditions = vec![
+        condition("Accepted", true, "Accepted", "Gateway accepted", generation),
+        if listening > 0 {
+            condition(
+                "Programmed",
+                true,
+                "Programmed",
+                format!("{listening} listener(s) on {address}"),
+                generation,
+            )
+        } else {
+            condition(
+                "Programmed",
+                false,
+                "Invalid",
+                "no listener can take traffic",
+                generation,
+            )
+        },
+    ];
+    (report, usable)
+}
+
+fn supported_kinds(listener: &crate::api::gateway::Listener) -> Vec<RouteGroupKind> {
+    rules::allowed_kinds(listener)
+        .into_iter()
+        .map(|k| RouteGroupKind {
+            group: Some(GROUP.to_string()),
+            kind: k.as_str().to_string(),
+        })
+        .collect()
+}
+
+/// The address a Gateway asks for (the first `IPAddress` in `spec.addresses`), or the default.
+fn gateway_address(gateway: &Gateway) -> Result<IpAddr, String> {
+    let Some(first) = gateway.spec.addresses.first() else {
+        return Ok(DEFAULT_GATEWAY_ADDRESS);
+    };
+    match first.r#type.as_deref().unwrap_or("IPAddress") {
+        "IPAddress" => first
+            .value
+            .parse()
+            .map_err(|_| format!("address {:?} is not an IP address", first.value)),
+        other => Err(format!(
+            "address type {other} is not supported (weir binds IPAddress addresses)"
+        )),
+    }
+}
+
+/// The first certificate of an HTTPS listener's `certificateRefs` that is permitted and loads;
+/// else the reason and message of `ResolvedRefs=False`.
+fn listener_certificate(
+    key: &ObjectKey,
+    listener: &crate::api::gateway::Listener,
+    secrets: &mut SecretCache<'_>,
+    grants: &[&ReferenceGrant],
+) -> Result<Arc<rustls::sign::CertifiedKey>, (&'static str, String)> {
+    let refs = listener
+        .tls
+        .as_ref()
+        .map(|t| t.certificate_refs.as_slice())
+        .unwrap_or_default();
+    let mut problem = (
+        "InvalidCertificateRef",
+        "an HTTPS listener needs tls.certificateRefs".to_string(),
+    );
+    for r in refs {
+        let group = r.group.as_deref().unwrap_or("");
+        let kind = r.kind.as_deref().unwrap_or("Secret");
+        let namespace = r.namespace.as_deref().unwrap_or(&key.namespace);
+        if group != "" || kind != "Secret" {
+            problem = (
+                "InvalidCertificateRef",
+                format!("certificateRef of kind {group}/{kind}: only core Secrets are supported"),
+            );
+            continue;
+        }
+        let from = Side {
+            group: GROUP,
+            kind: "Gateway",
+            namespace: &key.namespace,
+        };
+        let to = Side {
+            group: "",
+            kind: "Secret",
+            namespace,
+        };
+        if !rules::permits(grants.iter().copied(), from, to, &r.name) {
+            problem = (
+                "RefNotPermitted",
+                format!(
+                    "Secret {namespace}/{} is in another namespace and no ReferenceGrant allows it",
+                    r.name
+                ),
+            );
+            continue;
+        }
+        match secrets.load(&ObjectKey::new(namespace, r.name.clone())) {
+            Ok(certificate) => return Ok(certificate.key),
+            Err(e) => {
+                problem = (
+                    "InvalidCertificateRef",
+                    format!("Secret {namespace}/{}: {e}", r.name),
+                );
+            }
+        }
+    }
+    Err(problem)
+}
+
+/// A route's rules, compiled once for every parent it attaches to.
+struct CompiledRoute {
+    /// Each match of each rule, with its precedence.
+    matches: Vec<(RuleKey, RequestMatch, Arc<RouteRule>)>,
+    /// `ResolvedRefs`: its reason and message.
+    resolved_refs: (&'static str, String),
+}
+
+/// Compiles every rule of `route`; an `Err` is a rule weir cannot serve as written (a filter
+/// it does not support, a match it cannot compile): the whole route is refused, with why.
+fn compile_route(
+    key: &ObjectKey,
+    route: &HTTPRoute,
+    store: &Store,
+    slices: &SliceIndex<'_>,
+    grants: &[&ReferenceGrant],
+    previous: Option<&RoutingTable>,
+    table: &mut RoutingTable,
+) -> Result<CompiledRoute, String> {
+    let created = route
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second());
+    let default_rule = [HTTPRouteRule::default()];
+    let rule_list: &[HTTPRouteRule] = if route.spec.rules.is_empty() {
+        &default_rule
+    } else {
+        &route.spec.rules
+    };
+    let mut out = CompiledRoute {
+        matches: Vec::new(),
+        resolved_refs: ("ResolvedRefs", "all references resolved".to_string()),
+    };
+    let mut refs_problems: Vec<String> = Vec::new();
+    let mut refs_reason = None;
+    for (index, rule) in rule_list.iter().enumerate() {
+        let here = |what: String| format!("rules[{index}]: {what}");
+        let filters = compile_filters(&rule.filters).map_err(here)?;
+        if filters.redirect.is_some() && filters.rewrite.is_some() {
+            return Err(here(
+                "RequestRedirect and URLRewrite cannot both be set".to_string(),
+            ));
+        }
+        if replaces_prefix(&rule.filters) && !every_match_is_one_prefix(&rule.matches) {
+            return Err(here(
+                "ReplacePrefixMatch needs every match of the rule to be a PathPrefix".to_string(),
+            ));
+        }
+        if let Some(f) = rule.backend_refs.iter().find(|b| !b.filters.is_empty()) {
+            return Err(here(format!(
+                "backendRef {} has filters; weir supports filters on rules only",
+                f.backend.object.name
+            )));
+        }
+        if rule.session_persistence.is_some() {
+            return Err(here("sessionPersistence is not supported yet".to_string()));
+        }
+        let pool_key = ObjectKey::new(
+            key.namespace.clone(),
+            format!("httproute/{}/rule-{index}", key.name),
+        );
+        let previous_pool = previous.and_then(|t| t.pool(&pool_key));
+        let timeout = rule_timeout(rule).map_err(here)?;
+        let backends = compile_backends(
+            key,
+            &pool_key,
+            &rule.backend_refs,
+            store,
+            slices,
+            grants,
+            previous_pool,
+            timeout,
+            table,
+            &mut refs_problems,
+            &mut refs_reason,
+        );
+        let rule_arc = Arc::new(RouteRule {
+            route: key.clone(),
+            index,
+            filters,
+            backends,
+        });
+        let default_match = [HTTPRouteMatch::default()];
+        let matches: &[HTTPRouteMatch] = if rule.matches.is_empty() {
+            &default_match
+        } else {
+            &rule.matches
+        };
+        for (m, api_match) in matches.iter().enumerate() {
+            let matcher =
+                RequestMatch::compile(api_match).map_err(|e| here(format!("matches[{m}]: {e}")))?;
+            let order = rules::rule_key(api_match, created, (&key.namespace, &key.name), index, m);
+            out.matches.push((order, matcher, rule_arc.clone()));
+        }
+    }
+    if let Some(reason) = refs_reason {
+        out.resolved_refs = (reason, refs_problems.join("; "));
+    }
+    Ok(out)
+}
+
+/// Whether a filter replaces the matched prefix (redirect or rewrite).
+fn replaces_prefix(filters: &[HTTPRouteFilter]) -> bool {
+    use crate::api::gateway::PathModifierType::ReplacePrefixMatch;
+    filters.iter().any(|f| {
+        let redirect = f.request_redirect.as_ref().and_then(|r| r.path.as_ref());
+        let rewrite = f.url_rewrite.as_ref().and_then(|r| r.path.as_ref());
+        [redirect, rewrite]
+            .into_iter()
+            .flatten()
+            .any(|p| p.r#type == ReplacePrefixMatch)
+    })
+}
+
+/// Whether each match names its path as a prefix (no match at all is the `/` prefix).
+fn every_match_is_one_prefix(matches: &[HTTPRouteMatch]) -> bool {
+    use crate::api::gateway::PathMatchType::PathPrefix;
+    matches.iter().all(|m| {
+        m.path
+            .as_ref()
+            .is_none_or(|p| p.r#type.unwrap_or(PathPrefix) == PathPrefix)
+    })
+}
+
+/// The rule's upstream timeout, from `timeouts.backendRequest` (else `request`): whole
+/// seconds, rounded up, as weir's pools count them; `0s` (no timeout) is weir's longest.
+fn rule_timeout(rule: &HTTPRouteRule) -> Result<Option<u32>, String> {
+    let Some(t) = &rule.timeouts else {
+        return Ok(None);
+    };
+    let Some(text) = t.backend_request.as_ref().or(t.request.as_ref()) else {
+        return Ok(None);
+    };
+    let d = parse_duration(text).map_err(|e| format!("timeouts: {e}"))?;
+    if d.is_zero() {
+        return Ok(Some(3600));
+    }
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    Ok(Some(secs.clamp(1, 3600) as u32))
+}
+
+fn compile_filters(filters: &[HTTPRouteFilter]) -> Result<RuleFilters, String> {
+    let mut out = RuleFilters::default();
+    for (i, f) in filters.iter().enumerate() {
+        let missing = || format!("filters[{i}]: type {:?} needs its field", f.r#type);
+        let bad = |e: &dyn std::fmt::Display| format!("filters[{i}]: {e}");
+        match f.r#type {
+            FilterType::RequestHeaderModifier => {
+                let spec = f.request_header_modifier.as_ref().ok_or_else(missing)?;
+                out.request_headers = Some(HeaderEdit::compile(spec).map_err(|e| bad(&e))?);
+            }
+            FilterType::ResponseHeaderModifier => {
+                let spec = f.response_header_modifier.as_ref().ok_or_else(missing)?;
+                out.response_headers = Some(HeaderEdit::compile(spec).map_err(|e| bad(&e))?);
+            }
+            FilterType::RequestRedirect => {
+                let spec = f.request_redirect.as_ref().ok_or_else(missing)?;
+                out.redirect = Some(Redirect::compile(spec).map_err(|e| bad(&e))?);
+            }
+            FilterType::UrlRewrite => {
+                let spec = f.url_rewrite.as_ref().ok_or_else(missing)?;
+                out.rewrite = Some(Rewrite::compile(spec).map_err(|e| bad(&e))?);
+            }
+            other => {
+                return Err(format!(
+                    "filters[{i}]: filter {other:?} is not supported by weir yet"
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A rule's backends: Services go into one pool of the rule's own (weights per Service, live
+/// endpoint state kept across rebuilds); a LoadBalancerPool is used as it is; a backend that
+/// does not resolve keeps its share of the weight and answers 500.
+#[allow(clippy::too_many_arguments)]
+fn compile_backends(
+    route: &ObjectKey,
+    pool_key: &ObjectKey,
+    refs: &[HTTPBackendRef],
+    store: &Store,
+    slices: &SliceIndex<'_>,
+    grants: &[&ReferenceGrant],
+    previous: Option<&Arc<Pool>>,
+    timeout: Option<u32>,
+    table: &mut RoutingTable,
+    problems: &mut Vec<String>,
+    reason: &mut Option<&'static str>,
+) -> RuleBackends {
+    let mut spec = service_pool_spec();
+    if let Some(seconds) = timeout {
+        spec.timeouts.request_seconds = seconds;
+    }
+    let reuse: HashMap<SocketAddr, &Arc<crate::endpoint::Endpoint>> = previous
+        .map(|p| p.all_endpoints().map(|e| (e.addr, e)).collect())
+        .unwrap_or_default();
+    let joined_at = previous.map(|_| std::time::Instant::now());
+    let mut sets = Vec::new();
+    let mut service_weight = 0u32;
+    let mut choices: Vec<(u32, Option<Arc<Pool>>)> = Vec::new();
+    let mut fail = |r: &mut Option<&'static str>, why: &'static str, message: String| {
+        // The first problem's reason stands for all (the spec wants one).
+        r.get_or_insert(why);
+        problems.push(message);
+    };
+    for b in refs {
+        let object = &b.backend.object;
+        let weight = b.backend.weight.unwrap_or(1).clamp(0, 1_000_000) as u32;
+        let group = object.group.as_deref().unwrap_or("");
+        let kind = object.kind.as_deref().unwrap_or("Service");
+        let namespace = object.namespace.as_deref().unwrap_or(&route.namespace);
+        let target = ObjectKey::new(namespace, object.name.clone());
+        let from = Side {
+            group: GROUP,
+            kind: "HTTPRoute",
+            namespace: &route.namespace,
+        };
+        let to = Side {
+            group,
+            kind,
+            namespace,
+        };
+        let known = matches!(
+            (group, kind),
+            ("", "Service") | (WEIR_GROUP, "LoadBalancerPool")
+        );
+        if !known {
+            fail(
+                reason,
+                "InvalidKind",
+                format!(
+                    "backendRef {target} of kind {group}/{kind}: weir routes to Services and LoadBalancerPools"
+                ),
+            );
+            choices.push((weight, None));
+            continue;
+        }
+        if !rules::permits(grants.iter().copied(), from, to, &object.name) {
+            fail(
+                reason,
+                "RefNotPermitted",
+                format!(
+                    "backendRef {kind} {target} is in another namespace and no ReferenceGrant allows it"
+                ),
+            );
+            choices.push((weight, None));
+            continue;
+        }
+        if kind == "LoadBalancerPool" {
+            match store
+                .pools
+                .contains_key(&target)
+                .then(|| table.pools.get(&target))
+                .flatten()
+            {
+                Some(pool) => choices.push((weight, Some(pool.clone()))),
+                None => {
+                    fail(
+                        reason,
+                        "BackendNotFound",
+                        format!("LoadBalancerPool {target} is not found or does not serve"),
+                    );
+                    choices.push((weight, None));
+                }
+            }
+            continue;
+        }
+        let Some(port) = object.port.and_then(|p| u16::try_from(p).ok()) else {
+            fail(
+                reason,
+                "UnsupportedValue",
+                format!("backendRef Service {target} needs a port"),
+            );
+            choices.push((weight, None));
+            continue;
+        };
+        let backend = Backend {
+            service: object.name.clone(),
+            port: ServicePort::Number(port),
+            weight,
+        };
+        match slices.resolve(&target, &backend) {
+            Err(problem) => {
+                fail(reason, "BackendNotFound", problem.to_string());
+                choices.push((weight, None));
+            }
+            Ok(resolved) => {
+                service_weight += weight;
+                sets.push(backend_set(
+                    target, &backend, resolved, &spec, &reuse, joined_at,
+                ));
+            }
+        }
+    }
+    if !sets.is_empty() {
+        let pool = Arc::new(Pool::new(pool_key.clone(), policy(&spec), sets));
+        table.pools.insert(pool_key.clone(), pool.clone());
+        choices.insert(0, (service_weight, Some(pool)));
+    }
+    RuleBackends::new(choices)
+}
+
+/// The policy of a rule's own pool: weir's defaults (round robin, no health checks, one retry
+/// of a connection that failed before the request was sent).
+fn service_pool_spec() -> LoadBalancerPoolSpec {
+    LoadBalancerPoolSpec {
+        class_name: None,
+        routes: Vec::new(),
+        backends: Vec::new(),
+        algorithm: Algorithm::default(),
+        hash_on: None,
+        peak_ewma: None,
+        slow_start: None,
+        health_check: None,
+        outlier_detection: None,
+        tls: None,
+        session_affinity: None,
+        retries: Retries::default(),
+        timeouts: Timeouts::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

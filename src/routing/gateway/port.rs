@@ -1,0 +1,226 @@
+//! What one Gateway address and port serves: the compiled HTTPRoute rules of every listener on
+//! it, by host, in the spec's precedence, and the certificates of its HTTPS listeners.
+//!
+//! Built by compile, read by the proxy for each request that arrives on that socket; immutable
+//! once built, like the rest of the table.
+
+use super::filter::{HeaderEdit, Redirect, Rewrite};
+use super::matching::RequestMatch;
+use crate::routing::host::normalize_host;
+use crate::routing::pool::Pool;
+use crate::store::ObjectKey;
+use rustls::sign::CertifiedKey;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// One listening socket of the Gateways: plain HTTP or HTTPS, with its rules.
+#[derive(Debug)]
+pub struct GatewayPort {
+    pub addr: SocketAddr,
+    pub tls: bool,
+    /// The listeners served here (one Gateway's; listeners of one port differ by hostname).
+    pub listeners: Vec<ListenerRef>,
+    rules: HostRules,
+    certificates: HostCertificates,
+}
+
+/// A listener of a Gateway, by the Gateway's key and the listener's name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ListenerRef {
+    pub gateway: ObjectKey,
+    pub listener: String,
+}
+
+/// What a matched rule does with a request.
+#[derive(Debug)]
+pub struct RouteRule {
+    /// The HTTPRoute, and the rule's index in it (for logs and the dashboard).
+    pub route: ObjectKey,
+    pub index: usize,
+    pub filters: RuleFilters,
+    pub backends: RuleBackends,
+}
+
+/// A rule's filters, compiled. A redirect answers at once; the others edit what passes.
+#[derive(Debug, Default)]
+pub struct RuleFilters {
+    pub request_headers: Option<HeaderEdit>,
+    pub response_headers: Option<HeaderEdit>,
+    pub redirect: Option<Redirect>,
+    pub rewrite: Option<Rewrite>,
+}
+
+/// Where a rule's requests go: a choice by weight among pools, where a share whose backend
+/// did not resolve answers 500 (as the spec says), and no pool at all means every request does.
+#[derive(Debug)]
+pub struct RuleBackends {
+    choices: Box<[(u32, Option<Arc<Pool>>)]>,
+    total: u32,
+}
+
+impl RuleBackends {
+    /// `choices`: each weight with its pool, `None` for a backend that did not resolve.
+    /// Zero weights take nothing.
+    pub fn new(choices: Vec<(u32, Option<Arc<Pool>>)>) -> Self {
+        let choices: Box<[_]> = choices.into_iter().filter(|(w, _)| *w > 0).collect();
+        let total = choices.iter().map(|(w, _)| *w).sum();
+        RuleBackends { choices, total }
+    }
+
+    /// The pool for the next request; `None`: answer 500.
+    pub fn pick(&self) -> Option<&Arc<Pool>> {
+        match &*self.choices {
+            [] => None,
+            [(_, only)] => only.as_ref(),
+            many => {
+                let mut ticket = fastrand::u32(0..self.total);
+                for (weight, pool) in many {
+                    if ticket < *weight {
+                        return pool.as_ref();
+                    }
+                    ticket -= weight;
+                }
+                None
+            }
+        }
+    }
+
+    /// Every pool a request may go to.
+    pub fn pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
+        self.choices.iter().filter_map(|(_, p)| p.as_ref())
+    }
+}
+
+/// One HTTPRoute match on a host, and the rule it belongs to.
+#[derive(Debug)]
+pub struct RuleMatch {
+    pub matcher: RequestMatch,
+    pub rule: Arc<RouteRule>,
+}
+
+/// Matches by the host they serve, each list in the order it is tried.
+#[derive(Debug, Default)]
+struct HostRules {
+    exact: HashMap<Box<str>, Vec<RuleMatch>>,
+    /// Keyed by what follows `*.`.
+    wildcard: HashMap<Box<str>, Vec<RuleMatch>>,
+    any: Vec<RuleMatch>,
+}
+
+#[derive(Debug, Default)]
+struct HostCertificates {
+    exact: HashMap<Box<str>, Arc<CertifiedKey>>,
+    wildcard: HashMap<Box<str>, Arc<CertifiedKey>>,
+    /// A listener without a hostname's, else the first listener's.
+    default: Option<Arc<CertifiedKey>>,
+}
+
+/// What a request carries that rules match on.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    pub host: &'a str,
+    pub method: &'a http::Method,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a http::HeaderMap,
+}
+
+impl GatewayPort {
+    pub fn new(addr: SocketAddr, tls: bool) -> Self {
+        GatewayPort {
+            addr,
+            tls,
+            listeners: Vec::new(),
+            rules: HostRules::default(),
+            certificates: HostCertificates::default(),
+        }
+    }
+
+    /// The match that takes a request: among the rules of the most specific host the port
+    /// serves (exact, then the longest wildcard domain, then any host), the first in
+    /// precedence that matches. A host with rules never falls through to a less specific one:
+    /// a request belongs to one listener and one hostname, as the spec has it.
+    pub fn route(&self, request: &RequestFacts<'_>) -> Option<&RuleMatch> {
+        let host = normalize_host(request.host);
+        let rules = self.rules_for(&host)?;
+        rules.iter().find(|m| {
+            m.matcher
+                .matches(request.method, request.path, request.query, request.headers)
+        })
+    }
+
+    fn rules_for(&self, host: &str) -> Option<&[RuleMatch]> {
+        if let Some(rules) = self.rules.exact.get(host) {
+            return Some(rules);
+        }
+        let mut rest = host;
+        while let Some((_, parent)) = rest.split_once('.') {
+            if let Some(rules) = self.rules.wildcard.get(parent) {
+                return Some(rules);
+            }
+            rest = parent;
+        }
+        (!self.rules.any.is_empty()).then_some(&self.rules.any[..])
+    }
+
+    /// The certificate for a TLS server name: the listener's whose hostname takes it most
+    /// specifically, else the port's default.
+    pub fn certificate(&self, server_name: Option<&str>) -> Option<&Arc<CertifiedKey>> {
+        let certificates = &self.certificates;
+        if let Some(name) = server_name.map(normalize_host) {
+            if let Some(c) = certificates.exact.get(name.as_ref()) {
+                return Some(c);
+            }
+            let mut rest = name.as_ref();
+            while let Some((_, parent)) = rest.split_once('.') {
+                if let Some(c) = certificates.wildcard.get(parent) {
+                    return Some(c);
+                }
+                rest = parent;
+            }
+        }
+        certificates.default.as_ref()
+    }
+
+    /// Adds a match for `host` (`None`: any host; `*.` a wildcard), after those already
+    /// there: compile adds them in precedence order.
+    pub(crate) fn insert_match(&mut self, host: Option<&str>, entry: RuleMatch) {
+        let list = match host {
+            None => &mut self.rules.any,
+            Some(h) => match h.strip_prefix("*.") {
+                Some(parent) => self.rules.wildcard.entry(parent.into()).or_default(),
+                None => self.rules.exact.entry(h.into()).or_default(),
+            },
+        };
+        list.push(entry);
+    }
+
+    /// The certificate of a listener with hostname `host` (`None`: any).
+    pub(crate) fn insert_certificate(&mut self, host: Option<&str>, key: Arc<CertifiedKey>) {
+        let certificates = &mut self.certificates;
+        match host {
+            None => certificates.default = Some(key),
+            Some(h) => {
+                if certificates.default.is_none() {
+                    certificates.default = Some(key.clone());
+                }
+                match h.strip_prefix("*.") {
+                    Some(parent) => certificates.wildcard.entry(parent.into()).or_insert(key),
+                    None => certificates.exact.entry(h.into()).or_insert(key),
+                };
+            }
+        }
+    }
+
+    /// Every match on the port, in no particular order.
+    pub fn matches(&self) -> impl Iterator<Item = &RuleMatch> {
+        let rules = &self.rules;
+        rules
+            .exact
+            .values()
+            .chain(rules.wildcard.values())
+            .chain(std::iter::once(&rules.any))
+            .flatten()
+    }
+}
