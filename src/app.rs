@@ -1,5 +1,9 @@
 //! Wires the parts together: a store feed → compile → the table → proxy and admin servers.
 
+mod gateway_sockets;
+
+use gateway_sockets::GatewaySockets;
+
 use crate::admin::{self, ProcessState};
 use crate::affinity::{Affinity, RandomKeyError};
 use crate::api::LoadBalancerPoolStatus;
@@ -136,16 +140,17 @@ pub async fn start(
         Some(key) => Affinity::new(key),
         None => Affinity::try_random()?,
     });
+    // Made even without an HTTPS listener: a Gateway's HTTPS sockets need it too.
+    let files = options
+        .default_certificate
+        .as_ref()
+        .map(|(c, k)| (c.as_path(), k.as_path()));
+    let default_certificate =
+        proxy::tls::default_certificate(files).map_err(StartError::DefaultCertificate)?;
     let tls = match &https {
         None => None,
         Some(_) => {
-            let files = options
-                .default_certificate
-                .as_ref()
-                .map(|(c, k)| (c.as_path(), k.as_path()));
-            let default =
-                proxy::tls::default_certificate(files).map_err(StartError::DefaultCertificate)?;
-            let config = proxy::tls::server_config(table.clone(), default)?;
+            let config = proxy::tls::server_config(table.clone(), default_certificate.clone())?;
             Some(tokio_rustls::TlsAcceptor::from(config))
         }
     };
@@ -166,6 +171,7 @@ pub async fn start(
                 listener,
                 proxy.clone(),
                 tls,
+                None,
                 options.limits.clone(),
                 slots.clone(),
                 shutdown_rx.clone(),
@@ -194,7 +200,20 @@ pub async fn start(
                 shutdown_rx.clone(),
             )),
             tokio::spawn(follow_store(
-                Follower::new(table, admin.clone(), affinity, options.host_policy.clone()),
+                Follower::new(
+                    table.clone(),
+                    admin.clone(),
+                    affinity,
+                    options.host_policy.clone(),
+                    GatewaySockets::new(
+                        table,
+                        proxy.clone(),
+                        options.limits.clone(),
+                        slots.clone(),
+                        options.shutdown_grace,
+                        Some(default_certificate),
+                    ),
+                ),
                 first,
                 updates,
                 shutdown_rx.clone(),
@@ -202,6 +221,7 @@ pub async fn start(
             tokio::spawn(proxy::serve(
                 http,
                 proxy,
+                None,
                 None,
                 options.limits.clone(),
                 slots,
@@ -244,6 +264,8 @@ struct Follower {
     host_policy: Arc<HostPolicy>,
     /// The statuses compile gave, before live health is folded in.
     compiled: BTreeMap<ObjectKey, LoadBalancerPoolStatus>,
+    /// The Gateway API sockets, opened and closed as the table asks.
+    sockets: GatewaySockets,
 }
 
 /// Serves `first` (when there is one), then every store `updates` sends, until shutdown.
@@ -268,8 +290,15 @@ async fn follow_store(
                 let store = updates.borrow_and_update().clone();
                 follower.apply(store).await;
             }
-            _ = refresh.tick() => {}
-            _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => return,
+            _ = refresh.tick() => {
+                if follower.sockets.has_failures() {
+                    follower.sockets.sync().await;
+                }
+            }
+            _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
+                follower.sockets.shutdown().await;
+                return;
+            }
         }
         follower.refresh_statuses();
     }
@@ -281,8 +310,10 @@ impl Follower {
         admin: Arc<ProcessState>,
         affinity: Arc<Affinity>,
         host_policy: HostPolicy,
+        sockets: GatewaySockets,
     ) -> Self {
         Follower {
+            sockets,
             checker: Checker::new(admin.metrics.clone()),
             table,
             admin,
@@ -317,6 +348,7 @@ impl Follower {
         self.swap_in(compiled.table);
         self.compiled = compiled.statuses;
         self.sync_health();
+        self.sockets.sync().await;
         tracing::info!(
             pools,
             elapsed_ms = started.elapsed().as_millis() as u64,

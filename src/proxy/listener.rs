@@ -51,11 +51,14 @@ async fn handshake(
 
 /// Serves `listener` (over TLS when `tls` is given) until `shutdown` turns true, then stops
 /// accepting and gives open connections `grace` to finish their requests. A connection needs
-/// one of `slots`; a client that finds none is refused.
+/// one of `slots`; a client that finds none is refused. `gateway`: the listener is a Gateway
+/// API socket, routed by the rules the table has for that address.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     listener: TcpListener,
     proxy: Arc<Proxy>,
     tls: Option<TlsAcceptor>,
+    gateway: Option<std::net::SocketAddr>,
     limits: Limits,
     slots: Arc<Slots>,
     mut shutdown: watch::Receiver<bool>,
@@ -87,7 +90,11 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let conn = ClientConnection { client, scheme };
+        let conn = ClientConnection {
+            client,
+            scheme,
+            gateway,
+        };
         let metrics = proxy.metrics().clone();
         let proxy = proxy.clone();
         let service = service_fn(move |req| {

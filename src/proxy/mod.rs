@@ -8,6 +8,7 @@ mod attempt;
 mod body;
 mod forward;
 mod forwarding;
+mod gateway;
 pub mod headers;
 mod limits;
 mod listener;
@@ -30,6 +31,7 @@ use crate::routing::{Pool, RoutingTable};
 use access_log::{AccessLog, Completion, Entry, Summary};
 use arc_swap::ArcSwap;
 use attempt::AttemptError;
+use gateway::Routed;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use hyper::body::Incoming;
 use std::net::{IpAddr, SocketAddr};
@@ -48,6 +50,9 @@ pub const MAX_RETRIES: u32 = 5;
 pub struct ClientConnection {
     pub client: SocketAddr,
     pub scheme: Scheme,
+    /// The Gateway socket it arrived on (its local address), for Gateway API routing; `None`
+    /// on weir's own listeners, which route by LoadBalancerPool.
+    pub gateway: Option<SocketAddr>,
 }
 
 /// How a client reached weir: on the plain listener or the TLS one.
@@ -113,10 +118,27 @@ impl Proxy {
         let host = request_host(&req);
         let bad_host = host.is_err();
         let host = host.unwrap_or_default().to_string();
-        let pool = if bad_host {
-            None
+        // Taken before a rule rewrites it: the log shows what the client asked for.
+        let target = req.uri().path_and_query().cloned();
+        let version = req.version();
+        let routed = if bad_host {
+            Err(local(
+                StatusCode::BAD_REQUEST,
+                "one Host header, naming a host, is required\n",
+            ))
+        } else if let Some(socket) = conn.gateway {
+            gateway::route(&self.table.load(), socket, conn.scheme, &host, &mut req)
         } else {
-            self.table.load().route(&host, req.uri().path()).cloned()
+            match self.table.load().route(&host, req.uri().path()) {
+                Some(pool) => Ok(Routed {
+                    pool: pool.clone(),
+                    rule: None,
+                }),
+                None => Err(local(
+                    StatusCode::NOT_FOUND,
+                    "no route for this host and path\n",
+                )),
+            }
         };
         let mut summary = Summary {
             affinity: "-",
@@ -139,30 +161,24 @@ impl Proxy {
                 )
             })
         };
-        let target = req.uri().path_and_query().cloned();
-        let version = req.version();
-        let Some(pool) = pool else {
-            let mut response = if bad_host {
-                local(
-                    StatusCode::BAD_REQUEST,
-                    "one Host header, naming a host, is required\n",
-                )
-            } else {
-                local(StatusCode::NOT_FOUND, "no route for this host and path\n")
-            };
-            self.forwarding.set_server(response.headers_mut());
-            let completion = Completion {
-                started,
-                metrics: self.metrics.clone(),
-                pool: None,
-                method,
-                status: response.status().as_u16(),
-                log: entry(summary, target, version),
-            };
-            return response.map(|b| b.on_end(completion));
+        let Routed { pool, rule } = match routed {
+            Ok(routed) => routed,
+            Err(mut response) => {
+                self.forwarding.set_server(response.headers_mut());
+                let completion = Completion {
+                    started,
+                    metrics: self.metrics.clone(),
+                    pool: None,
+                    method,
+                    status: response.status().as_u16(),
+                    log: entry(summary, target, version),
+                };
+                return response.map(|b| b.on_end(completion));
+            }
         };
         pool.metrics(&self.metrics).in_flight.inc();
         let mut response = if conn.scheme == Scheme::Http
+            && conn.gateway.is_none()
             && let Some(location) = https_redirect(&pool, &host, req.uri())
         {
             let mut response = local(StatusCode::PERMANENT_REDIRECT, "moved to https\n");
@@ -178,6 +194,12 @@ impl Proxy {
             )
             .await
         };
+        if let Some(edit) = rule
+            .as_ref()
+            .and_then(|r| r.filters.response_headers.as_ref())
+        {
+            edit.apply(response.headers_mut());
+        }
         if conn.scheme == Scheme::Https
             && let Some(hsts) = pool.tls.as_ref().and_then(|t| t.hsts.clone())
         {

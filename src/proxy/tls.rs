@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Picks the certificate for a handshake: the exact SNI host, then the wildcard of its parent
@@ -27,6 +28,38 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
+/// Picks the certificate for a handshake on a Gateway's HTTPS socket: the listener whose
+/// hostname takes the SNI name, else the socket's default listener, else weir's default.
+#[derive(Debug)]
+pub struct GatewayResolver {
+    table: Arc<ArcSwap<RoutingTable>>,
+    socket: SocketAddr,
+    default: Arc<CertifiedKey>,
+}
+
+impl ResolvesServerCert for GatewayResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let table = self.table.load();
+        let found = table
+            .gateway_port(&self.socket)
+            .and_then(|port| port.certificate(hello.server_name()));
+        Some(found.unwrap_or(&self.default).clone())
+    }
+}
+
+/// [`server_config`] for the Gateway socket bound to `socket`.
+pub fn gateway_server_config(
+    table: Arc<ArcSwap<RoutingTable>>,
+    socket: SocketAddr,
+    default: Arc<CertifiedKey>,
+) -> Result<Arc<ServerConfig>, rustls::Error> {
+    config_with(Arc::new(GatewayResolver {
+        table,
+        socket,
+        default,
+    }))
+}
+
 /// TLS 1.2 and 1.3 only, ring's default cipher suites (AEAD, forward secret) in the server's
 /// order of preference, ALPN `h2` then `http/1.1`, session tickets and a session cache for
 /// resumption.
@@ -34,11 +67,15 @@ pub fn server_config(
     table: Arc<ArcSwap<RoutingTable>>,
     default: Arc<CertifiedKey>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
+    config_with(Arc::new(SniResolver { table, default }))
+}
+
+fn config_with(resolver: Arc<dyn ResolvesServerCert>) -> Result<Arc<ServerConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver { table, default }));
+        .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // The server's order (AES-GCM first, which these CPUs do in hardware), not whatever a
     // client lists first: what nginx's ssl_prefer_server_ciphers and testssl expect.

@@ -1,0 +1,90 @@
+//! Gateway API routing of one request: the socket's rules pick a rule, whose filters redirect
+//! it or edit it, and whose backends pick the pool it goes to.
+
+use super::{Scheme, local};
+use crate::proxy::ProxyBody;
+use crate::routing::gateway::{RequestFacts, RouteRule};
+use crate::routing::{Pool, RoutingTable, normalize_host};
+use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Where a request goes: a pool, and the rule that chose it (whose response filters apply).
+pub(super) struct Routed {
+    pub pool: Arc<Pool>,
+    pub rule: Option<Arc<RouteRule>>,
+}
+
+/// Routes `req`, which arrived on the Gateway socket `socket`, for `host`; applies the rule's
+/// request filters to it. `Err`: weir answers itself (no route, a redirect, or a rule whose
+/// backends do not resolve).
+pub(super) fn route<B>(
+    table: &RoutingTable,
+    socket: SocketAddr,
+    scheme: Scheme,
+    host: &str,
+    req: &mut Request<B>,
+) -> Result<Routed, Response<ProxyBody>> {
+    let not_found = || local(StatusCode::NOT_FOUND, "no route for this host and path\n");
+    let Some(port) = table.gateway_port(&socket) else {
+        return Err(not_found());
+    };
+    let facts = RequestFacts {
+        host,
+        method: req.method(),
+        path: req.uri().path(),
+        query: req.uri().query(),
+        headers: req.headers(),
+    };
+    let Some(found) = port.route(&facts) else {
+        return Err(not_found());
+    };
+    let rule = found.rule.clone();
+    let prefix = found.matcher.prefix().map(str::to_string);
+    let filters = &rule.filters;
+    if let Some(redirect) = &filters.redirect {
+        let name = normalize_host(host);
+        let (status, location) = redirect.answer(
+            scheme.as_str(),
+            &name,
+            socket.port(),
+            req.uri().path(),
+            req.uri().query(),
+            prefix.as_deref(),
+        );
+        let mut response = local(status, "");
+        response.headers_mut().insert(header::LOCATION, location);
+        return Err(response);
+    }
+    if let Some(edit) = &filters.request_headers {
+        edit.apply(req.headers_mut());
+    }
+    if let Some(rewrite) = &filters.rewrite {
+        let (new_host, target) =
+            rewrite.apply(req.uri().path(), req.uri().query(), prefix.as_deref());
+        // Origin form: the pod reads the host from `Host`, which the rewrite may have set.
+        *req.uri_mut() = Uri::from(target);
+        match new_host {
+            Some(h) => {
+                req.headers_mut().insert(header::HOST, h);
+            }
+            None => {
+                if !req.headers().contains_key(header::HOST)
+                    && let Ok(h) = HeaderValue::from_str(host)
+                {
+                    req.headers_mut().insert(header::HOST, h);
+                }
+            }
+        }
+    }
+    match rule.backends.pick() {
+        Some(pool) => Ok(Routed {
+            pool: pool.clone(),
+            rule: Some(rule.clone()),
+        }),
+        None => Err(local(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the route's backends do not resolve\n",
+        )),
+    }
+}
