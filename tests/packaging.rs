@@ -903,3 +903,38 @@ fn helm_install_and_kubectl_apply_against_the_test_cluster() {
     );
     eprintln!("install scenario took {:?}", started.elapsed());
 }
+
+#[test]
+fn gateway_api_examples_pass_weir_check() {
+    let dir = root().join("manifests/examples/gateway-api");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("manifests/examples/gateway-api")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    for path in files {
+        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["check", "-f"])
+            .arg(&path)
+            .output()
+            .expect("weir check runs");
+        let report = ok(&format!("weir check -f {}", path.display()), out);
+        for want in ["GatewayClass weir", "Programmed=True", "HTTPRoute "] {
+            assert!(
+                report.contains(want),
+                "{}: {want} not in {report}",
+                path.display()
+            );
+        }
+        for line in report.lines().filter(|l| l.contains("=False")) {
+            assert!(
+                line.contains("Conflicted=False"),
+                "{}: {line}",
+                path.display()
+            );
+        }
+    }
+}

@@ -1,8 +1,8 @@
-//! `weir check`: parse and compile a file offline, as weir would, and print each pool's
-//! conditions.
+//! `weir check`: parse and compile a file offline, as weir would, and print the conditions of
+//! each pool, GatewayClass, Gateway (and its listeners) and HTTPRoute (per parent).
 
 use std::path::PathBuf;
-use weir::api::ConditionType;
+use weir::api::{Condition, ConditionType};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -13,7 +13,8 @@ pub struct Args {
     hosts: super::listen::HostRules,
 }
 
-/// Fails when a pool would not be accepted or its references do not resolve.
+/// Fails when a pool would not be accepted or its references do not resolve, and when a
+/// Gateway, listener or route is not accepted, not programmed, or has unresolved references.
 pub fn main(args: Args) -> anyhow::Result<()> {
     let path = &args.file;
     let store = weir::source::file::load(path)?;
@@ -21,20 +22,65 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let mut bad = 0;
     for (key, status) in &compiled.statuses {
         println!("{key}  hosts: {}", status.hosts.as_deref().unwrap_or("-"));
-        for c in &status.conditions {
-            println!("  {}={} {}: {}", c.type_, c.status, c.reason, c.message);
-            let blocking = c.type_ == ConditionType::Accepted.as_str()
-                || c.type_ == ConditionType::ResolvedRefs.as_str();
-            if !c.is_true() && blocking {
-                bad += 1;
-            }
+        bad += print_conditions("  ", &status.conditions);
+    }
+    let gateway = &compiled.gateway;
+    for (name, class) in &gateway.classes {
+        println!("GatewayClass {name}");
+        bad += print_conditions("  ", &class.conditions);
+    }
+    for (key, report) in &gateway.gateways {
+        let address = report.address.map_or("-".to_string(), |a| a.to_string());
+        println!("Gateway {key}  address: {address}");
+        bad += print_conditions("  ", &report.conditions);
+        for listener in &report.listeners {
+            println!(
+                "  listener {}  attached routes: {}",
+                listener.name, listener.attached_routes
+            );
+            bad += print_conditions("    ", &listener.conditions);
         }
     }
-    if compiled.statuses.is_empty() {
-        println!("no LoadBalancerPool in {}", path.display());
+    for (key, parents) in &gateway.http_routes {
+        println!("HTTPRoute {key}");
+        for parent in parents {
+            let p = &parent.parent_ref;
+            let section = p
+                .section_name
+                .as_deref()
+                .map_or(String::new(), |s| format!(" ({s})"));
+            let namespace = p.namespace.as_deref().unwrap_or(&key.namespace);
+            println!("  parent {namespace}/{}{section}", p.name);
+            bad += print_conditions("    ", &parent.conditions);
+        }
+    }
+    if compiled.statuses.is_empty() && gateway.gateways.is_empty() {
+        println!(
+            "no LoadBalancerPool or Gateway of weir's in {}",
+            path.display()
+        );
     }
     if bad > 0 {
         anyhow::bail!("{bad} problem(s) found");
     }
     Ok(())
+}
+
+/// Prints `conditions` one per line; returns how many are problems (a false `Accepted`,
+/// `ResolvedRefs` or `Programmed`, or a true `Conflicted`).
+fn print_conditions(indent: &str, conditions: &[Condition]) -> usize {
+    let mut bad = 0;
+    for c in conditions {
+        println!(
+            "{indent}{}={} {}: {}",
+            c.type_, c.status, c.reason, c.message
+        );
+        let must_hold = c.type_ == ConditionType::Accepted.as_str()
+            || c.type_ == ConditionType::ResolvedRefs.as_str()
+            || c.type_ == "Programmed";
+        if (must_hold && !c.is_true()) || (c.type_ == "Conflicted" && c.is_true()) {
+            bad += 1;
+        }
+    }
+    bad
 }

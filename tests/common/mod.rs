@@ -329,6 +329,12 @@ impl Config {
         self
     }
 
+    /// Any object, as one document (`weir::testkit::to_document` of a testkit object, or YAML).
+    pub fn document(mut self, text: impl Into<String>) -> Self {
+        self.docs.push(text.into());
+        self
+    }
+
     pub fn yaml(&self) -> String {
         self.docs.join("---\n")
     }

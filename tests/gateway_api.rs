@@ -1,0 +1,393 @@
+//! Gateway API in file mode, over real sockets: each Gateway listens on its own address and
+//! ports, HTTPRoute rules pick backends by path, header, query and method, filters edit
+//! requests and answers, and Gateways come and go without a restart.
+
+mod common;
+
+use common::{Backend, Config, Weir, eventually, get, http1_client};
+use http::StatusCode;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use serde_json::json;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use weir::testkit::{gateway, gateway_class, http_listener, http_route, to_document};
+
+/// A port free on `ip` now (bound, then released).
+fn free_port_on(ip: IpAddr) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().expect("an IP address")
+}
+
+/// Backends `a` and `b` as Services in namespace `test`, the class, and these objects.
+fn config(a: &Backend, b: &Backend, objects: &[String]) -> Config {
+    let mut config = Config::default()
+        .service("a", &[a.addr])
+        .service("b", &[b.addr])
+        .document(to_document(&gateway_class()));
+    for o in objects {
+        config = config.document(o.clone());
+    }
+    config
+}
+
+fn gateway_doc(name: &str, address: &str, listeners: serde_json::Value) -> String {
+    to_document(&gateway("test", name, Some(address), listeners))
+}
+
+fn route_doc(name: &str, spec: serde_json::Value) -> String {
+    to_document(&http_route("test", name, spec))
+}
+
+/// A request to `socket` with this method, target, Host and headers: status, headers, body.
+async fn send(
+    socket: SocketAddr,
+    method: &str,
+    target: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, http::HeaderMap, String) {
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{socket}{target}"))
+        .header("host", host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(Bytes::new())).expect("a request");
+    let resp = tokio::time::timeout(Duration::from_secs(10), http1_client().request(req))
+        .await
+        .expect("an answer in time")
+        .expect("an answer");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.expect("a body").to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn rules_pick_backends_by_path_header_query_and_method_on_the_gateways_own_socket() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let address = ip("127.0.0.21");
+    let port = free_port_on(address);
+    let socket = SocketAddr::new(address, port);
+    let config = config(
+        &a,
+        &b,
+        &[
+            gateway_doc(
+                "gw",
+                "127.0.0.21",
+                json!([http_listener("web", port, None)]),
+            ),
+            route_doc(
+                "shop",
+                json!({
+                    "parentRefs": [{ "name": "gw" }],
+                    "hostnames": ["shop.test"],
+                    "rules": [
+                        { "backendRefs": [{ "name": "a", "port": 80 }] },
+                        { "matches": [{ "path": { "type": "Exact", "value": "/exact" } }],
+                          "backendRefs": [{ "name": "b", "port": 80 }] },
+                        { "matches": [{ "headers": [{ "name": "x-canary", "value": "yes" }] }],
+                          "backendRefs": [{ "name": "b", "port": 80 }] },
+                        { "matches": [{ "queryParams": [{ "name": "v", "value": "2" }] }],
+                          "backendRefs": [{ "name": "b", "port": 80 }] },
+                        { "matches": [{ "path": { "value": "/api" }, "method": "POST" }],
+                          "backendRefs": [{ "name": "b", "port": 80 }] },
+                        { "matches": [{ "path": { "value": "/broken" } }],
+                          "backendRefs": [{ "name": "no-such-service", "port": 80 }] },
+                    ],
+                }),
+            ),
+        ],
+    );
+    let weir = Weir::start(&config).await;
+    let body = |r: (StatusCode, http::HeaderMap, String)| (r.0, r.2);
+    let ok = |name: &str| (StatusCode::OK, name.to_string());
+    eventually(
+        "the Gateway socket listens",
+        Duration::from_secs(10),
+        async || tokio::net::TcpStream::connect(socket).await.ok(),
+    )
+    .await;
+    assert_eq!(
+        body(send(socket, "GET", "/", "shop.test", &[]).await),
+        ok("a")
+    );
+    assert_eq!(
+        body(send(socket, "GET", "/exact", "shop.test", &[]).await),
+        ok("b")
+    );
+    assert_eq!(
+        body(send(socket, "GET", "/exact/x", "shop.test", &[]).await),
+        ok("a")
+    );
+    assert_eq!(
+        body(send(socket, "GET", "/", "shop.test", &[("X-Canary", "yes")]).await),
+        ok("b")
+    );
+    assert_eq!(
+        body(send(socket, "GET", "/?v=2", "shop.test", &[]).await),
+        ok("b")
+    );
+    assert_eq!(
+        body(send(socket, "GET", "/?v=3", "shop.test", &[]).await),
+        ok("a")
+    );
+    assert_eq!(
+        body(send(socket, "POST", "/api/x", "shop.test", &[]).await),
+        ok("b")
+    );
+    assert_eq!(
+        body(send(socket, "GET", "/api/x", "shop.test", &[]).await),
+        ok("a")
+    );
+    let (status, _, _) = send(socket, "GET", "/broken", "shop.test", &[]).await;
+    assert_eq!(
+        status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "a backend that does not resolve"
+    );
+    let (status, _, _) = send(socket, "GET", "/", "elsewhere.test", &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a host no route names");
+    // weir's own listener routes LoadBalancerPools only: the route is not there.
+    let (status, _) = get(&http1_client(), &weir.url("/"), "shop.test")
+        .await
+        .expect("an answer");
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    weir.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn filters_edit_headers_redirect_and_rewrite() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let address = ip("127.0.0.22");
+    let port = free_port_on(address);
+    let socket = SocketAddr::new(address, port);
+    let config = config(
+        &a,
+        &b,
+        &[
+            gateway_doc(
+                "gw",
+                "127.0.0.22",
+                json!([http_listener("web", port, None)]),
+            ),
+            route_doc(
+                "filters",
+                json!({
+                    "parentRefs": [{ "name": "gw" }],
+                    "rules": [
+                        { "matches": [{ "path": { "value": "/headers" } }],
+                          "filters": [
+                            { "type": "RequestHeaderModifier",
+                              "requestHeaderModifier": { "set": [{ "name": "x-set", "value": "by-weir" }],
+                                                         "add": [{ "name": "x-added", "value": "1" }],
+                                                         "remove": ["x-drop"] } },
+                            { "type": "ResponseHeaderModifier",
+                              "responseHeaderModifier": { "add": [{ "name": "x-answer", "value": "edited" }] } },
+                          ],
+                          "backendRefs": [{ "name": "a", "port": 80 }] },
+                        { "matches": [{ "path": { "value": "/old" } }],
+                          "filters": [{ "type": "RequestRedirect",
+                                        "requestRedirect": { "hostname": "new.test", "statusCode": 301 } }] },
+                        { "matches": [{ "path": { "value": "/v1" } }],
+                          "filters": [{ "type": "URLRewrite",
+                                        "urlRewrite": { "hostname": "inner.test",
+                                                        "path": { "type": "ReplacePrefixMatch", "replacePrefixMatch": "/headers" } } }],
+                          "backendRefs": [{ "name": "b", "port": 80 }] },
+                    ],
+                }),
+            ),
+        ],
+    );
+    let weir = Weir::start(&config).await;
+    eventually(
+        "the Gateway socket listens",
+        Duration::from_secs(10),
+        async || tokio::net::TcpStream::connect(socket).await.ok(),
+    )
+    .await;
+    let (status, headers, body) = send(
+        socket,
+        "GET",
+        "/headers",
+        "f.test",
+        &[("x-drop", "x"), ("x-set", "client")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("x-set: by-weir\n"), "{body}");
+    assert!(!body.contains("x-set: client"), "{body}");
+    assert!(body.contains("x-added: 1\n"), "{body}");
+    assert!(!body.contains("x-drop"), "{body}");
+    assert_eq!(
+        headers.get("x-answer").map(|v| v.as_bytes()),
+        Some(&b"edited"[..])
+    );
+
+    let (status, headers, _) = send(socket, "GET", "/old/page?q=1", "f.test", &[]).await;
+    assert_eq!(status, StatusCode::MOVED_PERMANENTLY);
+    let location = headers.get("location").and_then(|v| v.to_str().ok());
+    assert_eq!(
+        location,
+        Some(format!("http://new.test:{port}/old/page?q=1").as_str()),
+        "the listener's port is kept when the scheme is"
+    );
+
+    // /v1 → /headers on b, with the Host rewritten: b echoes what it got.
+    let (status, _, body) = send(socket, "GET", "/v1", "f.test", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("host: inner.test\n"), "{body}");
+    assert_eq!(b.hits(), 1);
+    weir.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn gateways_come_and_go_without_a_restart_and_never_share_routes() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let (first_ip, second_ip) = (ip("127.0.0.23"), ip("127.0.0.24"));
+    let port = free_port_on(first_ip);
+    let first = SocketAddr::new(first_ip, port);
+    let second = SocketAddr::new(second_ip, port);
+    let to = |gw: &str, backend: &str| {
+        route_doc(
+            &format!("to-{backend}"),
+            json!({ "parentRefs": [{ "name": gw }],
+                    "rules": [{ "backendRefs": [{ "name": backend, "port": 80 }] }] }),
+        )
+    };
+    let one = config(
+        &a,
+        &b,
+        &[
+            gateway_doc(
+                "one",
+                "127.0.0.23",
+                json!([http_listener("web", port, None)]),
+            ),
+            to("one", "a"),
+        ],
+    );
+    let weir = Weir::start(&one).await;
+    eventually(
+        "the first Gateway listens",
+        Duration::from_secs(10),
+        async || tokio::net::TcpStream::connect(first).await.ok(),
+    )
+    .await;
+    assert!(tokio::net::TcpStream::connect(second).await.is_err());
+
+    // A second Gateway on the same port of another address, with its own route.
+    let two = config(
+        &a,
+        &b,
+        &[
+            gateway_doc(
+                "one",
+                "127.0.0.23",
+                json!([http_listener("web", port, None)]),
+            ),
+            gateway_doc(
+                "two",
+                "127.0.0.24",
+                json!([http_listener("web", port, None)]),
+            ),
+            to("one", "a"),
+            to("two", "b"),
+        ],
+    );
+    weir.feed.send(Arc::new(two.store())).expect("weir follows");
+    eventually(
+        "the second Gateway listens",
+        Duration::from_secs(10),
+        async || tokio::net::TcpStream::connect(second).await.ok(),
+    )
+    .await;
+    let body = |r: (StatusCode, http::HeaderMap, String)| r.2;
+    assert_eq!(body(send(first, "GET", "/", "x.test", &[]).await), "a");
+    assert_eq!(body(send(second, "GET", "/", "x.test", &[]).await), "b");
+
+    // The first goes; its socket closes, the second keeps serving.
+    let only_two = config(
+        &a,
+        &b,
+        &[
+            gateway_doc(
+                "two",
+                "127.0.0.24",
+                json!([http_listener("web", port, None)]),
+            ),
+            to("two", "b"),
+        ],
+    );
+    weir.feed
+        .send(Arc::new(only_two.store()))
+        .expect("weir follows");
+    eventually(
+        "the first Gateway's socket closes",
+        Duration::from_secs(10),
+        async || tokio::net::TcpStream::connect(first).await.err(),
+    )
+    .await;
+    assert_eq!(body(send(second, "GET", "/", "x.test", &[]).await), "b");
+    weir.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_listener_whose_port_is_taken_leaves_the_others_serving_and_binds_once_free() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let address = ip("127.0.0.25");
+    let taken = std::net::TcpListener::bind((address, 0)).expect("a socket to hold");
+    let taken_port = taken.local_addr().expect("its address").port();
+    let free = free_port_on(address);
+    let config = config(
+        &a,
+        &b,
+        &[
+            gateway_doc(
+                "gw",
+                "127.0.0.25",
+                json!([
+                    http_listener("busy", taken_port, None),
+                    http_listener("web", free, None)
+                ]),
+            ),
+            route_doc(
+                "all",
+                json!({ "parentRefs": [{ "name": "gw" }],
+                        "rules": [{ "backendRefs": [{ "name": "a", "port": 80 }] }] }),
+            ),
+        ],
+    );
+    let weir = Weir::start(&config).await;
+    let serving = SocketAddr::new(address, free);
+    eventually(
+        "the free listener serves",
+        Duration::from_secs(10),
+        async || tokio::net::TcpStream::connect(serving).await.ok(),
+    )
+    .await;
+    assert_eq!(send(serving, "GET", "/", "x.test", &[]).await.2, "a");
+    drop(taken);
+    let busy = SocketAddr::new(address, taken_port);
+    let answer = eventually(
+        "the freed port is bound",
+        Duration::from_secs(10),
+        async || {
+            tokio::net::TcpStream::connect(busy).await.ok()?;
+            Some(send(busy, "GET", "/", "x.test", &[]).await.2)
+        },
+    )
+    .await;
+    assert_eq!(answer, "a");
+    weir.running.shutdown().await;
+}
