@@ -48,6 +48,36 @@ pub fn clients() -> &'static Path {
     })
 }
 
+/// The Gateway API version whose CRDs the tests install (the conformance module's, in
+/// tests/conformance/go.mod).
+pub const GATEWAY_API_VERSION: &str = "v1.6.3";
+
+/// The folder of Gateway API's standard-channel CRDs, from the Go module cache (`go mod
+/// download` in tests/conformance fetches the module from the module proxy; .ci/run does it).
+pub fn gateway_api_crds() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let module = format!("sigs.k8s.io/gateway-api@{GATEWAY_API_VERSION}");
+        let download = Command::new("go")
+            .args(["mod", "download", "-json", &module])
+            .current_dir(Path::new(ROOT).join("tests/conformance"))
+            .output()
+            .expect("go runs");
+        assert!(
+            download.status.success(),
+            "go mod download {module}: {}{}",
+            text(&download.stdout),
+            text(&download.stderr)
+        );
+        let info: serde_json::Value =
+            serde_json::from_slice(&download.stdout).expect("go mod download -json prints JSON");
+        let dir = PathBuf::from(info["Dir"].as_str().expect("the module's folder"))
+            .join("config/crd/standard");
+        assert!(dir.is_dir(), "no {}", dir.display());
+        dir
+    })
+}
+
 /// The pod runner built beside this test's weir (`cargo build -p weir-pod-runner`).
 fn pod_runner() -> PathBuf {
     let path = Path::new(env!("CARGO_BIN_EXE_weir")).with_file_name("weir-pod-runner");
@@ -180,6 +210,29 @@ impl Cluster {
             input.write_all(stdin.as_bytes()).expect("kubectl reads");
         }
         child.wait_with_output().expect("kubectl ends")
+    }
+
+    /// Installs the Gateway API standard CRDs (server-side: the CRDs are too large for the
+    /// last-applied annotation) and waits until they are served.
+    pub fn install_gateway_api(&self) {
+        let dir = gateway_api_crds();
+        let dir = dir.to_str().expect("a UTF-8 path");
+        ok(
+            "kubectl apply the Gateway API CRDs",
+            self.kubectl(&["apply", "--server-side", "-f", dir]),
+        );
+        ok(
+            "the Gateway API CRDs are established",
+            self.kubectl(&[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/gatewayclasses.gateway.networking.k8s.io",
+                "crd/gateways.gateway.networking.k8s.io",
+                "crd/httproutes.gateway.networking.k8s.io",
+                "crd/referencegrants.gateway.networking.k8s.io",
+            ]),
+        );
     }
 
     pub fn apply(&self, yaml: &str) -> String {
