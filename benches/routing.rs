@@ -1,11 +1,14 @@
 //! Route lookup (`RoutingTable::route`) over tables of 1, 100 and 10 000 hosts: exact hosts,
-//! wildcard hosts, longest path prefix, a miss; and `compile` of small stores.
+//! wildcard hosts, longest path prefix, a miss; Gateway API rule lookup (`GatewayPort::route`)
+//! by path, by header and by query over 1000 HTTPRoutes; and `compile` of small stores and of
+//! 1000 HTTPRoutes.
 //!
-//! `cargo bench --bench routing` (about 1.5 minutes)
+//! `cargo bench --bench routing` (about 2 minutes)
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::time::Duration;
+use weir::routing::gateway::RequestFacts;
 use weir::routing::{RoutingTable, compile};
 use weir::testkit::generated::{self, Hosts, Shape};
 
@@ -89,6 +92,77 @@ fn lookups(c: &mut Criterion) {
     group.finish();
 }
 
+/// What a request carries, for a Gateway rule lookup.
+struct Request {
+    host: String,
+    method: http::Method,
+    path: &'static str,
+    query: Option<&'static str>,
+    headers: http::HeaderMap,
+}
+
+impl Request {
+    fn facts(&self) -> RequestFacts<'_> {
+        RequestFacts {
+            host: &self.host,
+            method: &self.method,
+            path: self.path,
+            query: self.query,
+            headers: &self.headers,
+        }
+    }
+}
+
+fn gateway_lookups(c: &mut Criterion) {
+    let mut group = c.benchmark_group("gateway_route");
+    group
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(50);
+    let n = 1_000;
+    let table = compile(&generated::http_routes(n, 1), None).table;
+    let socket: std::net::SocketAddr = generated::GATEWAY_SOCKET.parse().expect("an address");
+    let port = table.gateway_port(&socket).expect("the Gateway socket");
+    let request = |i: usize, query: Option<&'static str>, header: bool| {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("user-agent", http::HeaderValue::from_static("bench"));
+        headers.insert("accept", http::HeaderValue::from_static("*/*"));
+        if header {
+            headers.insert("x-variant", http::HeaderValue::from_static("b"));
+        }
+        Request {
+            host: generated::host(i),
+            method: http::Method::GET,
+            path: "/index.html",
+            query,
+            headers,
+        }
+    };
+    let picks: Vec<usize> = (0..64).map(|k| (k * 7919) % n).collect();
+    // Every request tries the header and query rules first (more specific), then the prefix.
+    let plain: Vec<Request> = picks.iter().map(|&i| request(i, None, false)).collect();
+    let by_header: Vec<Request> = picks.iter().map(|&i| request(i, None, true)).collect();
+    let by_query: Vec<Request> = picks
+        .iter()
+        .map(|&i| request(i, Some("page=2&variant=b"), false))
+        .collect();
+    for (name, requests, rule) in [
+        ("prefix", &plain, 0),
+        ("header", &by_header, 1),
+        ("query", &by_query, 2),
+    ] {
+        let mut k = 0usize;
+        group.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
+            b.iter(|| {
+                k = (k + 1) % requests.len();
+                let found = port.route(black_box(&requests[k].facts()));
+                black_box(found.map(|m| m.rule.index) == Some(rule))
+            })
+        });
+    }
+    group.finish();
+}
+
 fn compiles(c: &mut Criterion) {
     let mut group = c.benchmark_group("compile");
     group
@@ -106,8 +180,17 @@ fn compiles(c: &mut Criterion) {
             b.iter(|| black_box(compile(&store, Some(&previous))))
         });
     }
+    // 1000 HTTPRoutes of three rules, each over a Service of 10 endpoints.
+    let store = generated::http_routes(1_000, 10);
+    group.bench_function("httproutes_cold/1000", |b| {
+        b.iter(|| black_box(compile(&store, None)))
+    });
+    let previous = compile(&store, None).table;
+    group.bench_function("httproutes_with_previous/1000", |b| {
+        b.iter(|| black_box(compile(&store, Some(&previous))))
+    });
     group.finish();
 }
 
-criterion_group!(benches, lookups, compiles);
+criterion_group!(benches, lookups, gateway_lookups, compiles);
 criterion_main!(benches);

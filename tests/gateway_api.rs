@@ -391,3 +391,118 @@ async fn a_listener_whose_port_is_taken_leaves_the_others_serving_and_binds_once
     assert_eq!(answer, "a");
     weir.running.shutdown().await;
 }
+
+/// A self-signed certificate for `host`: (PEM chain, PEM key, DER of the leaf).
+fn certificate(host: &str) -> (String, String, Vec<u8>) {
+    let key = rcgen::KeyPair::generate().expect("a key");
+    let params = rcgen::CertificateParams::new(vec![host.to_string()]).expect("params");
+    let cert = params.self_signed(&key).expect("a certificate");
+    (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+}
+
+/// A TLS handshake to `socket` naming `sni`, offering `alpn`.
+async fn tls_connect(
+    socket: SocketAddr,
+    sni: &str,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(common::AnyCert))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = tokio::net::TcpStream::connect(socket)
+        .await
+        .expect("a connection");
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).expect("a name");
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("a handshake")
+}
+
+#[tokio::test]
+async fn https_listeners_terminate_tls_with_their_own_certificates_by_sni() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let address = ip("127.0.0.26");
+    let port = free_port_on(address);
+    let socket = SocketAddr::new(address, port);
+    let (a_pem, a_key, a_der) = certificate("a.test");
+    let (b_pem, b_key, b_der) = certificate("b.test");
+    let listener = |name: &str, host: &str, secret: &str| {
+        json!({ "name": name, "port": port, "protocol": "HTTPS", "hostname": host,
+                "tls": { "certificateRefs": [{ "name": secret }] } })
+    };
+    let config = config(
+        &a,
+        &b,
+        &[
+            to_document(&weir::testkit::tls_secret("test", "a-tls", &a_pem, &a_key)),
+            to_document(&weir::testkit::tls_secret("test", "b-tls", &b_pem, &b_key)),
+            gateway_doc(
+                "tls",
+                "127.0.0.26",
+                json!([
+                    listener("a", "a.test", "a-tls"),
+                    listener("b", "b.test", "b-tls")
+                ]),
+            ),
+            route_doc(
+                "to-a",
+                json!({ "parentRefs": [{ "name": "tls", "sectionName": "a" }],
+                        "rules": [{ "backendRefs": [{ "name": "a", "port": 80 }] }] }),
+            ),
+            route_doc(
+                "to-b",
+                json!({ "parentRefs": [{ "name": "tls", "sectionName": "b" }],
+                        "rules": [{ "backendRefs": [{ "name": "b", "port": 80 }] }] }),
+            ),
+        ],
+    );
+    let weir = Weir::start(&config).await;
+    eventually(
+        "the HTTPS socket listens",
+        Duration::from_secs(10),
+        async || tokio::net::TcpStream::connect(socket).await.ok(),
+    )
+    .await;
+    for (host, der, backend) in [("a.test", &a_der, "a"), ("b.test", &b_der, "b")] {
+        // HTTP/1.1
+        let tls = tls_connect(socket, host, b"http/1.1").await;
+        let leaf = tls.get_ref().1.peer_certificates().expect("a chain")[0].to_vec();
+        assert_eq!(&leaf, der, "{host}: its listener's certificate");
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .expect("HTTP/1.1");
+        tokio::spawn(conn);
+        let req = http::Request::get("/")
+            .header("host", host)
+            .body(Full::new(Bytes::new()))
+            .expect("a request");
+        let resp = sender.send_request(req).await.expect("an answer");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = resp.into_body().collect().await.expect("a body").to_bytes();
+        assert_eq!(&body[..], backend.as_bytes());
+        // HTTP/2, the host in the :authority.
+        let tls = tls_connect(socket, host, b"h2").await;
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tls),
+        )
+        .await
+        .expect("HTTP/2");
+        tokio::spawn(conn);
+        let req = http::Request::get(format!("https://{host}/"))
+            .body(Full::new(Bytes::new()))
+            .expect("a request");
+        let resp = sender.send_request(req).await.expect("an answer");
+        assert_eq!(resp.version(), http::Version::HTTP_2);
+        let body = resp.into_body().collect().await.expect("a body").to_bytes();
+        assert_eq!(&body[..], backend.as_bytes(), "{host} over h2");
+    }
+    weir.running.shutdown().await;
+}

@@ -17,15 +17,20 @@ pub(super) struct Routed {
 
 /// Routes `req`, which arrived on the Gateway socket `socket`, for `host`; applies the rule's
 /// request filters to it. `Err`: weir answers itself (no route, a redirect, or a rule whose
-/// backends do not resolve).
+/// backends do not resolve); boxed, as the answer is large and the route is the usual case.
 pub(super) fn route<B>(
     table: &RoutingTable,
     socket: SocketAddr,
     scheme: Scheme,
     host: &str,
     req: &mut Request<B>,
-) -> Result<Routed, Response<ProxyBody>> {
-    let not_found = || local(StatusCode::NOT_FOUND, "no route for this host and path\n");
+) -> Result<Routed, Box<Response<ProxyBody>>> {
+    let not_found = || {
+        Box::new(local(
+            StatusCode::NOT_FOUND,
+            "no route for this host and path\n",
+        ))
+    };
     let Some(port) = table.gateway_port(&socket) else {
         return Err(not_found());
     };
@@ -54,7 +59,7 @@ pub(super) fn route<B>(
         );
         let mut response = local(status, "");
         response.headers_mut().insert(header::LOCATION, location);
-        return Err(response);
+        return Err(Box::new(response));
     }
     if let Some(edit) = &filters.request_headers {
         edit.apply(req.headers_mut());
@@ -82,9 +87,9 @@ pub(super) fn route<B>(
             pool: pool.clone(),
             rule: Some(rule.clone()),
         }),
-        None => Err(local(
+        None => Err(Box::new(local(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the route's backends do not resolve\n",
-        )),
+        ))),
     }
 }

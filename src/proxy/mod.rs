@@ -127,7 +127,7 @@ impl Proxy {
                 "one Host header, naming a host, is required\n",
             ))
         } else if let Some(socket) = conn.gateway {
-            gateway::route(&self.table.load(), socket, conn.scheme, &host, &mut req)
+            gateway::route(&self.table.load(), socket, conn.scheme, &host, &mut req).map_err(|b| *b)
         } else {
             match self.table.load().route(&host, req.uri().path()) {
                 Some(pool) => Ok(Routed {

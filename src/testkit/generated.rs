@@ -187,3 +187,47 @@ pub fn point_pool_at(store: &mut Store, i: usize, addrs: &[SocketAddr], shape: &
         .pool(pool(&name, &name, &routes(i, shape.hosts), shape))
         .build();
 }
+
+/// The socket of the Gateway in [`http_routes`].
+pub const GATEWAY_SOCKET: &str = "127.0.0.1:8081";
+
+/// One Gateway (class `weir`, an HTTP listener on 127.0.0.1:8081 taking routes from every
+/// namespace) and `routes` HTTPRoutes: route `i` takes host [`host`]`(i)` with three rules over
+/// its own Service (`endpoints_per_route` ready endpoints): a `/` prefix, a header match
+/// (`x-variant: b`) and a query match (`variant=b`).
+pub fn http_routes(routes: usize, endpoints_per_route: usize) -> Store {
+    let mut store = StoreBuilder::default()
+        .gateway_class(super::gateway_class())
+        .gateway(super::gateway(
+            NS,
+            "gw",
+            None,
+            json!([super::http_listener("web", 8081, None)]),
+        ));
+    for i in 0..routes {
+        let name = pool_name(i);
+        let addresses: Vec<String> = (0..endpoints_per_route)
+            .map(|e| address((i * endpoints_per_route + e) as u32 + 1))
+            .collect();
+        let to = json!([{ "name": name, "port": 80 }]);
+        store = store
+            .service(service(NS, &name, &[("http", 80)]))
+            .slice(ready_slice(&format!("{name}-0"), &name, 8080, &addresses))
+            .http_route(super::http_route(
+                NS,
+                &name,
+                json!({
+                    "parentRefs": [{ "name": "gw" }],
+                    "hostnames": [host(i)],
+                    "rules": [
+                        { "backendRefs": to },
+                        { "matches": [{ "headers": [{ "name": "x-variant", "value": "b" }] }],
+                          "backendRefs": to },
+                        { "matches": [{ "queryParams": [{ "name": "variant", "value": "b" }] }],
+                          "backendRefs": to },
+                    ],
+                }),
+            ));
+    }
+    store.build()
+}

@@ -535,7 +535,7 @@ fn listener_certificate(
         let group = r.group.as_deref().unwrap_or("");
         let kind = r.kind.as_deref().unwrap_or("Secret");
         let namespace = r.namespace.as_deref().unwrap_or(&key.namespace);
-        if group != "" || kind != "Secret" {
+        if !group.is_empty() || kind != "Secret" {
             problem = (
                 "InvalidCertificateRef",
                 format!("certificateRef of kind {group}/{kind}: only core Secrets are supported"),
