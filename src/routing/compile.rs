@@ -7,6 +7,7 @@ pub use gateway::{
     ParentReport,
 };
 
+use super::gateway::GatewayAddresses;
 use super::host::normalize_prefix;
 use super::host_policy::HostPolicy;
 use super::pool::{BackendSet, Pool};
@@ -44,6 +45,15 @@ pub fn compile(store: &Store, previous: Option<&RoutingTable>) -> Compiled {
     compile_with(store, previous, &HostPolicy::open())
 }
 
+/// What compile is told besides the objects.
+#[derive(Debug, Clone, Default)]
+pub struct CompileOptions {
+    /// Which namespace may claim which hosts.
+    pub host_policy: HostPolicy,
+    /// Where Gateways that name no address listen.
+    pub gateway_addresses: GatewayAddresses,
+}
+
 /// [`compile`], with a policy that says which namespace may claim which hosts: a route the
 /// policy refuses is not claimed, and its pool says so in `Accepted`.
 pub fn compile_with(
@@ -51,6 +61,23 @@ pub fn compile_with(
     previous: Option<&RoutingTable>,
     host_policy: &HostPolicy,
 ) -> Compiled {
+    compile_with_options(
+        store,
+        previous,
+        &CompileOptions {
+            host_policy: host_policy.clone(),
+            gateway_addresses: GatewayAddresses::default(),
+        },
+    )
+}
+
+/// [`compile`], told what [`CompileOptions`] say.
+pub fn compile_with_options(
+    store: &Store,
+    previous: Option<&RoutingTable>,
+    options: &CompileOptions,
+) -> Compiled {
+    let host_policy = &options.host_policy;
     let slices = SliceIndex::new(store);
     let mut secrets = SecretCache {
         secrets: &store.secrets,
@@ -96,8 +123,14 @@ pub fn compile_with(
         }
         compiled.statuses.insert(key, status);
     }
-    compiled.gateway =
-        gateway::compile_gateways(store, &slices, &mut secrets, previous, &mut compiled.table);
+    compiled.gateway = gateway::compile_gateways(
+        store,
+        &slices,
+        &mut secrets,
+        previous,
+        &options.gateway_addresses,
+        &mut compiled.table,
+    );
     compiled
 }
 

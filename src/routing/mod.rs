@@ -10,8 +10,8 @@ mod pool;
 mod table;
 
 pub use compile::{
-    Compiled, DEFAULT_GATEWAY_ADDRESS, GatewayReport, GatewayStatuses, ListenerReport,
-    ObjectReport, ParentReport, compile, compile_with,
+    CompileOptions, Compiled, DEFAULT_GATEWAY_ADDRESS, GatewayReport, GatewayStatuses,
+    ListenerReport, ObjectReport, ParentReport, compile, compile_with, compile_with_options,
 };
 pub use host::{normalize_host, normalize_prefix, prefix_matches};
 pub use host_policy::{HostPolicy, HostPolicyError};

@@ -17,9 +17,9 @@ use crate::api::{
     Algorithm, Backend, Condition, LoadBalancerPoolSpec, Retries, ServicePort, Timeouts,
 };
 use crate::routing::gateway::{
-    self as rules, GatewayPort, HeaderEdit, Intersection, ListenerRef, Protocol, Redirect,
-    RequestMatch, Rewrite, RouteKind, RouteRule, RuleBackends, RuleFilters, RuleKey, RuleMatch,
-    Side,
+    self as rules, AddressError, GatewayAddresses, GatewayPort, HeaderEdit, Intersection,
+    ListenerRef, Protocol, Redirect, RequestMatch, Rewrite, RouteKind, RouteRule, RuleBackends,
+    RuleFilters, RuleKey, RuleMatch, Side,
 };
 use crate::routing::pool::Pool;
 use crate::routing::table::RoutingTable;
@@ -29,8 +29,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-/// Where a Gateway listens when it names no address: loopback, so a file tried on a laptop
-/// is not exposed to the network.
+/// Where a Gateway listens when it names no address and weir was given no range: loopback,
+/// so a file tried on a laptop is not exposed to the network.
 pub const DEFAULT_GATEWAY_ADDRESS: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// The group of weir's own kinds, for backendRefs to a LoadBalancerPool.
@@ -115,6 +115,7 @@ pub(super) fn compile_gateways(
     slices: &SliceIndex<'_>,
     secrets: &mut SecretCache<'_>,
     previous: Option<&RoutingTable>,
+    default_addresses: &GatewayAddresses,
     table: &mut RoutingTable,
 ) -> GatewayStatuses {
     let mut statuses = GatewayStatuses::default();
@@ -143,9 +144,23 @@ pub(super) fn compile_gateways(
         .filter(|(_, g)| statuses.classes.contains_key(&g.spec.gateway_class_name))
         .collect();
     gateways.sort_by_key(|(key, g)| (created(&g.metadata), *key));
+    let held: BTreeMap<ObjectKey, IpAddr> = previous
+        .into_iter()
+        .flat_map(|t| t.gateway_ports())
+        .flat_map(|p| p.listeners.iter().map(|l| (l.gateway.clone(), p.addr.ip())))
+        .collect();
+    let addresses = rules::assign(
+        gateways.iter().map(|(k, g)| (*k, &***g)),
+        &held,
+        default_addresses,
+    );
     let mut accepted = Vec::new();
     for (key, gateway) in gateways {
-        let (report, usable) = compile_gateway(key, gateway, secrets, &grants, table);
+        let address = addresses
+            .get(key)
+            .cloned()
+            .unwrap_or(Ok(DEFAULT_GATEWAY_ADDRESS));
+        let (report, usable) = compile_gateway(key, gateway, address, secrets, &grants, table);
         statuses.gateways.insert(key.clone(), report);
         accepted.push(Accepted {
             key: key.clone(),
@@ -294,6 +309,7 @@ fn created(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) ->
 fn compile_gateway(
     key: &ObjectKey,
     gateway: &Gateway,
+    address: Result<IpAddr, AddressError>,
     secrets: &mut SecretCache<'_>,
     grants: &[&ReferenceGrant],
     table: &mut RoutingTable,
@@ -303,9 +319,10 @@ fn compile_gateway(
         observed_generation: generation,
         ..Default::default()
     };
-    let address = match gateway_address(gateway) {
+    let address = match address {
         Ok(address) => address,
-        Err(message) => {
+        Err(problem) => {
+            let message = problem.to_string();
             report.conditions = vec![
                 condition(
                     "Accepted",
@@ -496,22 +513,6 @@ fn supported_kinds(listener: &crate::api::gateway::Listener) -> Vec<RouteGroupKi
             kind: k.as_str().to_string(),
         })
         .collect()
-}
-
-/// The address a Gateway asks for (the first `IPAddress` in `spec.addresses`), or the default.
-fn gateway_address(gateway: &Gateway) -> Result<IpAddr, String> {
-    let Some(first) = gateway.spec.addresses.first() else {
-        return Ok(DEFAULT_GATEWAY_ADDRESS);
-    };
-    match first.r#type.as_deref().unwrap_or("IPAddress") {
-        "IPAddress" => first
-            .value
-            .parse()
-            .map_err(|_| format!("address {:?} is not an IP address", first.value)),
-        other => Err(format!(
-            "address type {other} is not supported (weir binds IPAddress addresses)"
-        )),
-    }
 }
 
 /// The first certificate of an HTTPS listener's `certificateRefs` that is permitted and loads;

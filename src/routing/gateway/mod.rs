@@ -3,6 +3,7 @@
 //! tried, how a match and a filter are compiled and applied; and what one Gateway socket
 //! serves (`port`). `routing::compile` uses them to turn Gateways and routes into the table.
 
+mod addresses;
 mod attach;
 mod filter;
 mod hostname;
@@ -12,6 +13,7 @@ mod port;
 mod precedence;
 mod reference;
 
+pub use addresses::{AddressError, GatewayAddresses, assign};
 pub use attach::{Refusal, Route, RouteKind, allowed_kinds, attach, names_gateway, selects};
 pub use filter::{FilterError, HeaderEdit, Redirect, Rewrite};
 pub use hostname::{HostnameError, Intersection, intersect, listener_order, validate_hostname};
