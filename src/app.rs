@@ -10,7 +10,8 @@ use crate::api::LoadBalancerPoolStatus;
 use crate::health::{self, Checker};
 use crate::metrics::Metrics;
 use crate::proxy::{self, Proxy};
-use crate::routing::{Compiled, HostPolicy, RoutingTable, compile_with};
+use crate::routing::gateway::GatewayAddresses;
+use crate::routing::{CompileOptions, Compiled, HostPolicy, RoutingTable, compile_with_options};
 use crate::store::{ObjectKey, Store};
 use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
@@ -44,6 +45,8 @@ pub struct Options {
     pub forwarding: proxy::Forwarding,
     /// Which namespace may claim which hosts (open: any).
     pub host_policy: HostPolicy,
+    /// Where Gateways that name no address listen.
+    pub gateway_addresses: GatewayAddresses,
 }
 
 impl Default for Options {
@@ -61,6 +64,7 @@ impl Default for Options {
             limits: Default::default(),
             forwarding: Default::default(),
             host_policy: HostPolicy::open(),
+            gateway_addresses: GatewayAddresses::default(),
         }
     }
 }
@@ -204,7 +208,10 @@ pub async fn start(
                     table.clone(),
                     admin.clone(),
                     affinity,
-                    options.host_policy.clone(),
+                    CompileOptions {
+                        host_policy: options.host_policy.clone(),
+                        gateway_addresses: options.gateway_addresses.clone(),
+                    },
                     GatewaySockets::new(
                         table,
                         proxy.clone(),
@@ -261,7 +268,8 @@ struct Follower {
     admin: Arc<ProcessState>,
     affinity: Arc<Affinity>,
     checker: Checker,
-    host_policy: Arc<HostPolicy>,
+    /// What compile is told besides the store.
+    compile_options: Arc<CompileOptions>,
     /// The statuses compile gave, before live health is folded in.
     compiled: BTreeMap<ObjectKey, LoadBalancerPoolStatus>,
     /// The Gateway API sockets, opened and closed as the table asks.
@@ -309,7 +317,7 @@ impl Follower {
         table: Arc<ArcSwap<RoutingTable>>,
         admin: Arc<ProcessState>,
         affinity: Arc<Affinity>,
-        host_policy: HostPolicy,
+        compile_options: CompileOptions,
         sockets: GatewaySockets,
     ) -> Self {
         Follower {
@@ -318,7 +326,7 @@ impl Follower {
             table,
             admin,
             affinity,
-            host_policy: Arc::new(host_policy),
+            compile_options: Arc::new(compile_options),
             compiled: BTreeMap::new(),
         }
     }
@@ -331,7 +339,7 @@ impl Follower {
         let Some(compiled) = compile_off_thread(
             store,
             self.table.load_full(),
-            self.host_policy.clone(),
+            self.compile_options.clone(),
             self.admin.clone(),
         )
         .await
@@ -404,11 +412,11 @@ impl Follower {
 async fn compile_off_thread(
     store: Arc<Store>,
     previous: Arc<RoutingTable>,
-    host_policy: Arc<HostPolicy>,
+    options: Arc<CompileOptions>,
     admin: Arc<ProcessState>,
 ) -> Option<Compiled> {
     match tokio::task::spawn_blocking(move || {
-        let compiled = compile_with(&store, Some(&previous), &host_policy);
+        let compiled = compile_with_options(&store, Some(&previous), &options);
         admin.history.start(&compiled.table, &admin.metrics);
         compiled
     })

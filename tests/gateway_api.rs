@@ -506,3 +506,53 @@ async fn https_listeners_terminate_tls_with_their_own_certificates_by_sni() {
     }
     weir.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn gateways_without_an_address_take_one_each_from_the_range_weir_was_given() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let port = free_port_on(ip("127.0.31.1"));
+    let to = |gw: &str, backend: &str| {
+        route_doc(
+            &format!("to-{backend}"),
+            json!({ "parentRefs": [{ "name": gw }],
+                    "rules": [{ "backendRefs": [{ "name": backend, "port": 80 }] }] }),
+        )
+    };
+    let nameless = |name: &str| {
+        to_document(&gateway(
+            "test",
+            name,
+            None,
+            json!([http_listener("web", port, None)]),
+        ))
+    };
+    let config = config(
+        &a,
+        &b,
+        &[
+            nameless("first"),
+            nameless("second"),
+            to("first", "a"),
+            to("second", "b"),
+        ],
+    );
+    let weir = Weir::start_with(&config, |o| {
+        o.gateway_addresses = weir::routing::gateway::GatewayAddresses::Range(
+            "127.0.31.0/30".parse().expect("a range"),
+        );
+    })
+    .await;
+    let (first, second) = (
+        SocketAddr::new(ip("127.0.31.1"), port),
+        SocketAddr::new(ip("127.0.31.2"), port),
+    );
+    for socket in [first, second] {
+        eventually("the Gateway listens", Duration::from_secs(10), async || {
+            tokio::net::TcpStream::connect(socket).await.ok()
+        })
+        .await;
+    }
+    assert_eq!(send(first, "GET", "/", "x.test", &[]).await.2, "a");
+    assert_eq!(send(second, "GET", "/", "x.test", &[]).await.2, "b");
+    weir.running.shutdown().await;
+}

@@ -37,6 +37,11 @@ pub struct Listen {
     pub affinity_key_grace: Duration,
     #[command(flatten)]
     pub hosts: HostRules,
+    /// Gateway API: the addresses to give Gateways that name none in `spec.addresses`, one
+    /// each (a CIDR range, e.g. 10.0.64.0/26; they must be this host's to bind). Without it
+    /// such Gateways listen on 127.0.0.1.
+    #[arg(long, value_name = "CIDR")]
+    pub gateway_addresses: Option<ipnet::IpNet>,
     #[command(flatten)]
     pub clients: Clients,
     #[command(flatten)]
@@ -202,6 +207,10 @@ impl Listen {
             limits: self.clients.limits(),
             forwarding: self.clients.forwarding()?,
             host_policy: self.hosts.policy()?,
+            gateway_addresses: match self.gateway_addresses {
+                Some(range) => weir::routing::gateway::GatewayAddresses::Range(range),
+                None => Default::default(),
+            },
         })
     }
 
