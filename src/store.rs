@@ -10,7 +10,7 @@
 pub mod reduce;
 
 use crate::api::LoadBalancerPool;
-use crate::api::gateway::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
+use crate::api::gateway::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use crate::certificate::{TLS_CRT, TLS_KEY, TLS_OCSP_STAPLE};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -278,6 +278,7 @@ pub struct Store {
     pub gateway_classes: BTreeMap<String, Arc<GatewayClass>>,
     pub gateways: BTreeMap<ObjectKey, Arc<Gateway>>,
     pub http_routes: BTreeMap<ObjectKey, Arc<HTTPRoute>>,
+    pub grpc_routes: BTreeMap<ObjectKey, Arc<GRPCRoute>>,
     pub reference_grants: BTreeMap<ObjectKey, Arc<ReferenceGrant>>,
     /// Namespaces' labels, for listeners that take routes `from: Selector`. A namespace not
     /// here has no labels (the file source lists only the Namespaces the file holds).
@@ -293,6 +294,7 @@ impl Store {
             + self.gateway_classes.len()
             + self.gateways.len()
             + self.http_routes.len()
+            + self.grpc_routes.len()
             + self.reference_grants.len()
             + self.namespace_labels.len()
     }

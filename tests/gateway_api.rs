@@ -556,3 +556,130 @@ async fn gateways_without_an_address_take_one_each_from_the_range_weir_was_given
     assert_eq!(send(second, "GET", "/", "x.test", &[]).await.2, "b");
     weir.running.shutdown().await;
 }
+
+/// An HTTP/2-only (h2c) backend answering as gRPC does: a body naming it and the path it was
+/// called on, then `grpc-status: 0` in trailers.
+async fn grpc_backend(name: &'static str) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let addr = listener.local_addr().expect("its address");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(
+                move |req: http::Request<hyper::body::Incoming>| async move {
+                    let mut trailers = http::HeaderMap::new();
+                    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                    let frames = vec![
+                        Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(Bytes::from(
+                            format!("{name} {}", req.uri().path()),
+                        ))),
+                        Ok(hyper::body::Frame::trailers(trailers)),
+                    ];
+                    let mut resp = http::Response::new(http_body_util::StreamBody::new(
+                        futures_util::stream::iter(frames),
+                    ));
+                    resp.headers_mut().insert(
+                        "content-type",
+                        http::HeaderValue::from_static("application/grpc"),
+                    );
+                    Ok::<_, std::convert::Infallible>(resp)
+                },
+            );
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    addr
+}
+
+/// A Service `name` whose one endpoint speaks h2c (`appProtocol: kubernetes.io/h2c`).
+fn h2c_service(name: &str, addr: SocketAddr) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{ name: {name}, namespace: test }}\nspec:\n  ports: [{{ name: grpc, port: 50051 }}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-1\n  namespace: test\n  labels: {{ kubernetes.io/service-name: {name} }}\naddressType: IPv4\nports: [{{ name: grpc, port: {}, appProtocol: kubernetes.io/h2c }}]\nendpoints:\n  - addresses: [\"127.0.0.1\"]\n",
+        addr.port()
+    )
+}
+
+#[tokio::test]
+async fn grpc_routes_match_service_and_method_over_h2c() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let (one, two) = (grpc_backend("one").await, grpc_backend("two").await);
+    let address = ip("127.0.0.27");
+    let port = free_port_on(address);
+    let socket = SocketAddr::new(address, port);
+    let route = to_document(&weir::testkit::grpc_route(
+        "test",
+        "echo",
+        json!({
+            "parentRefs": [{ "name": "gw" }],
+            "rules": [
+                { "matches": [{ "method": { "service": "echo.Echo", "method": "Say" } }],
+                  "backendRefs": [{ "name": "one", "port": 50051 }] },
+                { "matches": [{ "method": { "service": "echo.Echo" } }],
+                  "backendRefs": [{ "name": "two", "port": 50051 }] },
+            ],
+        }),
+    ));
+    let config = config(
+        &a,
+        &b,
+        &[
+            h2c_service("one", one),
+            h2c_service("two", two),
+            gateway_doc(
+                "gw",
+                "127.0.0.27",
+                json!([http_listener("grpc", port, None)]),
+            ),
+            route,
+        ],
+    );
+    let weir = Weir::start(&config).await;
+    eventually(
+        "the Gateway socket listens",
+        Duration::from_secs(10),
+        async || tokio::net::TcpStream::connect(socket).await.ok(),
+    )
+    .await;
+    let tcp = tokio::net::TcpStream::connect(socket)
+        .await
+        .expect("a connection");
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .expect("HTTP/2 prior knowledge");
+    tokio::spawn(conn);
+    for (path, want) in [
+        ("/echo.Echo/Say", Some("one /echo.Echo/Say")),
+        ("/echo.Echo/Shout", Some("two /echo.Echo/Shout")),
+        ("/other.Other/Say", None),
+    ] {
+        let req = http::Request::post(format!("http://grpc.test{path}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(Full::new(Bytes::from_static(b"\0\0\0\0\0")))
+            .expect("a request");
+        let resp = sender.send_request(req).await.expect("an answer");
+        let status = resp.status();
+        let collected = resp.into_body().collect().await.expect("a body");
+        let trailers = collected.trailers().cloned();
+        let body = String::from_utf8_lossy(&collected.to_bytes()).into_owned();
+        match want {
+            Some(want) => {
+                assert_eq!((status, body.as_str()), (StatusCode::OK, want));
+                let trailers = trailers.expect("trailers");
+                assert_eq!(
+                    trailers.get("grpc-status").map(|v| v.as_bytes()),
+                    Some(&b"0"[..])
+                );
+            }
+            None => assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}"),
+        }
+    }
+    weir.running.shutdown().await;
+}

@@ -41,8 +41,13 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             bad += print_conditions("    ", &listener.conditions);
         }
     }
-    for (key, parents) in &gateway.http_routes {
-        println!("HTTPRoute {key}");
+    let routes = gateway
+        .http_routes
+        .iter()
+        .map(|r| ("HTTPRoute", r))
+        .chain(gateway.grpc_routes.iter().map(|r| ("GRPCRoute", r)));
+    for (kind, (key, parents)) in routes {
+        println!("{kind} {key}");
         for parent in parents {
             let p = &parent.parent_ref;
             let section = p

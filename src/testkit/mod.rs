@@ -21,7 +21,7 @@
 pub mod generated;
 
 use crate::api::LoadBalancerPool;
-use crate::api::gateway::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
+use crate::api::gateway::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use crate::routing::{Compiled, compile};
 use crate::store::{ObjectKey, SERVICE_NAME_LABEL, ServicePorts, Slice, Store};
 use k8s_openapi::api::core::v1::{Secret, Service};
@@ -317,6 +317,16 @@ pub fn http_route(namespace: &str, name: &str, spec: Value) -> HTTPRoute {
     .expect("a valid HTTPRoute")
 }
 
+/// A GRPCRoute `namespace/name` with this spec (the API's JSON).
+pub fn grpc_route(namespace: &str, name: &str, spec: Value) -> GRPCRoute {
+    serde_json::from_value(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GRPCRoute",
+        "metadata": { "name": name, "namespace": namespace },
+        "spec": spec,
+    }))
+    .expect("a valid GRPCRoute")
+}
+
 /// A ReferenceGrant in `namespace` letting `from_kind` objects of `from_namespace` refer to
 /// every `to_kind` (core group for `Service`/`Secret`) here.
 pub fn reference_grant(
@@ -413,6 +423,13 @@ impl StoreBuilder {
     pub fn http_route(mut self, route: HTTPRoute) -> Self {
         self.0
             .http_routes
+            .insert(ObjectKey::of(&route.metadata), Arc::new(route));
+        self
+    }
+
+    pub fn grpc_route(mut self, route: GRPCRoute) -> Self {
+        self.0
+            .grpc_routes
             .insert(ObjectKey::of(&route.metadata), Arc::new(route));
         self
     }

@@ -45,6 +45,8 @@ pub struct GatewayStatuses {
     pub gateways: BTreeMap<ObjectKey, GatewayReport>,
     /// HTTPRoutes with a parentRef to one of those Gateways: one entry per such parentRef.
     pub http_routes: BTreeMap<ObjectKey, Vec<ParentReport>>,
+    /// GRPCRoutes, the same way.
+    pub grpc_routes: BTreeMap<ObjectKey, Vec<ParentReport>>,
 }
 
 /// Conditions of an object, with the generation they describe.
@@ -171,9 +173,20 @@ pub(super) fn compile_gateways(
 
     let mut pending: BTreeMap<SocketAddr, Vec<(Option<String>, RuleKey, RuleMatch)>> =
         BTreeMap::new();
-    let mut routes: Vec<(&ObjectKey, &Arc<HTTPRoute>)> = store.http_routes.iter().collect();
-    routes.sort_by_key(|(key, r)| (created(&r.metadata), *key));
-    for (key, route) in routes {
+    // GRPCRoutes are served as the HTTPRoutes they amount to, with their own kind.
+    let grpc: Vec<(&ObjectKey, HTTPRoute)> = store
+        .grpc_routes
+        .iter()
+        .map(|(k, r)| (k, rules::as_http_route(r)))
+        .collect();
+    let mut routes: Vec<(RouteKind, &ObjectKey, &HTTPRoute)> = store
+        .http_routes
+        .iter()
+        .map(|(k, r)| (RouteKind::Http, k, &**r))
+        .chain(grpc.iter().map(|(k, r)| (RouteKind::Grpc, *k, r)))
+        .collect();
+    routes.sort_by_key(|(kind, key, r)| (created(&r.metadata), *kind, *key));
+    for (kind, key, route) in routes {
         let ours: Vec<_> = route
             .spec
             .parent_refs
@@ -189,7 +202,7 @@ pub(super) fn compile_gateways(
             continue;
         }
         let generation = route.metadata.generation;
-        let compiled = compile_route(key, route, store, slices, &grants, previous, table);
+        let compiled = compile_route(kind, key, route, store, slices, &grants, previous, table);
         let mut parents = Vec::new();
         for (parent, gateway) in ours {
             let mut conditions = Vec::new();
@@ -206,7 +219,7 @@ pub(super) fn compile_gateways(
                 }
                 Ok(_) => {
                     let route_view = rules::Route {
-                        kind: RouteKind::Http,
+                        kind,
                         namespace: &key.namespace,
                         hostnames: &route.spec.hostnames,
                     };
@@ -284,7 +297,10 @@ pub(super) fn compile_gateways(
                 conditions,
             });
         }
-        statuses.http_routes.insert(key.clone(), parents);
+        match kind {
+            RouteKind::Http => statuses.http_routes.insert(key.clone(), parents),
+            RouteKind::Grpc => statuses.grpc_routes.insert(key.clone(), parents),
+        };
     }
     for (addr, mut list) in pending {
         list.sort_by(|a, b| a.1.cmp(&b.1));
@@ -586,7 +602,9 @@ struct CompiledRoute {
 
 /// Compiles every rule of `route`; an `Err` is a rule weir cannot serve as written (a filter
 /// it does not support, a match it cannot compile): the whole route is refused, with why.
+#[allow(clippy::too_many_arguments)]
 fn compile_route(
+    kind: RouteKind,
     key: &ObjectKey,
     route: &HTTPRoute,
     store: &Store,
@@ -636,11 +654,12 @@ fn compile_route(
         }
         let pool_key = ObjectKey::new(
             key.namespace.clone(),
-            format!("httproute/{}/rule-{index}", key.name),
+            format!("{}/{}/rule-{index}", kind.as_str().to_lowercase(), key.name),
         );
         let previous_pool = previous.and_then(|t| t.pool(&pool_key));
         let timeout = rule_timeout(rule).map_err(here)?;
         let backends = compile_backends(
+            kind,
             key,
             &pool_key,
             &rule.backend_refs,
@@ -755,6 +774,7 @@ fn compile_filters(filters: &[HTTPRouteFilter]) -> Result<RuleFilters, String> {
 /// does not resolve keeps its share of the weight and answers 500.
 #[allow(clippy::too_many_arguments)]
 fn compile_backends(
+    route_kind: RouteKind,
     route: &ObjectKey,
     pool_key: &ObjectKey,
     refs: &[HTTPBackendRef],
@@ -792,7 +812,7 @@ fn compile_backends(
         let target = ObjectKey::new(namespace, object.name.clone());
         let from = Side {
             group: GROUP,
-            kind: "HTTPRoute",
+            kind: route_kind.as_str(),
             namespace: &route.namespace,
         };
         let to = Side {

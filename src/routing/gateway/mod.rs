@@ -6,6 +6,7 @@
 mod addresses;
 mod attach;
 mod filter;
+mod grpc;
 mod hostname;
 mod listener;
 mod matching;
@@ -16,6 +17,7 @@ mod reference;
 pub use addresses::{AddressError, GatewayAddresses, assign};
 pub use attach::{Refusal, Route, RouteKind, allowed_kinds, attach, names_gateway, selects};
 pub use filter::{FilterError, HeaderEdit, Redirect, Rewrite};
+pub use grpc::as_http_route;
 pub use hostname::{HostnameError, Intersection, intersect, listener_order, validate_hostname};
 pub use listener::{ListenerProblem, Protocol, judge_listeners};
 pub use matching::{MatchError, PathMatch, RegexSite, RequestMatch};

@@ -1,7 +1,7 @@
 //! Parsing a file's text into a store. Any problem refuses the whole file, and says where.
 
 use super::FileError;
-use crate::api::gateway::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
+use crate::api::gateway::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use crate::api::{LoadBalancerPool, validate_spec};
 use crate::store::{ObjectKey, ServicePorts, Slice, Store, TlsSecret, reduce};
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
@@ -105,6 +105,7 @@ fn add_object(
             | ("gateway.networking.k8s.io/v1", "GatewayClass")
             | ("gateway.networking.k8s.io/v1", "Gateway")
             | ("gateway.networking.k8s.io/v1", "HTTPRoute")
+            | ("gateway.networking.k8s.io/v1", "GRPCRoute")
             | ("gateway.networking.k8s.io/v1", "ReferenceGrant")
             | ("gateway.networking.k8s.io/v1beta1", "ReferenceGrant")
     );
@@ -157,6 +158,11 @@ fn add_object(
             let mut route: HTTPRoute = decode(&here, object)?;
             route.metadata.namespace = Some(key.namespace.clone());
             store.http_routes.insert(key, Arc::new(route));
+        }
+        "GRPCRoute" => {
+            let mut route: GRPCRoute = decode(&here, object)?;
+            route.metadata.namespace = Some(key.namespace.clone());
+            store.grpc_routes.insert(key, Arc::new(route));
         }
         "ReferenceGrant" => {
             // v1beta1 (still the standard channel's stored version) has the same schema as v1.
