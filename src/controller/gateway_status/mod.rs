@@ -62,6 +62,8 @@ pub(crate) struct Writer<S> {
     routes: HashMap<ObjectKey, Vec<RouteParentStatus>>,
     /// Whether this term has read the routes that carry entries of ours.
     seeded: bool,
+    /// Whether this term's failure to read them was logged at warn (it is tried each tick).
+    seed_warned: bool,
 }
 
 /// How one [`Writer::sync`] went.
@@ -83,7 +85,8 @@ impl StatusWriter {
         StatusWriter(Writer::new(ApiServer::new(client)))
     }
 
-    /// One tick of the leader's loop: see [`Writer::sync`].
+    /// One tick of the leader's loop: writes what changed since the last, and takes our
+    /// entries away from routes no longer in `current`.
     pub async fn sync(&mut self, current: &GatewayStatuses) -> Synced {
         self.0.sync(current).await
     }
@@ -102,6 +105,7 @@ impl<S: Sink> Writer<S> {
             gateways: HashMap::new(),
             routes: HashMap::new(),
             seeded: false,
+            seed_warned: false,
         }
     }
 
@@ -111,6 +115,7 @@ impl<S: Sink> Writer<S> {
         self.gateways.clear();
         self.routes.clear();
         self.seeded = false;
+        self.seed_warned = false;
     }
 
     /// Writes every status of `current` that differs from what was last written, and takes
@@ -126,7 +131,11 @@ impl<S: Sink> Writer<S> {
                     self.seeded = true;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "could not list HTTPRoutes for entries of ours");
+                    if std::mem::replace(&mut self.seed_warned, true) {
+                        tracing::debug!(error = %e, "could not list HTTPRoutes for entries of ours");
+                    } else {
+                        tracing::warn!(error = %e, "could not list HTTPRoutes for entries of ours; entries an earlier leader left stay until this succeeds");
+                    }
                     out.failed.push(e.to_string());
                 }
             }

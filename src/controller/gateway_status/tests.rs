@@ -163,7 +163,7 @@ async fn writes_each_object_once_and_an_unchanged_status_not_again() {
         }
     );
 
-    let classes = sink.classes.borrow();
+    let classes = sink.classes.borrow().clone();
     let (name, class) = &classes[0];
     assert_eq!(name, "weir");
     assert_eq!(
@@ -178,7 +178,7 @@ async fn writes_each_object_once_and_an_unchanged_status_not_again() {
         .collect();
     assert_eq!(features, SUPPORTED_FEATURES);
 
-    let gateways = sink.gateways.borrow();
+    let gateways = sink.gateways.borrow().clone();
     let (gw_key, gw) = &gateways[0];
     assert_eq!(gw_key, &key("gw"));
     let wire = serde_json::to_value(gw).expect("serializes");
@@ -222,7 +222,7 @@ async fn writes_each_object_once_and_an_unchanged_status_not_again() {
         "RFC 3339 to the second: {wire}"
     );
 
-    let routes = sink.route_writes.borrow();
+    let routes = sink.route_writes.borrow().clone();
     assert_eq!(routes.len(), 1, "only the route with a parentRef of ours");
     let (route_key, parents) = &routes[0];
     assert_eq!(route_key, &key("web"));
@@ -241,7 +241,6 @@ async fn writes_each_object_once_and_an_unchanged_status_not_again() {
             .iter()
             .all(|c| c.observed_generation == Some(2))
     );
-    drop((classes, gateways, routes));
 
     assert_eq!(
         writer.sync(&current).await,
