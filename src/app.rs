@@ -7,11 +7,14 @@ use gateway_sockets::GatewaySockets;
 use crate::admin::{self, ProcessState};
 use crate::affinity::{Affinity, RandomKeyError};
 use crate::api::LoadBalancerPoolStatus;
+use crate::controller::gateway_status::with_bind_failures;
 use crate::health::{self, Checker};
 use crate::metrics::Metrics;
 use crate::proxy::{self, Proxy};
 use crate::routing::gateway::GatewayAddresses;
-use crate::routing::{CompileOptions, Compiled, HostPolicy, RoutingTable, compile_with_options};
+use crate::routing::{
+    CompileOptions, Compiled, GatewayStatuses, HostPolicy, RoutingTable, compile_with_options,
+};
 use crate::store::{ObjectKey, Store};
 use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
@@ -272,6 +275,8 @@ struct Follower {
     compile_options: Arc<CompileOptions>,
     /// The statuses compile gave, before live health is folded in.
     compiled: BTreeMap<ObjectKey, LoadBalancerPoolStatus>,
+    /// What compile said of the Gateway API objects, before the sockets' bind failures.
+    gateway: GatewayStatuses,
     /// The Gateway API sockets, opened and closed as the table asks.
     sockets: GatewaySockets,
 }
@@ -301,6 +306,7 @@ async fn follow_store(
             _ = refresh.tick() => {
                 if follower.sockets.has_failures() {
                     follower.sockets.sync().await;
+                    follower.publish_gateway_statuses();
                 }
             }
             _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
@@ -328,6 +334,7 @@ impl Follower {
             affinity,
             compile_options: Arc::new(compile_options),
             compiled: BTreeMap::new(),
+            gateway: GatewayStatuses::default(),
         }
     }
 
@@ -357,6 +364,8 @@ impl Follower {
         self.compiled = compiled.statuses;
         self.sync_health();
         self.sockets.sync().await;
+        self.gateway = compiled.gateway;
+        self.publish_gateway_statuses();
         tracing::info!(
             pools,
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -384,6 +393,14 @@ impl Follower {
             .metrics
             .health_checks
             .set(self.checker.running() as i64);
+    }
+
+    /// Publishes the Gateway API statuses for the leader to write: compile's, with the
+    /// sockets that would not bind folded in (their listeners are not programmed).
+    fn publish_gateway_statuses(&self) {
+        let statuses =
+            with_bind_failures(&self.gateway, &self.table.load(), self.sockets.failures());
+        self.admin.gateway_statuses.store(Arc::new(statuses));
     }
 
     /// Folds live health into the compiled statuses, logs what changed and publishes them.

@@ -15,7 +15,7 @@ pub use pools::render_pools;
 
 use crate::api::LoadBalancerPoolStatus;
 use crate::metrics::Metrics;
-use crate::routing::RoutingTable;
+use crate::routing::{GatewayStatuses, RoutingTable};
 use crate::store::ObjectKey;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -43,6 +43,9 @@ pub struct ProcessState {
     pub draining: AtomicBool,
     /// Every pool's status, with live health, refreshed each second.
     pub statuses: ArcSwap<BTreeMap<ObjectKey, LoadBalancerPoolStatus>>,
+    /// What the Gateway API step says of GatewayClasses, Gateways and HTTPRoutes, with the
+    /// Gateway sockets that would not bind folded in: the leader writes it as their status.
+    pub gateway_statuses: ArcSwap<GatewayStatuses>,
     /// The routing table in service, for `/pools`.
     pub table: Arc<ArcSwap<RoutingTable>>,
     /// Each pool's recent answers, for the dashboard's charts.

@@ -65,6 +65,12 @@ impl GatewaySockets {
         !self.failed.is_empty()
     }
 
+    /// The sockets that would not bind at the last sync, and why: their listeners' status
+    /// says so.
+    pub fn failures(&self) -> &BTreeMap<SocketAddr, String> {
+        &self.failed
+    }
+
     /// Binds what the table in service wants and closes what it no longer does.
     pub async fn sync(&mut self) {
         let table = self.table.load_full();

@@ -3,6 +3,7 @@
 //! turning bad (a route conflict, a missing reference, a bad Secret, no healthy endpoint) is
 //! also reported as a Warning event on the pool, and a pool becoming ready as a Normal one.
 
+use super::gateway_status;
 use crate::admin::ProcessState;
 use crate::api::{ConditionType, LoadBalancerPool, LoadBalancerPoolStatus};
 use crate::store::ObjectKey;
@@ -18,7 +19,8 @@ use std::time::Duration;
 /// The field manager weir's status writes are made under.
 pub const FIELD_MANAGER: &str = "weir";
 
-/// Keeps the API server's pool statuses equal to `statuses` while `leader` holds.
+/// Keeps the API server's pool statuses equal to `statuses`, and the Gateway API statuses
+/// equal to `gateway_statuses`, while `leader` holds.
 pub async fn run(
     client: kube::Client,
     admin: Arc<ProcessState>,
@@ -32,8 +34,13 @@ pub async fn run(
             instance: std::env::var("POD_NAME").ok(),
         },
     );
+    let gateways = gateway_status::StatusWriter::new(client.clone());
     let api = ApiServer { client, recorder };
-    follow(&api, &admin, &leader, every).await
+    // One loop per kind of status; neither ever ends.
+    tokio::join!(
+        follow(&api, &admin, &leader, every),
+        gateway_status::follow(gateways.0, &admin, &leader, every),
+    );
 }
 
 /// Where status and events go: the API server, or a test's record of the calls.

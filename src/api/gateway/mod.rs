@@ -11,11 +11,13 @@
 //! not support still parses and gets a status that names what it does not support.
 
 mod duration;
+mod features;
 mod gateway_class;
 mod reference_grant;
 mod route;
 
 pub use duration::{DurationError, parse_duration};
+pub use features::SUPPORTED_FEATURES;
 pub use gateway_class::*;
 pub use reference_grant::*;
 pub use route::*;

@@ -1,0 +1,254 @@
+//! Writes the Gateway API status of GatewayClasses, Gateways and HTTPRoutes of weir's
+//! controllerName: by the leader only, with server-side apply on the status subresource under
+//! weir's field manager, and only when it changed; each condition's `lastTransitionTime`
+//! moves only when its status flips.
+//!
+//! A route's `status.parents` is shared with other controllers (one entry per parent per
+//! controller) and is an `atomic` list, so weir reads the route and writes the whole list back
+//! with the others' entries as they were, under the route's `resourceVersion`: a write that
+//! meets a newer route fails and is made again at the next tick. When a route no longer has a
+//! parentRef of ours, our entries go. A new leader first reads which routes carry entries of
+//! ours, so one left by an earlier leader is taken away too.
+
+mod api;
+pub mod bind;
+mod desired;
+#[cfg(test)]
+mod tests;
+
+pub use api::WriteError;
+
+use api::ApiServer;
+pub use bind::with_bind_failures;
+
+use crate::admin::ProcessState;
+use crate::api::gateway::{GatewayClassStatus, GatewayStatus, RouteParentStatus};
+use crate::routing::GatewayStatuses;
+use crate::store::ObjectKey;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Where the statuses go: the API server, or a test's record of the calls.
+pub(crate) trait Sink {
+    type Error: std::fmt::Display;
+    async fn write_class(&self, name: &str, status: &GatewayClassStatus)
+    -> Result<(), Self::Error>;
+    async fn write_gateway(
+        &self,
+        key: &ObjectKey,
+        status: &GatewayStatus,
+    ) -> Result<(), Self::Error>;
+    /// Makes weir's entries of the route's `status.parents` `ours` (none: removes them),
+    /// leaving every other controller's entry. A route that is gone needs no removal: `Ok`.
+    async fn write_route(
+        &self,
+        key: &ObjectKey,
+        ours: &[RouteParentStatus],
+    ) -> Result<(), Self::Error>;
+    /// weir's entries on every HTTPRoute that has some.
+    async fn our_route_entries(
+        &self,
+    ) -> Result<BTreeMap<ObjectKey, Vec<RouteParentStatus>>, Self::Error>;
+}
+
+/// What was last written of each object, so an unchanged status is not written again and a
+/// condition keeps its transition time.
+pub(crate) struct Writer<S> {
+    sink: S,
+    classes: HashMap<String, GatewayClassStatus>,
+    gateways: HashMap<ObjectKey, GatewayStatus>,
+    /// weir's entries of each route, as last written (or as found when the term began).
+    routes: HashMap<ObjectKey, Vec<RouteParentStatus>>,
+    /// Whether this term has read the routes that carry entries of ours.
+    seeded: bool,
+    /// Whether this term's failure to read them was logged at warn (it is tried each tick).
+    seed_warned: bool,
+}
+
+/// How one [`Writer::sync`] went.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Synced {
+    /// Statuses written (a route's removal of our entries included).
+    pub written: usize,
+    /// Writes (or the first read of a term) that failed; tried again at the next sync.
+    pub failed: Vec<String>,
+}
+
+/// The writer to the API server: what the leader's loop runs, and what a test against a real
+/// cluster drives tick by tick.
+pub struct StatusWriter(pub(crate) Writer<ApiServer>);
+
+impl StatusWriter {
+    /// A writer to the API server `client` talks to.
+    pub fn new(client: kube::Client) -> Self {
+        StatusWriter(Writer::new(ApiServer::new(client)))
+    }
+
+    /// One tick of the leader's loop: writes what changed since the last, and takes our
+    /// entries away from routes no longer in `current`.
+    pub async fn sync(&mut self, current: &GatewayStatuses) -> Synced {
+        self.0.sync(current).await
+    }
+
+    /// Forgets what was written, as at the start of a term.
+    pub fn new_term(&mut self) {
+        self.0.new_term();
+    }
+}
+
+impl<S: Sink> Writer<S> {
+    pub(crate) fn new(sink: S) -> Self {
+        Writer {
+            sink,
+            classes: HashMap::new(),
+            gateways: HashMap::new(),
+            routes: HashMap::new(),
+            seeded: false,
+            seed_warned: false,
+        }
+    }
+
+    /// Forgets what was written: another replica may have written since this one last led.
+    pub fn new_term(&mut self) {
+        self.classes.clear();
+        self.gateways.clear();
+        self.routes.clear();
+        self.seeded = false;
+        self.seed_warned = false;
+    }
+
+    /// Writes every status of `current` that differs from what was last written, and takes
+    /// weir's entries away from routes that are no longer in it.
+    pub async fn sync(&mut self, current: &GatewayStatuses) -> Synced {
+        let mut out = Synced::default();
+        if !self.seeded {
+            match self.sink.our_route_entries().await {
+                Ok(found) => {
+                    for (key, entries) in found {
+                        self.routes.entry(key).or_insert(entries);
+                    }
+                    self.seeded = true;
+                }
+                Err(e) => {
+                    if std::mem::replace(&mut self.seed_warned, true) {
+                        tracing::debug!(error = %e, "could not list HTTPRoutes for entries of ours");
+                    } else {
+                        tracing::warn!(error = %e, "could not list HTTPRoutes for entries of ours; entries an earlier leader left stay until this succeeds");
+                    }
+                    out.failed.push(e.to_string());
+                }
+            }
+        }
+        let now = desired::now();
+
+        self.classes
+            .retain(|name, _| current.classes.contains_key(name));
+        for (name, report) in &current.classes {
+            let previous = self.classes.get(name);
+            let next = desired::class_status(report, previous, now);
+            if previous == Some(&next) {
+                continue;
+            }
+            match self.sink.write_class(name, &next).await {
+                Ok(()) => {
+                    out.written += 1;
+                    self.classes.insert(name.clone(), next);
+                }
+                Err(e) => {
+                    tracing::warn!(gateway_class = %name, error = %e, "could not write GatewayClass status");
+                    out.failed.push(e.to_string());
+                }
+            }
+        }
+
+        self.gateways
+            .retain(|key, _| current.gateways.contains_key(key));
+        for (key, report) in &current.gateways {
+            let previous = self.gateways.get(key);
+            let next = desired::gateway_status(report, previous, now);
+            if previous == Some(&next) {
+                continue;
+            }
+            match self.sink.write_gateway(key, &next).await {
+                Ok(()) => {
+                    out.written += 1;
+                    self.gateways.insert(key.clone(), next);
+                }
+                Err(e) => {
+                    tracing::warn!(gateway = %key, error = %e, "could not write Gateway status");
+                    out.failed.push(e.to_string());
+                }
+            }
+        }
+
+        let keys: BTreeSet<ObjectKey> = current
+            .http_routes
+            .keys()
+            .chain(self.routes.keys())
+            .cloned()
+            .collect();
+        for key in keys {
+            let previous = self.routes.get(&key).map(Vec::as_slice);
+            let next = match current.http_routes.get(&key) {
+                Some(parents) => desired::route_parents(parents, previous, now),
+                None => Vec::new(),
+            };
+            match previous {
+                Some(p) if p == next.as_slice() => continue,
+                None if next.is_empty() => continue,
+                _ => {}
+            }
+            match self.sink.write_route(&key, &next).await {
+                Ok(()) => {
+                    out.written += 1;
+                    if next.is_empty() {
+                        self.routes.remove(&key);
+                    } else {
+                        self.routes.insert(key, next);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(http_route = %key, error = %e, "could not write HTTPRoute status");
+                    out.failed.push(e.to_string());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Each `every`, while `leader` holds and the first table is in service, writes what changed
+/// of `admin.gateway_statuses`. (Before the first table, the statuses say nothing yet, and
+/// writing them would take every route's entries of ours away.)
+pub(crate) async fn follow<S: Sink>(
+    mut writer: Writer<S>,
+    admin: &ProcessState,
+    leader: &AtomicBool,
+    every: Duration,
+) {
+    let mut leading = false;
+    loop {
+        tokio::time::sleep(every).await;
+        if !leader.load(Ordering::Relaxed) {
+            if leading {
+                writer.new_term();
+                leading = false;
+            }
+            continue;
+        }
+        leading = true;
+        if !admin.synced.load(Ordering::Relaxed) {
+            continue;
+        }
+        let current = admin.gateway_statuses.load_full();
+        let synced = writer.sync(&current).await;
+        if synced.written > 0 {
+            tracing::debug!(
+                written = synced.written,
+                failed = synced.failed.len(),
+                "Gateway API status written"
+            );
+        }
+    }
+}
