@@ -151,10 +151,10 @@ pub(super) async fn run(
                     log_change(&have, &want, answered);
                 }
                 for gone in have.difference(&want) {
-                    if let Some(watchers) = running.remove(gone) {
-                        if !starter.stop(*gone, watchers).await {
-                            return;
-                        }
+                    if let Some(watchers) = running.remove(gone)
+                        && !starter.stop(*gone, watchers).await
+                    {
+                        return;
                     }
                 }
                 for new in want.difference(&have) {
