@@ -197,6 +197,38 @@ fn containers_are_non_root_read_only_and_without_capabilities() {
     }
 }
 
+/// What weir reads of the Gateway API (and Namespaces, for their labels).
+const GATEWAY_API_READS: [&str; 6] = [
+    "gatewayclasses",
+    "gateways",
+    "httproutes",
+    "grpcroutes",
+    "referencegrants",
+    "namespaces",
+];
+/// The Gateway API status weir writes (the Lease holder).
+const GATEWAY_API_STATUS: [&str; 4] = [
+    "gatewayclasses/status",
+    "gateways/status",
+    "httproutes/status",
+    "grpcroutes/status",
+];
+/// The kinds without a namespace: cluster-wide grants even with watchNamespaces.
+const CLUSTER_WIDE: [&str; 3] = ["gatewayclasses", "gatewayclasses/status", "namespaces"];
+
+/// Every resource a role's rules name, sorted.
+fn resources_of(role: &Value) -> Vec<&str> {
+    let mut all: Vec<&str> = role["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| strings(&r["resources"]))
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
 #[test]
 fn rbac_is_least_privilege_without_wildcards() {
     for (label, objects) in [
@@ -219,15 +251,23 @@ fn rbac_is_least_privilege_without_wildcards() {
                     );
                 }
                 assert!(rule["nonResourceURLs"].is_null());
-                // weir never writes what it watches, except pool status and events.
+                // weir never writes what it watches, except status (pools' and the Gateway
+                // API's) and events.
                 let verbs = strings(&rule["verbs"]);
                 let writes = verbs.iter().any(|v| !["get", "list", "watch"].contains(v));
                 if writes {
                     let resources = strings(&rule["resources"]);
                     assert!(
-                        resources
-                            .iter()
-                            .all(|r| ["loadbalancerpools/status", "events", "leases"].contains(r)),
+                        resources.iter().all(|r| [
+                            "loadbalancerpools/status",
+                            "gatewayclasses/status",
+                            "gateways/status",
+                            "httproutes/status",
+                            "grpcroutes/status",
+                            "events",
+                            "leases"
+                        ]
+                        .contains(r)),
                         "{label}: writes {resources:?}"
                     );
                     assert!(!verbs.contains(&"delete") && !verbs.contains(&"deletecollection"));
@@ -249,6 +289,24 @@ fn rbac_is_least_privilege_without_wildcards() {
         }
     }
     assert!(grants("loadbalancerpools/status", "patch"));
+    // The Gateway API: read what weir serves, write the status of what it implements.
+    for resource in GATEWAY_API_READS {
+        for verb in ["get", "list", "watch"] {
+            assert!(grants(resource, verb), "{verb} {resource}");
+        }
+    }
+    for resource in GATEWAY_API_STATUS {
+        for verb in ["patch", "update"] {
+            assert!(grants(resource, verb), "{verb} {resource}");
+        }
+    }
+    let gateway_group = role["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| strings(&r["apiGroups"]) == ["gateway.networking.k8s.io"])
+        .count();
+    assert!(gateway_group > 0, "no rule on gateway.networking.k8s.io");
     assert!(grants("events", "create"));
     let binding = one(objects, "ClusterRoleBinding", "weir");
     assert_eq!(binding["subjects"][0]["name"], "weir");
@@ -262,16 +320,33 @@ fn rbac_is_least_privilege_without_wildcards() {
             assert_eq!(strings(&rule["resourceNames"]), ["weir-leader"]);
         }
     }
-    // Namespaced mode (watchNamespaces): no cluster-wide grant at all, a Role in each namespace.
+    // Namespaced mode (watchNamespaces): a Role in each namespace, and cluster-wide only the
+    // kinds that have no namespace (GatewayClasses, Namespaces).
     let objects = all_features_objects();
-    assert!(kind(objects, "ClusterRole").is_empty());
-    assert!(kind(objects, "ClusterRoleBinding").is_empty());
+    let cluster_role = one(objects, "ClusterRole", "weir-cluster");
+    assert_eq!(kind(objects, "ClusterRole").len(), 1);
+    assert_eq!(resources_of(cluster_role), CLUSTER_WIDE);
+    let binding = one(objects, "ClusterRoleBinding", "weir-cluster");
+    assert_eq!(binding["roleRef"]["name"], "weir-cluster");
+    assert_eq!(binding["subjects"][0]["name"], "weir");
     for ns in ["shop", "payments"] {
         let role = kind(objects, "Role")
             .into_iter()
             .find(|r| r["metadata"]["namespace"] == ns)
             .unwrap_or_else(|| panic!("no Role in {ns}"));
         assert!(role["rules"].as_array().is_some_and(|r| r.len() >= 5));
+        let resources = resources_of(role);
+        for resource in GATEWAY_API_READS.iter().chain(&GATEWAY_API_STATUS) {
+            if !CLUSTER_WIDE.contains(resource) {
+                assert!(
+                    resources.contains(resource),
+                    "{resource} not in the Role in {ns}"
+                );
+            }
+        }
+        for resource in CLUSTER_WIDE {
+            assert!(!resources.contains(&resource), "{resource} in a Role");
+        }
         assert!(
             kind(objects, "RoleBinding")
                 .iter()
@@ -479,6 +554,14 @@ fn every_optional_feature_renders() {
     assert_eq!(spec["tolerations"][0]["value"], "ingress");
     let annotations = &deployment["spec"]["template"]["metadata"]["annotations"];
     assert_eq!(annotations["prometheus.io/scrape"], "true");
+    // weir's own GatewayClass, when asked for (never by default: see install_yaml_is_fresh).
+    let class = one(objects, "GatewayClass", "weir-internal");
+    assert_eq!(class["apiVersion"], "gateway.networking.k8s.io/v1");
+    assert_eq!(
+        class["spec"]["controllerName"],
+        weir::api::gateway::CONTROLLER_NAME
+    );
+    assert!(class["metadata"]["namespace"].is_null());
 }
 
 #[test]
@@ -541,7 +624,20 @@ fn schema_rejects_wrong_values() {
     );
     // Namespaced mode needs no extra switch, and an empty list means every namespace.
     let objects = render(&["--set", "watchNamespaces={team-a}"]);
-    assert!(kind(&objects, "ClusterRole").is_empty());
+    one(&objects, "ClusterRole", "weir-cluster");
+    assert_eq!(kind(&objects, "ClusterRole").len(), 1);
+    // A GatewayClass name must be a DNS subdomain.
+    let out = helm(&[
+        "template",
+        "weir",
+        "charts/weir",
+        "--set",
+        "gatewayAPI.gatewayClass.name=Not_A_Name",
+    ]);
+    assert!(
+        !out.status.success(),
+        "a bad GatewayClass name was accepted"
+    );
 }
 
 #[test]
@@ -562,6 +658,8 @@ fn install_yaml_is_fresh() {
     // Deterministic (no random key) and complete.
     let objects = parse(&committed);
     assert!(kind(&objects, "Secret").is_empty());
+    // The Gateway API's objects are the cluster owner's: none by default.
+    assert!(kind(&objects, "GatewayClass").is_empty());
     for (k, name) in [
         ("Namespace", "weir-system"),
         ("CustomResourceDefinition", "loadbalancerpools.weir.dev"),
@@ -780,6 +878,46 @@ fn helm_install_and_kubectl_apply_against_the_test_cluster() {
     let service = server.json(&["-n", "weir-helm", "get", "service", "weir"]);
     assert_eq!(service["spec"]["type"], "LoadBalancer");
 
+    // The Gateway API, as the API server's authorizer reads the release's RBAC: weir's
+    // ServiceAccount reads the kinds and writes their status, and no more.
+    server.install_gateway_api();
+    let can = |user: &str, namespace: &str, args: &[&str]| {
+        let mut all = vec!["auth", "can-i", "--as", user, "-n", namespace];
+        all.extend_from_slice(args);
+        text(&server.kubectl(&all).stdout).trim() == "yes"
+    };
+    let weir_sa = "system:serviceaccount:weir-helm:weir";
+    for resource in GATEWAY_API_READS {
+        let resource = match resource {
+            "namespaces" => resource.to_string(),
+            _ => format!("{resource}.gateway.networking.k8s.io"),
+        };
+        for verb in ["get", "list", "watch"] {
+            assert!(
+                can(weir_sa, "shop", &[verb, &resource]),
+                "{verb} {resource}"
+            );
+        }
+        assert!(
+            !can(weir_sa, "shop", &["delete", &resource]),
+            "delete {resource}"
+        );
+    }
+    for status in GATEWAY_API_STATUS {
+        let resource = status.trim_end_matches("/status");
+        let resource = format!("{resource}.gateway.networking.k8s.io");
+        for verb in ["patch", "update"] {
+            assert!(
+                can(weir_sa, "shop", &[verb, &resource, "--subresource=status"]),
+                "{verb} {status}"
+            );
+        }
+        assert!(
+            !can(weir_sa, "shop", &["patch", &resource]),
+            "patch {resource}"
+        );
+    }
+
     // The affinity key survives an upgrade (looked up, not made again) and an uninstall.
     let key = |server: &Cluster| {
         server.json(&["-n", "weir-helm", "get", "secret", "weir-affinity-key"])["data"]["key"]
@@ -838,6 +976,39 @@ fn helm_install_and_kubectl_apply_against_the_test_cluster() {
             .kubectl(&["get", "clusterrole/scoped-weir"])
             .status
             .success()
+    );
+    // ... but the cluster-wide kinds cluster-wide, and the Gateway API in team-a alone.
+    let scoped_sa = "system:serviceaccount:weir-scoped:scoped-weir";
+    let gateways = "gateways.gateway.networking.k8s.io";
+    assert!(can(scoped_sa, "team-a", &["watch", gateways]));
+    assert!(!can(scoped_sa, "default", &["watch", gateways]));
+    assert!(!can(
+        scoped_sa,
+        "team-a",
+        &["watch", gateways, "--all-namespaces"]
+    ));
+    assert!(can(
+        scoped_sa,
+        "default",
+        &["watch", "gatewayclasses.gateway.networking.k8s.io"]
+    ));
+    assert!(can(scoped_sa, "default", &["watch", "namespaces"]));
+
+    // weir's GatewayClass, when asked for (the CRDs are installed above).
+    install(
+        "gw",
+        "weir-gw",
+        &[
+            "--set",
+            "gatewayAPI.gatewayClass.create=true",
+            "--set",
+            "gatewayAPI.gatewayClass.name=weir-gw",
+        ],
+    );
+    let class = server.json(&["get", "gatewayclass", "weir-gw"]);
+    assert_eq!(
+        class["spec"]["controllerName"],
+        weir::api::gateway::CONTROLLER_NAME
     );
 
     // kubectl-only: install.yaml applies as is.

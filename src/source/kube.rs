@@ -1,20 +1,26 @@
 //! The Kubernetes source: watchers on LoadBalancerPools, Services, EndpointSlices and TLS
-//! Secrets feed the same store the file source fills.
+//! Secrets, and (where the cluster has its CRDs) on the Gateway API's kinds and Namespaces,
+//! feed the same store the file source fills.
 //!
 //! Each watcher sends edits to one task that owns the store. Bursts are coalesced (a rolling
 //! update of many pods gives a few rebuilds), and no change waits more than [`MAX_DELAY`]. The
 //! first store is published only once every watcher has listed everything once, so a new
-//! replica never serves a partial view.
+//! replica never serves a partial view. The Gateway API watchers come and go with their CRDs
+//! (see [`gateway_api`]): readiness never waits on a kind the cluster does not serve.
+
+mod gateway_api;
+mod gateway_kinds;
 
 use crate::api::LoadBalancerPool;
 use crate::store::{ObjectKey, ServicePorts, Slice, Store, TlsSecret, reduce};
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -102,19 +108,44 @@ pub async fn export_stale(
     }
 }
 
+/// How the store keys the objects of a kind: namespaced kinds by [`ObjectKey`], cluster-wide
+/// ones by name alone.
+trait StoreKey: Ord + Send + 'static {
+    fn of(meta: &ObjectMeta) -> Self;
+    /// Whether a watcher of `namespace` owns this key (a full list replaces what it owns).
+    fn in_namespace(&self, namespace: &str) -> bool;
+}
+
+impl StoreKey for ObjectKey {
+    fn of(meta: &ObjectMeta) -> Self {
+        ObjectKey::of(meta)
+    }
+    fn in_namespace(&self, namespace: &str) -> bool {
+        self.namespace == namespace
+    }
+}
+
+impl StoreKey for String {
+    fn of(meta: &ObjectMeta) -> Self {
+        meta.name.clone().unwrap_or_default()
+    }
+    /// Cluster-wide kinds are watched cluster-wide only: every key is the watcher's.
+    fn in_namespace(&self, _namespace: &str) -> bool {
+        true
+    }
+}
+
 /// A kind the store holds.
 trait Kind:
-    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-    + Clone
-    + DeserializeOwned
-    + Debug
-    + Send
-    + Sync
-    + 'static
+    Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
 {
     /// What the store keeps of an object of this kind.
     type Stored: Send + Sync + 'static;
-    fn map(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<Self::Stored>>;
+    type Key: StoreKey;
+    fn map(store: &mut Store) -> &mut BTreeMap<Self::Key, Arc<Self::Stored>>;
+    /// The API to watch: `namespace`'s, or every namespace's (always so for a cluster-wide
+    /// kind).
+    fn api(client: Client, namespace: Option<&str>) -> Api<Self>;
     /// What the store keeps of this object.
     fn stored(self) -> Self::Stored;
     /// Whether weir takes this object at all.
@@ -123,10 +154,25 @@ trait Kind:
     }
 }
 
+/// [`Kind::api`] of a namespaced kind.
+fn namespaced_api<K>(client: Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    }
+}
+
 impl Kind for LoadBalancerPool {
     type Stored = Self;
+    type Key = ObjectKey;
     fn map(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<Self>> {
         &mut store.pools
+    }
+    fn api(client: Client, namespace: Option<&str>) -> Api<Self> {
+        namespaced_api(client, namespace)
     }
     fn stored(self) -> Self {
         reduce::pool(self)
@@ -140,8 +186,12 @@ impl Kind for LoadBalancerPool {
 }
 impl Kind for Service {
     type Stored = ServicePorts;
+    type Key = ObjectKey;
     fn map(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<ServicePorts>> {
         &mut store.services
+    }
+    fn api(client: Client, namespace: Option<&str>) -> Api<Self> {
+        namespaced_api(client, namespace)
     }
     fn stored(self) -> ServicePorts {
         ServicePorts::from_service(&self)
@@ -149,8 +199,12 @@ impl Kind for Service {
 }
 impl Kind for EndpointSlice {
     type Stored = Slice;
+    type Key = ObjectKey;
     fn map(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<Slice>> {
         &mut store.slices
+    }
+    fn api(client: Client, namespace: Option<&str>) -> Api<Self> {
+        namespaced_api(client, namespace)
     }
     fn stored(self) -> Slice {
         Slice::from_slice(&self)
@@ -158,8 +212,12 @@ impl Kind for EndpointSlice {
 }
 impl Kind for Secret {
     type Stored = TlsSecret;
+    type Key = ObjectKey;
     fn map(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<TlsSecret>> {
         &mut store.secrets
+    }
+    fn api(client: Client, namespace: Option<&str>) -> Api<Self> {
+        namespaced_api(client, namespace)
     }
     fn stored(self) -> TlsSecret {
         TlsSecret::from_secret(self)
@@ -168,11 +226,19 @@ impl Kind for Secret {
 
 type Edit = Box<dyn FnOnce(&mut Store) + Send>;
 
+/// What the watchers (and the Gateway API's discovery, [`gateway_api::run`]) tell the task that
+/// owns the store. Each has an index of its own.
 enum Message {
     Edit(Edit),
+    /// Readiness also waits for this watcher's first full list (sent before it starts; ignored
+    /// once synced: a ready replica stays ready when a kind appears).
+    Expect(usize),
     /// A watcher finished a full list.
     Listed(usize),
     Failed(usize, String),
+    /// A watcher was stopped (its kind is no longer served): neither readiness nor staleness
+    /// waits on it.
+    Stopped(usize),
 }
 
 /// Watches the cluster and publishes a store into `tx` after every (coalesced) change.
@@ -183,14 +249,11 @@ pub async fn run(
     state: Arc<SourceState>,
 ) {
     let (msg_tx, mut msg_rx) = mpsc::channel::<Message>(1024);
-    let namespaces: Vec<Option<String>> = if scope.namespaces.is_empty() {
-        vec![None]
-    } else {
-        scope.namespaces.iter().cloned().map(Some).collect()
-    };
+    let namespaces = watched_namespaces(&scope);
     let mut watchers = 0;
     let mut tasks = Vec::new();
     for ns in &namespaces {
+        let ns = ns.as_deref();
         let secrets = watcher::Config::default().fields("type=kubernetes.io/tls");
         tasks.push(spawn_watch::<LoadBalancerPool>(
             &client,
@@ -226,10 +289,22 @@ pub async fn run(
         ));
         watchers += 4;
     }
+    // The Gateway API's discovery is one more participant: readiness waits for its first
+    // answer (and for the watchers it starts then), so a replica with Gateways to serve never
+    // turns ready without them.
+    let discovery = watchers;
+    tasks.push(tokio::spawn(gateway_api::run(
+        client.clone(),
+        scope.clone(),
+        discovery,
+        discovery + 1,
+        msg_tx.clone(),
+    )));
     drop(msg_tx);
     let mut store = Store::default();
-    let mut listed = vec![false; watchers];
-    let mut failing = vec![false; watchers];
+    // The watchers whose first list readiness still waits for, and those failing now.
+    let mut pending: BTreeSet<usize> = (0..=discovery).collect();
+    let mut failing: BTreeSet<usize> = BTreeSet::new();
     // When the oldest change not yet published arrived.
     let mut dirty: Option<Instant> = None;
     loop {
@@ -257,23 +332,27 @@ pub async fn run(
                 edit(&mut store);
                 dirty.get_or_insert_with(Instant::now);
             }
-            Message::Listed(i) => {
-                listed[i] = true;
-                failing[i] = false;
+            Message::Expect(i) => {
+                if !state.synced.load(Ordering::Relaxed) {
+                    pending.insert(i);
+                }
+            }
+            Message::Listed(i) | Message::Stopped(i) => {
+                pending.remove(&i);
+                failing.remove(&i);
                 dirty.get_or_insert_with(Instant::now);
-                if !state.synced.load(Ordering::Relaxed) && listed.iter().all(|l| *l) {
+                if !state.synced.load(Ordering::Relaxed) && pending.is_empty() {
                     state.synced.store(true, Ordering::Relaxed);
                     tracing::info!(objects = store.len(), "every watcher synced");
                 }
             }
             Message::Failed(i, error) => {
-                if !failing[i] {
+                if failing.insert(i) {
                     tracing::warn!(error, "watch failed; serving the last view and retrying");
                 }
-                failing[i] = true;
             }
         }
-        let stale = failing.iter().any(|f| *f);
+        let stale = !failing.is_empty();
         if state.stale.swap(stale, Ordering::Relaxed) != stale && !stale {
             tracing::info!("every watcher is back; the view is current");
         }
@@ -283,22 +362,28 @@ pub async fn run(
     }
 }
 
+/// The namespaces of [`Scope`] as the watchers take them: `None` is every namespace.
+fn watched_namespaces(scope: &Scope) -> Vec<Option<String>> {
+    if scope.namespaces.is_empty() {
+        vec![None]
+    } else {
+        scope.namespaces.iter().cloned().map(Some).collect()
+    }
+}
+
 fn spawn_watch<K: Kind>(
     client: &Client,
-    namespace: &Option<String>,
+    namespace: Option<&str>,
     config: watcher::Config,
     scope: &Scope,
     index: usize,
     tx: &mpsc::Sender<Message>,
 ) -> tokio::task::JoinHandle<()> {
-    let api: Api<K> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    let api = K::api(client.clone(), namespace);
     tokio::spawn(watch_kind(
         api,
         config,
-        namespace.clone(),
+        namespace.map(str::to_string),
         scope.clone(),
         index,
         tx.clone(),
@@ -355,7 +440,7 @@ async fn watch_once<K: Kind>(
                 Message::Edit(Box::new(move |store: &mut Store| apply::<K>(store, taken)))
             }
             Ok(Event::Delete(object)) => {
-                let key = ObjectKey::of(object.meta());
+                let key = K::Key::of(object.meta());
                 Message::Edit(Box::new(move |store: &mut Store| {
                     K::map(store).remove(&key);
                 }))
@@ -374,8 +459,9 @@ async fn watch_once<K: Kind>(
                 let entries = std::mem::take(&mut listing);
                 let namespace = namespace.clone();
                 let replace: Edit = Box::new(move |store: &mut Store| {
-                    K::map(store)
-                        .retain(|key, _| namespace.as_ref().is_some_and(|ns| *ns != key.namespace));
+                    K::map(store).retain(|key, _| {
+                        namespace.as_ref().is_some_and(|ns| !key.in_namespace(ns))
+                    });
                     for entry in entries {
                         apply::<K>(store, entry);
                     }
@@ -399,10 +485,10 @@ async fn watch_once<K: Kind>(
 
 /// An object as the store takes it: its key, and what is kept of it (`None`: weir does not
 /// want it, and drops any earlier version).
-type Entry<K> = (ObjectKey, Option<Arc<<K as Kind>::Stored>>);
+type Entry<K> = (<K as Kind>::Key, Option<Arc<<K as Kind>::Stored>>);
 
 fn entry<K: Kind>(object: K, scope: &Scope) -> Entry<K> {
-    let key = ObjectKey::of(object.meta());
+    let key = K::Key::of(object.meta());
     let kept = object.wanted(scope).then(|| Arc::new(object.stored()));
     (key, kept)
 }

@@ -92,4 +92,29 @@ app.kubernetes.io/part-of: weir
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
+# Gateway API, where its CRDs are installed (weir asks discovery first and watches only what
+# the cluster serves): the Gateways and routes weir serves, the grants that let routes refer
+# across namespaces, and the status the Lease holder writes.
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["gateways", "httproutes", "grpcroutes", "referencegrants"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["gateways/status", "httproutes/status", "grpcroutes/status"]
+  verbs: ["update", "patch"]
+{{- end -}}
+
+{{/* The rules on cluster-wide kinds: in the ClusterRole, or a ClusterRole of their own with
+watchNamespaces (they have no namespace to put a Role in). */}}
+{{- define "weir.clusterRules" -}}
+# GatewayClasses weir implements, and their status.
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["gatewayclasses"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["gatewayclasses/status"]
+  verbs: ["update", "patch"]
+# Namespaces, for their labels: listeners may take routes from namespaces by label selector.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get", "list", "watch"]
 {{- end -}}
