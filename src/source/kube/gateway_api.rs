@@ -22,7 +22,7 @@
 
 use super::gateway_kinds::{REFERENCE_GRANT_BETA, ReferenceGrantV1Beta1};
 use super::{Kind, Message, RETRY_MAX, RETRY_MIN, Scope, spawn_watch, watched_namespaces};
-use crate::api::gateway::{GROUP, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
+use crate::api::gateway::{GROUP, GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use crate::store::Store;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
@@ -41,6 +41,7 @@ enum Watched {
     GatewayClass,
     Gateway,
     HTTPRoute,
+    GRPCRoute,
     ReferenceGrant,
     ReferenceGrantV1Beta1,
     Namespace,
@@ -85,6 +86,7 @@ async fn served(client: &Client) -> Result<BTreeSet<Watched>, DiscoveryError> {
                 ("v1", "gatewayclasses") => Watched::GatewayClass,
                 ("v1", "gateways") => Watched::Gateway,
                 ("v1", "httproutes") => Watched::HTTPRoute,
+                ("v1", "grpcroutes") => Watched::GRPCRoute,
                 ("v1", "referencegrants") => Watched::ReferenceGrant,
                 (REFERENCE_GRANT_BETA, "referencegrants") => Watched::ReferenceGrantV1Beta1,
                 _ => continue,
@@ -229,6 +231,7 @@ impl Starter {
             Watched::GatewayClass => self.start_kind::<GatewayClass>(false).await,
             Watched::Gateway => self.start_kind::<Gateway>(true).await,
             Watched::HTTPRoute => self.start_kind::<HTTPRoute>(true).await,
+            Watched::GRPCRoute => self.start_kind::<GRPCRoute>(true).await,
             Watched::ReferenceGrant => self.start_kind::<ReferenceGrant>(true).await,
             Watched::ReferenceGrantV1Beta1 => self.start_kind::<ReferenceGrantV1Beta1>(true).await,
             Watched::Namespace => self.start_kind::<Namespace>(false).await,
@@ -289,6 +292,7 @@ fn clear(store: &mut Store, kind: Watched) {
         Watched::GatewayClass => store.gateway_classes.clear(),
         Watched::Gateway => store.gateways.clear(),
         Watched::HTTPRoute => store.http_routes.clear(),
+        Watched::GRPCRoute => store.grpc_routes.clear(),
         Watched::ReferenceGrant | Watched::ReferenceGrantV1Beta1 => store.reference_grants.clear(),
         Watched::Namespace => store.namespace_labels.clear(),
     }

@@ -6,7 +6,7 @@
 
 use super::{Kind, Scope, namespaced_api};
 use crate::api::gateway::{
-    CONTROLLER_NAME, GROUP, Gateway, GatewayClass, HTTPRoute, ReferenceGrant,
+    CONTROLLER_NAME, GROUP, GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant,
 };
 use crate::store::reduce::LAST_APPLIED;
 use crate::store::{ObjectKey, Store};
@@ -71,6 +71,22 @@ impl Kind for HTTPRoute {
     type Key = ObjectKey;
     fn map(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<Self>> {
         &mut store.http_routes
+    }
+    fn api(client: Client, namespace: Option<&str>) -> Api<Self> {
+        namespaced_api(client, namespace)
+    }
+    fn stored(mut self) -> Self {
+        slim(&mut self.metadata);
+        self.status = None;
+        self
+    }
+}
+
+impl Kind for GRPCRoute {
+    type Stored = Self;
+    type Key = ObjectKey;
+    fn map(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<Self>> {
+        &mut store.grpc_routes
     }
     fn api(client: Client, namespace: Option<&str>) -> Api<Self> {
         namespaced_api(client, namespace)
