@@ -4,8 +4,10 @@
 
 use super::{Sink, desired};
 use crate::api::gateway::{
-    Gateway, GatewayClass, GatewayClassStatus, GatewayStatus, HTTPRoute, RouteParentStatus,
+    GRPCRoute, Gateway, GatewayClass, GatewayClassStatus, GatewayStatus, HTTPRoute,
+    RouteParentStatus, RouteStatus,
 };
+use crate::routing::gateway::RouteKind;
 use crate::controller::status::FIELD_MANAGER;
 use crate::store::ObjectKey;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -37,14 +39,19 @@ pub enum WriteError {
         source: kube::Error,
     },
     /// A route is read before its parents are written, to keep other controllers' entries.
-    #[error("reading HTTPRoute {route}: {source}")]
+    #[error("reading {kind} {route}: {source}")]
     Read {
+        kind: &'static str,
         route: ObjectKey,
         #[source]
         source: kube::Error,
     },
-    #[error("listing HTTPRoutes: {0}")]
-    List(#[source] kube::Error),
+    #[error("listing {kind}s: {source}")]
+    List {
+        kind: &'static str,
+        #[source]
+        source: kube::Error,
+    },
 }
 
 fn not_found(e: &kube::Error) -> bool {
@@ -90,60 +97,118 @@ impl Sink for ApiServer {
 
     async fn write_route(
         &self,
+        kind: RouteKind,
         key: &ObjectKey,
         ours: &[RouteParentStatus],
     ) -> Result<(), WriteError> {
-        let api: Api<HTTPRoute> = Api::namespaced(self.client.clone(), &key.namespace);
-        let route = match api.get_status(&key.name).await {
-            Ok(route) => route,
-            // Nothing of ours left to take away.
-            Err(e) if not_found(&e) && ours.is_empty() => return Ok(()),
-            Err(source) => {
-                return Err(WriteError::Read {
-                    route: key.clone(),
-                    source,
-                });
-            }
-        };
-        let current = route.status.map(|s| s.parents).unwrap_or_default();
-        let parents = desired::merge_parents(&current, ours);
-        if parents == current {
-            return Ok(());
+        match kind {
+            RouteKind::Http => write_route_of::<HTTPRoute>(&self.client, key, ours).await,
+            RouteKind::Grpc => write_route_of::<GRPCRoute>(&self.client, key, ours).await,
         }
-        // The resourceVersion makes the write conditional on the route being as read, so an
-        // entry another controller wrote meanwhile is not lost (409; read again next tick).
-        let patch = serde_json::json!({
-            "apiVersion": API_VERSION, "kind": "HTTPRoute",
-            "metadata": { "resourceVersion": route.metadata.resource_version },
-            "status": { "parents": parents },
-        });
-        api.patch_status(&key.name, &apply(), &Patch::Apply(&patch))
-            .await
-            .map(drop)
-            .map_err(|source| WriteError::Write {
-                kind: "HTTPRoute",
-                name: key.to_string(),
-                source,
-            })
     }
 
     async fn our_route_entries(
         &self,
+        kind: RouteKind,
     ) -> Result<BTreeMap<ObjectKey, Vec<RouteParentStatus>>, WriteError> {
-        let api: Api<HTTPRoute> = Api::all(self.client.clone());
-        let routes = api
-            .list(&ListParams::default())
-            .await
-            .map_err(WriteError::List)?;
-        Ok(routes
-            .items
-            .into_iter()
-            .filter_map(|route| {
-                let ours = desired::ours(&route.status.as_ref()?.parents);
-                (!ours.is_empty()).then(|| (ObjectKey::of(&route.metadata), ours))
-            })
-            .collect())
+        match kind {
+            RouteKind::Http => route_entries_of::<HTTPRoute>(&self.client).await,
+            RouteKind::Grpc => route_entries_of::<GRPCRoute>(&self.client).await,
+        }
     }
+}
+
+/// A route kind's status, for the writer: HTTPRoute and GRPCRoute share `RouteStatus`.
+trait Route:
+    kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + std::fmt::Debug
+    + serde::de::DeserializeOwned
+{
+    const KIND: &'static str;
+    fn route_status(&self) -> Option<&RouteStatus>;
+}
+
+impl Route for HTTPRoute {
+    const KIND: &'static str = "HTTPRoute";
+    fn route_status(&self) -> Option<&RouteStatus> {
+        self.status.as_ref()
+    }
+}
+
+impl Route for GRPCRoute {
+    const KIND: &'static str = "GRPCRoute";
+    fn route_status(&self) -> Option<&RouteStatus> {
+        self.status.as_ref()
+    }
+}
+
+async fn write_route_of<K: Route>(
+    client: &kube::Client,
+    key: &ObjectKey,
+    ours: &[RouteParentStatus],
+) -> Result<(), WriteError> {
+    let api: Api<K> = Api::namespaced(client.clone(), &key.namespace);
+    let route = match api.get_status(&key.name).await {
+        Ok(route) => route,
+        // Nothing of ours left to take away.
+        Err(e) if not_found(&e) && ours.is_empty() => return Ok(()),
+        Err(source) => {
+            return Err(WriteError::Read {
+                kind: K::KIND,
+                route: key.clone(),
+                source,
+            });
+        }
+    };
+    let current = route
+        .route_status()
+        .map(|s| s.parents.clone())
+        .unwrap_or_default();
+    let parents = desired::merge_parents(&current, ours);
+    if parents == current {
+        return Ok(());
+    }
+    // The resourceVersion makes the write conditional on the route being as read, so an
+    // entry another controller wrote meanwhile is not lost (409; read again next tick).
+    let patch = serde_json::json!({
+        "apiVersion": API_VERSION, "kind": K::KIND,
+        "metadata": { "resourceVersion": route.meta().resource_version },
+        "status": { "parents": parents },
+    });
+    api.patch_status(&key.name, &apply(), &Patch::Apply(&patch))
+        .await
+        .map(drop)
+        .map_err(|source| WriteError::Write {
+            kind: K::KIND,
+            name: key.to_string(),
+            source,
+        })
+}
+
+/// weir's entries on every route of kind `K`; none when the cluster does not serve `K` (404).
+async fn route_entries_of<K: Route>(
+    client: &kube::Client,
+) -> Result<BTreeMap<ObjectKey, Vec<RouteParentStatus>>, WriteError> {
+    let api: Api<K> = Api::all(client.clone());
+    let routes = match api.list(&ListParams::default()).await {
+        Ok(routes) => routes,
+        Err(e) if not_found(&e) => return Ok(BTreeMap::new()),
+        Err(source) => {
+            return Err(WriteError::List {
+                kind: K::KIND,
+                source,
+            });
+        }
+    };
+    Ok(routes
+        .items
+        .into_iter()
+        .filter_map(|route| {
+            let ours = desired::ours(&route.route_status()?.parents);
+            (!ours.is_empty()).then(|| (ObjectKey::of(route.meta()), ours))
+        })
+        .collect())
 }
 
 fn apply() -> PatchParams {

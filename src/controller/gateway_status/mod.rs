@@ -1,4 +1,4 @@
-//! Writes the Gateway API status of GatewayClasses, Gateways and HTTPRoutes of weir's
+//! Writes the Gateway API status of GatewayClasses, Gateways, HTTPRoutes and GRPCRoutes of weir's
 //! controllerName: by the leader only, with server-side apply on the status subresource under
 //! weir's field manager, and only when it changed; each condition's `lastTransitionTime`
 //! moves only when its status flips.
@@ -24,6 +24,7 @@ pub use bind::with_bind_failures;
 use crate::admin::ProcessState;
 use crate::api::gateway::{GatewayClassStatus, GatewayStatus, RouteParentStatus};
 use crate::routing::GatewayStatuses;
+use crate::routing::gateway::RouteKind;
 use crate::store::ObjectKey;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,12 +44,15 @@ pub(crate) trait Sink {
     /// leaving every other controller's entry. A route that is gone needs no removal: `Ok`.
     async fn write_route(
         &self,
+        kind: RouteKind,
         key: &ObjectKey,
         ours: &[RouteParentStatus],
     ) -> Result<(), Self::Error>;
-    /// weir's entries on every HTTPRoute that has some.
+    /// weir's entries on every route of `kind` that has some (none when the cluster does not
+    /// serve the kind).
     async fn our_route_entries(
         &self,
+        kind: RouteKind,
     ) -> Result<BTreeMap<ObjectKey, Vec<RouteParentStatus>>, Self::Error>;
 }
 
@@ -59,7 +63,7 @@ pub(crate) struct Writer<S> {
     classes: HashMap<String, GatewayClassStatus>,
     gateways: HashMap<ObjectKey, GatewayStatus>,
     /// weir's entries of each route, as last written (or as found when the term began).
-    routes: HashMap<ObjectKey, Vec<RouteParentStatus>>,
+    routes: HashMap<(RouteKind, ObjectKey), Vec<RouteParentStatus>>,
     /// Whether this term has read the routes that carry entries of ours.
     seeded: bool,
     /// Whether this term's failure to read them was logged at warn (it is tried each tick).
@@ -123,8 +127,15 @@ impl<S: Sink> Writer<S> {
     pub async fn sync(&mut self, current: &GatewayStatuses) -> Synced {
         let mut out = Synced::default();
         if !self.seeded {
-            match self.sink.our_route_entries().await {
-                Ok(found) => {
+            let http = self.sink.our_route_entries(RouteKind::Http).await;
+            let grpc = match http {
+                Ok(_) => self.sink.our_route_entries(RouteKind::Grpc).await,
+                Err(_) => Ok(BTreeMap::new()),
+            };
+            match http.and_then(|h| Ok((h, grpc?))) {
+                Ok((http, grpc)) => {
+                    let found = (http.into_iter().map(|(k, e)| ((RouteKind::Http, k), e)))
+                        .chain(grpc.into_iter().map(|(k, e)| ((RouteKind::Grpc, k), e)));
                     for (key, entries) in found {
                         self.routes.entry(key).or_insert(entries);
                     }
@@ -132,9 +143,9 @@ impl<S: Sink> Writer<S> {
                 }
                 Err(e) => {
                     if std::mem::replace(&mut self.seed_warned, true) {
-                        tracing::debug!(error = %e, "could not list HTTPRoutes for entries of ours");
+                        tracing::debug!(error = %e, "could not list routes for entries of ours");
                     } else {
-                        tracing::warn!(error = %e, "could not list HTTPRoutes for entries of ours; entries an earlier leader left stay until this succeeds");
+                        tracing::warn!(error = %e, "could not list routes for entries of ours; entries an earlier leader left stay until this succeeds");
                     }
                     out.failed.push(e.to_string());
                 }
@@ -182,15 +193,18 @@ impl<S: Sink> Writer<S> {
             }
         }
 
-        let keys: BTreeSet<ObjectKey> = current
-            .http_routes
-            .keys()
-            .chain(self.routes.keys())
-            .cloned()
+        let wanted = |kind: RouteKind| match kind {
+            RouteKind::Http => &current.http_routes,
+            RouteKind::Grpc => &current.grpc_routes,
+        };
+        let keys: BTreeSet<(RouteKind, ObjectKey)> = [RouteKind::Http, RouteKind::Grpc]
+            .into_iter()
+            .flat_map(|kind| wanted(kind).keys().map(move |k| (kind, k.clone())))
+            .chain(self.routes.keys().cloned())
             .collect();
-        for key in keys {
-            let previous = self.routes.get(&key).map(Vec::as_slice);
-            let next = match current.http_routes.get(&key) {
+        for (kind, key) in keys {
+            let previous = self.routes.get(&(kind, key.clone())).map(Vec::as_slice);
+            let next = match wanted(kind).get(&key) {
                 Some(parents) => desired::route_parents(parents, previous, now),
                 None => Vec::new(),
             };
@@ -199,17 +213,17 @@ impl<S: Sink> Writer<S> {
                 None if next.is_empty() => continue,
                 _ => {}
             }
-            match self.sink.write_route(&key, &next).await {
+            match self.sink.write_route(kind, &key, &next).await {
                 Ok(()) => {
                     out.written += 1;
                     if next.is_empty() {
-                        self.routes.remove(&key);
+                        self.routes.remove(&(kind, key));
                     } else {
-                        self.routes.insert(key, next);
+                        self.routes.insert((kind, key), next);
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(http_route = %key, error = %e, "could not write HTTPRoute status");
+                    tracing::warn!(route = %key, kind = kind.as_str(), error = %e, "could not write route status");
                     out.failed.push(e.to_string());
                 }
             }
