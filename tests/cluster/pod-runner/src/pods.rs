@@ -538,25 +538,6 @@ impl Worker {
                 message: format!("cannot run {}: {}", unknown.join(", "), table.describe()),
             });
         }
-        // A stand-in only listens on declared ports: with none it could never be reached, and
-        // a Ready pod that serves nothing would mislead whoever waits for it.
-        let portless: Vec<String> = all
-            .clone()
-            .filter(|c| table.lookup(c.image.as_deref().unwrap_or("")) == Some(Program::StandIn))
-            .filter(|c| c.ports.as_ref().is_none_or(|p| p.is_empty()))
-            .map(|c| c.name.clone())
-            .collect();
-        if !portless.is_empty() {
-            return Err(NotYet::Fatal {
-                reason: "NoPorts".into(),
-                message: format!(
-                    "container {} runs as a stand-in, which listens only on the container's \
-                     ports, and it declares none (add spec.containers[].ports)",
-                    portless.join(", ")
-                ),
-            });
-        }
-
         let refs = crate::sources::references(&pod);
         let mut sources = Sources::default();
         for name in &refs.secrets {
@@ -675,8 +656,17 @@ impl Worker {
                 tracing::info!(container = %c.name, "liveness and startup probes are not run here");
             }
             if program == Program::StandIn {
-                self.run.containers[index].stand_in =
-                    Some(format!("stand-in for {}", c.image.as_deref().unwrap_or("")));
+                // A container that declares no ports (the conformance suite's coredns, which
+                // serves UDP DNS only to tests weir does not run) still runs and turns Ready,
+                // so whoever waits for its namespace's pods is not kept waiting; the condition
+                // says that it serves nothing.
+                let image = c.image.as_deref().unwrap_or("");
+                let declares_ports = c.ports.as_ref().is_some_and(|p| !p.is_empty());
+                self.run.containers[index].stand_in = Some(if declares_ports {
+                    format!("stand-in for {image}")
+                } else {
+                    format!("stand-in for {image}, serving nothing: it declares no ports")
+                });
             }
             main.push(Planned { spec, probe });
         }
