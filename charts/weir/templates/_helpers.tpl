@@ -98,9 +98,10 @@ app.kubernetes.io/part-of: weir
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["gateways", "httproutes", "grpcroutes", "referencegrants"]
   verbs: ["get", "list", "watch"]
+# (get: a route's status is read before it is written, to keep other controllers' entries.)
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["gateways/status", "httproutes/status", "grpcroutes/status"]
-  verbs: ["update", "patch"]
+  verbs: ["get", "update", "patch"]
 {{- end -}}
 
 {{/* The rules on cluster-wide kinds: in the ClusterRole, or a ClusterRole of their own with
@@ -112,7 +113,7 @@ watchNamespaces (they have no namespace to put a Role in). */}}
   verbs: ["get", "list", "watch"]
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["gatewayclasses/status"]
-  verbs: ["update", "patch"]
+  verbs: ["get", "update", "patch"]
 # Namespaces, for their labels: listeners may take routes from namespaces by label selector.
 - apiGroups: [""]
   resources: ["namespaces"]
