@@ -7,8 +7,8 @@ use crate::api::gateway::{
     GRPCRoute, Gateway, GatewayClass, GatewayClassStatus, GatewayStatus, HTTPRoute,
     RouteParentStatus, RouteStatus,
 };
-use crate::routing::gateway::RouteKind;
 use crate::controller::status::FIELD_MANAGER;
+use crate::routing::gateway::RouteKind;
 use crate::store::ObjectKey;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use std::collections::BTreeMap;

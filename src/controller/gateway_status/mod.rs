@@ -26,7 +26,7 @@ use crate::api::gateway::{GatewayClassStatus, GatewayStatus, RouteParentStatus};
 use crate::routing::GatewayStatuses;
 use crate::routing::gateway::RouteKind;
 use crate::store::ObjectKey;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -68,6 +68,9 @@ pub(crate) struct Writer<S> {
     seeded: bool,
     /// Whether this term's failure to read them was logged at warn (it is tried each tick).
     seed_warned: bool,
+    /// Objects whose last write failed and was logged at warn: the next failures of the same
+    /// object go to debug (a write is tried every tick), until one succeeds.
+    failing: HashSet<String>,
 }
 
 /// How one [`Writer::sync`] went.
@@ -110,6 +113,16 @@ impl<S: Sink> Writer<S> {
             routes: HashMap::new(),
             seeded: false,
             seed_warned: false,
+            failing: HashSet::new(),
+        }
+    }
+
+    /// Logs a failed write at warn the first time in a row for `object`, else at debug.
+    fn failed(&mut self, object: String, error: &dyn std::fmt::Display) {
+        if self.failing.insert(object.clone()) {
+            tracing::warn!(%object, %error, "could not write Gateway API status; trying again each tick");
+        } else {
+            tracing::debug!(%object, %error, "could not write Gateway API status");
         }
     }
 
@@ -164,10 +177,11 @@ impl<S: Sink> Writer<S> {
             match self.sink.write_class(name, &next).await {
                 Ok(()) => {
                     out.written += 1;
+                    self.failing.remove(&format!("GatewayClass {name}"));
                     self.classes.insert(name.clone(), next);
                 }
                 Err(e) => {
-                    tracing::warn!(gateway_class = %name, error = %e, "could not write GatewayClass status");
+                    self.failed(format!("GatewayClass {name}"), &e);
                     out.failed.push(e.to_string());
                 }
             }
@@ -184,10 +198,11 @@ impl<S: Sink> Writer<S> {
             match self.sink.write_gateway(key, &next).await {
                 Ok(()) => {
                     out.written += 1;
+                    self.failing.remove(&format!("Gateway {key}"));
                     self.gateways.insert(key.clone(), next);
                 }
                 Err(e) => {
-                    tracing::warn!(gateway = %key, error = %e, "could not write Gateway status");
+                    self.failed(format!("Gateway {key}"), &e);
                     out.failed.push(e.to_string());
                 }
             }
@@ -216,6 +231,7 @@ impl<S: Sink> Writer<S> {
             match self.sink.write_route(kind, &key, &next).await {
                 Ok(()) => {
                     out.written += 1;
+                    self.failing.remove(&format!("{} {key}", kind.as_str()));
                     if next.is_empty() {
                         self.routes.remove(&(kind, key));
                     } else {
@@ -223,7 +239,7 @@ impl<S: Sink> Writer<S> {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(route = %key, kind = kind.as_str(), error = %e, "could not write route status");
+                    self.failed(format!("{} {key}", kind.as_str()), &e);
                     out.failed.push(e.to_string());
                 }
             }
