@@ -126,7 +126,7 @@ async fn the_leader_writes_gateway_api_status_as_the_spec_has_it() {
         ]),
     );
 
-    let mut writer = StatusWriter::new(cluster.client().await);
+    let mut writer = StatusWriter::new(cluster.client().await, Vec::new());
     let statuses = compile(&cluster);
     let synced = writer.sync(&statuses).await;
     assert_eq!(
@@ -226,7 +226,7 @@ async fn the_leader_writes_gateway_api_status_as_the_spec_has_it() {
     cluster.apply(OBJECTS);
     assert!(writer.sync(&compile(&cluster)).await.failed.is_empty());
     assert_eq!(parents(&cluster).len(), 2);
-    let mut next_leader = StatusWriter::new(cluster.client().await);
+    let mut next_leader = StatusWriter::new(cluster.client().await, Vec::new());
     let mut without_route = compile(&cluster);
     without_route.http_routes.clear();
     let synced = next_leader.sync(&without_route).await;

@@ -46,6 +46,7 @@ const STATUS_INTERVAL: Duration = Duration::from_millis(500);
 pub fn main(args: Args) -> anyhow::Result<()> {
     let options = args.listen.options()?;
     let key_file = args.listen.key_file();
+    let watched = args.watch_namespaces.clone();
     let scope = Scope {
         namespaces: args.watch_namespaces,
         class: args.controller_class,
@@ -81,6 +82,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             )),
             tokio::spawn(weir::controller::status::run(
                 client,
+                watched,
                 running.admin.clone(),
                 leader,
                 STATUS_INTERVAL,

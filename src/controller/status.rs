@@ -23,6 +23,7 @@ pub const FIELD_MANAGER: &str = "weir";
 /// equal to `gateway_statuses`, while `leader` holds.
 pub async fn run(
     client: kube::Client,
+    namespaces: Vec<String>,
     admin: Arc<ProcessState>,
     leader: Arc<AtomicBool>,
     every: Duration,
@@ -34,7 +35,7 @@ pub async fn run(
             instance: std::env::var("POD_NAME").ok(),
         },
     );
-    let gateways = gateway_status::StatusWriter::new(client.clone());
+    let gateways = gateway_status::StatusWriter::new(client.clone(), namespaces);
     let api = ApiServer { client, recorder };
     // One loop per kind of status; neither ever ends.
     tokio::join!(

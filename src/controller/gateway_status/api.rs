@@ -18,11 +18,14 @@ const API_VERSION: &str = "gateway.networking.k8s.io/v1";
 /// Writes to the API server `client` talks to.
 pub(crate) struct ApiServer {
     client: kube::Client,
+    /// Where routes are listed for entries of ours: the watched namespaces (empty: all), as
+    /// far as weir's RBAC reaches.
+    namespaces: Vec<String>,
 }
 
 impl ApiServer {
-    pub fn new(client: kube::Client) -> Self {
-        ApiServer { client }
+    pub fn new(client: kube::Client, namespaces: Vec<String>) -> Self {
+        ApiServer { client, namespaces }
     }
 }
 
@@ -111,10 +114,19 @@ impl Sink for ApiServer {
         &self,
         kind: RouteKind,
     ) -> Result<BTreeMap<ObjectKey, Vec<RouteParentStatus>>, WriteError> {
-        match kind {
-            RouteKind::Http => route_entries_of::<HTTPRoute>(&self.client).await,
-            RouteKind::Grpc => route_entries_of::<GRPCRoute>(&self.client).await,
+        let apis: Vec<Option<&str>> = if self.namespaces.is_empty() {
+            vec![None]
+        } else {
+            self.namespaces.iter().map(|n| Some(n.as_str())).collect()
+        };
+        let mut out = BTreeMap::new();
+        for namespace in apis {
+            out.extend(match kind {
+                RouteKind::Http => route_entries_of::<HTTPRoute>(&self.client, namespace).await?,
+                RouteKind::Grpc => route_entries_of::<GRPCRoute>(&self.client, namespace).await?,
+            });
         }
+        Ok(out)
     }
 }
 
@@ -186,11 +198,16 @@ async fn write_route_of<K: Route>(
         })
 }
 
-/// weir's entries on every route of kind `K`; none when the cluster does not serve `K` (404).
+/// weir's entries on every route of kind `K` in `namespace` (`None`: all); none when the
+/// cluster does not serve `K` (404).
 async fn route_entries_of<K: Route>(
     client: &kube::Client,
+    namespace: Option<&str>,
 ) -> Result<BTreeMap<ObjectKey, Vec<RouteParentStatus>>, WriteError> {
-    let api: Api<K> = Api::all(client.clone());
+    let api: Api<K> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
     let routes = match api.list(&ListParams::default()).await {
         Ok(routes) => routes,
         Err(e) if not_found(&e) => return Ok(BTreeMap::new()),

@@ -87,9 +87,10 @@ pub struct Synced {
 pub struct StatusWriter(pub(crate) Writer<ApiServer>);
 
 impl StatusWriter {
-    /// A writer to the API server `client` talks to.
-    pub fn new(client: kube::Client) -> Self {
-        StatusWriter(Writer::new(ApiServer::new(client)))
+    /// A writer to the API server `client` talks to, for routes in `namespaces` (the
+    /// watched ones; empty: all).
+    pub fn new(client: kube::Client, namespaces: Vec<String>) -> Self {
+        StatusWriter(Writer::new(ApiServer::new(client, namespaces)))
     }
 
     /// One tick of the leader's loop: writes what changed since the last, and takes our
@@ -139,6 +140,11 @@ impl<S: Sink> Writer<S> {
     /// weir's entries away from routes that are no longer in it.
     pub async fn sync(&mut self, current: &GatewayStatuses) -> Synced {
         let mut out = Synced::default();
+        // No GatewayClass of weir's: nothing of ours to say (and no route list to make, which
+        // a cluster without the Gateway API, or RBAC for it, would refuse every tick).
+        if current.classes.is_empty() && self.classes.is_empty() {
+            return out;
+        }
         if !self.seeded {
             let http = self.sink.our_route_entries(RouteKind::Http).await;
             let grpc = match http {
