@@ -107,8 +107,17 @@ fn condition(
 struct Accepted<'s> {
     key: ObjectKey,
     gateway: &'s Gateway,
-    /// Per listener: takes routes, and the socket it is served on.
-    usable: Vec<Option<SocketAddr>>,
+    /// Per listener: whether routes attach, and where they are served.
+    usable: Vec<ListenerUse>,
+}
+
+/// What one listener does with routes. A listener whose certificate does not resolve still
+/// takes routes (they count in `attachedRoutes`, as the spec wants) but serves none; a
+/// conflicted or unsupported one takes none.
+#[derive(Debug, Clone, Copy, Default)]
+struct ListenerUse {
+    attachable: bool,
+    socket: Option<SocketAddr>,
 }
 
 /// Runs the Gateway API step into `table`.
@@ -228,7 +237,7 @@ pub(super) fn compile_gateways(
                         route_view,
                         parent,
                         gateway.gateway,
-                        |i| gateway.usable.get(i).is_some_and(Option::is_some),
+                        |i| gateway.usable.get(i).is_some_and(|u| u.attachable),
                         labels,
                     ) {
                         Ok(listeners) => {
@@ -265,12 +274,15 @@ pub(super) fn compile_gateways(
                 let report = statuses.gateways.get_mut(&gateway.key);
                 let mut report = report;
                 for (index, hosts) in listeners {
-                    let Some(Some(addr)) = gateway.usable.get(index) else {
-                        continue;
-                    };
                     if let Some(r) = report.as_mut().and_then(|r| r.listeners.get_mut(index)) {
                         r.attached_routes += 1;
                     }
+                    let Some(ListenerUse {
+                        socket: Some(addr), ..
+                    }) = gateway.usable.get(index)
+                    else {
+                        continue;
+                    };
                     let hosts: Vec<Option<String>> = match hosts {
                         Intersection::Listener(h) => vec![h],
                         Intersection::Hosts(hs) => hs.into_iter().map(Some).collect(),
@@ -329,7 +341,7 @@ fn compile_gateway(
     secrets: &mut SecretCache<'_>,
     grants: &[&ReferenceGrant],
     table: &mut RoutingTable,
-) -> (GatewayReport, Vec<Option<SocketAddr>>) {
+) -> (GatewayReport, Vec<ListenerUse>) {
     let generation = gateway.metadata.generation;
     let mut report = GatewayReport {
         observed_generation: generation,
@@ -372,13 +384,14 @@ fn compile_gateway(
                     )],
                 })
                 .collect();
-            let none = vec![None; gateway.spec.listeners.len()];
+            let none = vec![ListenerUse::default(); gateway.spec.listeners.len()];
             return (report, none);
         }
     };
     report.address = Some(address);
     let problems = rules::judge_listeners(gateway);
     let mut usable = Vec::new();
+    let mut accepted_listeners = 0;
     for (listener, problems) in gateway.spec.listeners.iter().zip(problems) {
         let mut conditions = Vec::new();
         let protocol = Protocol::of(listener);
@@ -402,6 +415,7 @@ fn compile_gateway(
             blocked = true;
         }
         let addr = port.map(|p| SocketAddr::new(address, p));
+        let attachable = !blocked;
         let mut certificate = None;
         if protocol == Protocol::Https && !blocked {
             match listener_certificate(key, listener, secrets, grants) {
@@ -489,17 +503,47 @@ fn compile_gateway(
                 generation,
             ),
         });
+        let listener_accepted = accepted.is_none();
         report.listeners.push(ListenerReport {
             name: listener.name.clone(),
-            supported_kinds: supported_kinds(listener),
+            // An unsupported protocol takes no kind at all.
+            supported_kinds: if matches!(protocol, Protocol::Http | Protocol::Https) {
+                supported_kinds(listener)
+            } else {
+                Vec::new()
+            },
             attached_routes: 0,
             conditions,
         });
-        usable.push(serving);
+        usable.push(ListenerUse {
+            attachable,
+            socket: serving,
+        });
+        accepted_listeners += usize::from(listener_accepted);
     }
-    let listening = usable.iter().filter(|u| u.is_some()).count();
+    let listening = usable.iter().filter(|u| u.socket.is_some()).count();
+    let all = gateway.spec.listeners.len();
+    // The spec: a Gateway is Accepted when at least one listener is; ListenersNotValid says
+    // that some (or all) are not.
+    let accepted = match accepted_listeners {
+        n if n == all => condition("Accepted", true, "Accepted", "Gateway accepted", generation),
+        0 => condition(
+            "Accepted",
+            false,
+            "ListenersNotValid",
+            "no listener is accepted",
+            generation,
+        ),
+        n => condition(
+            "Accepted",
+            true,
+            "ListenersNotValid",
+            format!("{n} of {all} listeners accepted"),
+            generation,
+        ),
+    };
     report.conditions = vec![
-        condition("Accepted", true, "Accepted", "Gateway accepted", generation),
+        accepted,
         if listening > 0 {
             condition(
                 "Programmed",

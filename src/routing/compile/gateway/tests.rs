@@ -439,3 +439,60 @@ fn an_https_listener_without_its_secret_takes_no_traffic() {
             .all(|p| p.addr.port() != 8443)
     );
 }
+
+#[test]
+fn a_gateway_is_accepted_when_some_listener_is_and_an_unresolved_certificate_still_counts_routes() {
+    let compiled = base()
+        .gateway(gateway(
+            "infra",
+            "mixed",
+            Some("127.0.0.4"),
+            json!([http_listener("http", 80, None),
+                   { "name": "udp", "port": 53, "protocol": "UDP" },
+                   { "name": "tls", "port": 443, "protocol": "HTTPS",
+                     "allowedRoutes": { "namespaces": { "from": "All" } },
+                     "tls": { "certificateRefs": [{ "name": "does-not-exist" }] } }]),
+        ))
+        .gateway(gateway(
+            "infra",
+            "only-udp",
+            Some("127.0.0.5"),
+            json!([{ "name": "udp", "port": 53, "protocol": "UDP" }]),
+        ))
+        .http_route(http_route(
+            "apps",
+            "to-tls",
+            json!({ "parentRefs": [{ "name": "mixed", "namespace": "infra", "sectionName": "tls" }],
+                    "rules": [{ "backendRefs": [{ "name": "web", "port": 80 }] }] }),
+        ))
+        .compile();
+    let gateway_accepted = |name: &str| {
+        let c = &compiled.gateway.gateways[&ObjectKey::new("infra", name)].conditions[0];
+        (c.status.clone(), c.reason.clone())
+    };
+    assert_eq!(
+        gateway_accepted("mixed"),
+        ("True".into(), "ListenersNotValid".into())
+    );
+    assert_eq!(
+        gateway_accepted("only-udp"),
+        ("False".into(), "ListenersNotValid".into())
+    );
+    let mixed = &compiled.gateway.gateways[&ObjectKey::new("infra", "mixed")];
+    assert!(
+        mixed.listeners[1].supported_kinds.is_empty(),
+        "UDP takes no kind of weir's"
+    );
+    let tls = &mixed.listeners[2];
+    assert_eq!(
+        tls.attached_routes, 1,
+        "the route attaches though the listener cannot serve"
+    );
+    let programmed = tls
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Programmed")
+        .expect("Programmed");
+    assert_eq!(programmed.status, "False");
+    assert!(compiled.table.gateway_ports().all(|p| p.addr.port() != 443));
+}
