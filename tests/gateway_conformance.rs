@@ -82,6 +82,8 @@ fn upstream_gateway_api_conformance() {
     let suite = Command::new("go")
         .args([
             "test",
+            // The log names each test that passed (the report only counts them).
+            "-v",
             "-count=1",
             "-timeout=60m",
             ".",
@@ -91,7 +93,7 @@ fn upstream_gateway_api_conformance() {
         ])
         .args([
             "-gateway-class=weir",
-            "-conformance-profiles=GATEWAY-HTTP",
+            "-conformance-profiles=GATEWAY-HTTP,GATEWAY-GRPC",
             "-organization=weir",
             "-project=weir",
             "-url=https://github.com/weir-dev/weir",
@@ -132,6 +134,12 @@ fn upstream_gateway_api_conformance() {
         );
     }
     let outcomes = outcomes(&report);
+    let passed = passed_tests(&text(&suite.stdout));
+    eprintln!("passed: {}", passed.join(" "));
+    if let Ok(dir) = std::env::var("WEIR_CONFORMANCE_REPORT") {
+        std::fs::write(Path::new(&dir).join("passed.txt"), passed.join("\n") + "\n")
+            .expect("writing the passed list");
+    }
     let expected = std::fs::read_to_string(Path::new(ROOT).join("docs/conformance/passing.txt"))
         .expect("docs/conformance/passing.txt");
     let regressed: Vec<&str> = expected
@@ -146,6 +154,20 @@ fn upstream_gateway_api_conformance() {
         "tests that passed before and do not now: {regressed:?}\nsuite output:\n{}",
         tail(&text(&suite.stdout), 80)
     );
+}
+
+/// The top-level tests the suite's verbose log says passed (`--- PASS: TestConformance/NAME`).
+fn passed_tests(log: &str) -> Vec<String> {
+    let mut names: Vec<String> = log
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("--- PASS: TestConformance/"))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter(|name| !name.contains('/'))
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 fn tail(text: &str, lines: usize) -> String {

@@ -14,6 +14,7 @@
 /// Sorted by name, as the CRD asks (`supportedFeatures` MUST be in ascending order).
 pub const SUPPORTED_FEATURES: &[&str] = &[
     // Core: the kinds weir serves.
+    "GRPCRoute",
     "Gateway",
     "HTTPRoute",
     // RequestRedirect `statusCode` beyond 301/302 (routing/gateway/filter.rs:
