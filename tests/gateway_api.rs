@@ -46,6 +46,14 @@ fn route_doc(name: &str, spec: serde_json::Value) -> String {
     to_document(&http_route("test", name, spec))
 }
 
+/// Waits until `socket` takes connections (weir binds Gateway sockets after a table swap).
+async fn listening(socket: SocketAddr, what: &str) {
+    eventually(what, Duration::from_secs(10), async || {
+        tokio::net::TcpStream::connect(socket).await.ok()
+    })
+    .await;
+}
+
 /// A request to `socket` with this method, target, Host and headers: status, headers, body.
 async fn send(
     socket: SocketAddr,
@@ -112,12 +120,7 @@ async fn rules_pick_backends_by_path_header_query_and_method_on_the_gateways_own
     let weir = Weir::start(&config).await;
     let body = |r: (StatusCode, http::HeaderMap, String)| (r.0, r.2);
     let ok = |name: &str| (StatusCode::OK, name.to_string());
-    eventually(
-        "the Gateway socket listens",
-        Duration::from_secs(10),
-        async || tokio::net::TcpStream::connect(socket).await.ok(),
-    )
-    .await;
+    listening(socket, "the Gateway socket listens").await;
     assert_eq!(
         body(send(socket, "GET", "/", "shop.test", &[]).await),
         ok("a")
@@ -210,12 +213,7 @@ async fn filters_edit_headers_redirect_and_rewrite() {
         ],
     );
     let weir = Weir::start(&config).await;
-    eventually(
-        "the Gateway socket listens",
-        Duration::from_secs(10),
-        async || tokio::net::TcpStream::connect(socket).await.ok(),
-    )
-    .await;
+    listening(socket, "the Gateway socket listens").await;
     let (status, headers, body) = send(
         socket,
         "GET",
@@ -278,12 +276,7 @@ async fn gateways_come_and_go_without_a_restart_and_never_share_routes() {
         ],
     );
     let weir = Weir::start(&one).await;
-    eventually(
-        "the first Gateway listens",
-        Duration::from_secs(10),
-        async || tokio::net::TcpStream::connect(first).await.ok(),
-    )
-    .await;
+    listening(first, "the first Gateway listens").await;
     assert!(tokio::net::TcpStream::connect(second).await.is_err());
 
     // A second Gateway on the same port of another address, with its own route.
@@ -306,12 +299,7 @@ async fn gateways_come_and_go_without_a_restart_and_never_share_routes() {
         ],
     );
     weir.feed.send(Arc::new(two.store())).expect("weir follows");
-    eventually(
-        "the second Gateway listens",
-        Duration::from_secs(10),
-        async || tokio::net::TcpStream::connect(second).await.ok(),
-    )
-    .await;
+    listening(second, "the second Gateway listens").await;
     let body = |r: (StatusCode, http::HeaderMap, String)| r.2;
     assert_eq!(body(send(first, "GET", "/", "x.test", &[]).await), "a");
     assert_eq!(body(send(second, "GET", "/", "x.test", &[]).await), "b");
@@ -370,12 +358,7 @@ async fn a_listener_whose_port_is_taken_leaves_the_others_serving_and_binds_once
     );
     let weir = Weir::start(&config).await;
     let serving = SocketAddr::new(address, free);
-    eventually(
-        "the free listener serves",
-        Duration::from_secs(10),
-        async || tokio::net::TcpStream::connect(serving).await.ok(),
-    )
-    .await;
+    listening(serving, "the free listener serves").await;
     assert_eq!(send(serving, "GET", "/", "x.test", &[]).await.2, "a");
     drop(taken);
     let busy = SocketAddr::new(address, taken_port);
@@ -463,12 +446,7 @@ async fn https_listeners_terminate_tls_with_their_own_certificates_by_sni() {
         ],
     );
     let weir = Weir::start(&config).await;
-    eventually(
-        "the HTTPS socket listens",
-        Duration::from_secs(10),
-        async || tokio::net::TcpStream::connect(socket).await.ok(),
-    )
-    .await;
+    listening(socket, "the HTTPS socket listens").await;
     for (host, der, backend) in [("a.test", &a_der, "a"), ("b.test", &b_der, "b")] {
         // HTTP/1.1
         let tls = tls_connect(socket, host, b"http/1.1").await;
@@ -547,10 +525,7 @@ async fn gateways_without_an_address_take_one_each_from_the_range_weir_was_given
         SocketAddr::new(ip("127.0.31.2"), port),
     );
     for socket in [first, second] {
-        eventually("the Gateway listens", Duration::from_secs(10), async || {
-            tokio::net::TcpStream::connect(socket).await.ok()
-        })
-        .await;
+        listening(socket, "the Gateway listens").await;
     }
     assert_eq!(send(first, "GET", "/", "x.test", &[]).await.2, "a");
     assert_eq!(send(second, "GET", "/", "x.test", &[]).await.2, "b");
@@ -638,12 +613,7 @@ async fn grpc_routes_match_service_and_method_over_h2c() {
         ],
     );
     let weir = Weir::start(&config).await;
-    eventually(
-        "the Gateway socket listens",
-        Duration::from_secs(10),
-        async || tokio::net::TcpStream::connect(socket).await.ok(),
-    )
-    .await;
+    listening(socket, "the Gateway socket listens").await;
     let tcp = tokio::net::TcpStream::connect(socket)
         .await
         .expect("a connection");
