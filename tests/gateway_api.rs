@@ -653,3 +653,54 @@ async fn grpc_routes_match_service_and_method_over_h2c() {
     }
     weir.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn session_persistence_keeps_a_client_on_one_endpoint_with_a_cookie() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let address = ip("127.0.0.28");
+    let port = free_port_on(address);
+    let socket = SocketAddr::new(address, port);
+    let config = Config::default()
+        .service("both", &[a.addr, b.addr])
+        .document(to_document(&gateway_class()))
+        .document(gateway_doc(
+            "gw",
+            "127.0.0.28",
+            json!([http_listener("web", port, None)]),
+        ))
+        .document(route_doc(
+            "sticky",
+            json!({ "parentRefs": [{ "name": "gw" }],
+                    "rules": [{ "backendRefs": [{ "name": "both", "port": 80 }],
+                                "sessionPersistence": { "sessionName": "shop-session",
+                                                        "absoluteTimeout": "1h",
+                                                        "cookieConfig": { "lifetimeType": "Permanent" } } }] }),
+        ));
+    let weir = Weir::start(&config).await;
+    listening(socket, "the Gateway socket listens").await;
+    let (status, headers, first) = send(socket, "GET", "/", "s.test", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let set_cookie = headers
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("an affinity cookie")
+        .to_string();
+    assert!(set_cookie.starts_with("shop-session="), "{set_cookie}");
+    assert!(set_cookie.contains("Max-Age=3600"), "{set_cookie}");
+    let cookie = set_cookie
+        .split(';')
+        .next()
+        .expect("name=value")
+        .to_string();
+    for _ in 0..10 {
+        let (_, _, body) = send(socket, "GET", "/", "s.test", &[("cookie", &cookie)]).await;
+        assert_eq!(body, first, "the cookie keeps the client on {first}");
+    }
+    // Without the cookie, round robin reaches the other endpoint too.
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..6 {
+        seen.insert(send(socket, "GET", "/", "s.test", &[]).await.2);
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    weir.running.shutdown().await;
+}

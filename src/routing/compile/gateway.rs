@@ -693,15 +693,12 @@ fn compile_route(
                 f.backend.object.name
             )));
         }
-        if rule.session_persistence.is_some() {
-            return Err(here("sessionPersistence is not supported yet".to_string()));
-        }
         let pool_key = ObjectKey::new(
             key.namespace.clone(),
             format!("{}/{}/rule-{index}", kind.as_str().to_lowercase(), key.name),
         );
         let previous_pool = previous.and_then(|t| t.pool(&pool_key));
-        let timeout = rule_timeout(rule).map_err(here)?;
+        let spec = rule_pool_spec(rule).map_err(here)?;
         let backends = compile_backends(
             kind,
             key,
@@ -711,7 +708,7 @@ fn compile_route(
             slices,
             grants,
             previous_pool,
-            timeout,
+            spec,
             table,
             &mut refs_problems,
             &mut refs_reason,
@@ -762,6 +759,56 @@ fn every_match_is_one_prefix(matches: &[HTTPRouteMatch]) -> bool {
             .as_ref()
             .is_none_or(|p| p.r#type.unwrap_or(PathPrefix) == PathPrefix)
     })
+}
+
+/// The policy of the pool a rule's Services get: weir's defaults, with the rule's timeout and
+/// its `sessionPersistence` as cookie affinity (a `Header` session is not supported).
+fn rule_pool_spec(rule: &HTTPRouteRule) -> Result<LoadBalancerPoolSpec, String> {
+    let mut spec = service_pool_spec();
+    if let Some(seconds) = rule_timeout(rule)? {
+        spec.timeouts.request_seconds = seconds;
+    }
+    if let Some(session) = &rule.session_persistence {
+        spec.session_affinity = Some(session_affinity(session)?);
+    }
+    Ok(spec)
+}
+
+/// `sessionPersistence` of type `Cookie` as weir's affinity cookie: `sessionName` its name,
+/// `absoluteTimeout` its lifetime (whole seconds), `cookieConfig.lifetimeType: Session` a
+/// session cookie.
+fn session_affinity(
+    session: &crate::api::gateway::SessionPersistence,
+) -> Result<crate::api::SessionAffinity, String> {
+    use crate::api::{AffinityCookie, SessionAffinity};
+    let kind = session.r#type.as_deref().unwrap_or("Cookie");
+    if kind != "Cookie" {
+        return Err(format!(
+            "sessionPersistence type {kind} is not supported (weir keeps sessions by cookie)"
+        ));
+    }
+    let mut cookie = AffinityCookie::default();
+    if let Some(name) = &session.session_name {
+        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+.^_`|~-".contains(&b);
+        if name.is_empty() || name.len() > 64 || !name.bytes().all(token) {
+            return Err(format!(
+                "sessionPersistence sessionName {name:?} is not a cookie name"
+            ));
+        }
+        cookie.name = name.clone();
+    }
+    if let Some(text) = &session.absolute_timeout {
+        let d = parse_duration(text).map_err(|e| format!("sessionPersistence: {e}"))?;
+        cookie.ttl_seconds = u32::try_from(d.as_secs().max(1)).unwrap_or(u32::MAX);
+    }
+    let lifetime = session
+        .cookie_config
+        .as_ref()
+        .and_then(|c| c.lifetime_type.as_deref());
+    if lifetime.unwrap_or("Session") == "Session" {
+        cookie.ttl_seconds = 0;
+    }
+    Ok(SessionAffinity { cookie })
 }
 
 /// The rule's upstream timeout, from `timeouts.backendRequest` (else `request`): whole
@@ -826,15 +873,11 @@ fn compile_backends(
     slices: &SliceIndex<'_>,
     grants: &[&ReferenceGrant],
     previous: Option<&Arc<Pool>>,
-    timeout: Option<u32>,
+    spec: LoadBalancerPoolSpec,
     table: &mut RoutingTable,
     problems: &mut Vec<String>,
     reason: &mut Option<&'static str>,
 ) -> RuleBackends {
-    let mut spec = service_pool_spec();
-    if let Some(seconds) = timeout {
-        spec.timeouts.request_seconds = seconds;
-    }
     let reuse: HashMap<SocketAddr, &Arc<crate::endpoint::Endpoint>> = previous
         .map(|p| p.all_endpoints().map(|e| (e.addr, e)).collect())
         .unwrap_or_default();

@@ -496,3 +496,46 @@ fn a_gateway_is_accepted_when_some_listener_is_and_an_unresolved_certificate_sti
     assert_eq!(programmed.status, "False");
     assert!(compiled.table.gateway_ports().all(|p| p.addr.port() != 443));
 }
+
+#[test]
+fn session_persistence_becomes_the_rule_pools_cookie_and_a_header_session_is_refused() {
+    let sticky = |name: &str, session: serde_json::Value| {
+        http_route(
+            "apps",
+            name,
+            json!({ "parentRefs": parent(), "hostnames": [format!("{name}.example")],
+                    "rules": [{ "backendRefs": [{ "name": "web", "port": 80 }],
+                                "sessionPersistence": session }] }),
+        )
+    };
+    let compiled = base()
+        .http_route(sticky(
+            "cookie",
+            json!({ "sessionName": "s", "absoluteTimeout": "10m",
+                                               "cookieConfig": { "lifetimeType": "Permanent" } }),
+        ))
+        .http_route(sticky("session", json!({})))
+        .http_route(sticky("header", json!({ "type": "Header" })))
+        .compile();
+    let cookie = |name: &str| {
+        let key = ObjectKey::new("apps", format!("httproute/{name}/rule-0"));
+        let pool = compiled.table.pool(&key).expect("the rule's pool");
+        let c = &pool
+            .policy
+            .session_affinity
+            .as_ref()
+            .expect("affinity")
+            .cookie;
+        (c.name.clone(), c.ttl_seconds)
+    };
+    assert_eq!(cookie("cookie"), ("s".to_string(), 600));
+    assert_eq!(
+        cookie("session"),
+        ("weir-affinity".to_string(), 0),
+        "a session cookie"
+    );
+    assert_eq!(
+        route_conditions(&compiled, "apps", "header")[0],
+        triple("Accepted", "False", "UnsupportedValue")
+    );
+}
