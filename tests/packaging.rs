@@ -1093,7 +1093,7 @@ fn gateway_api_examples_pass_weir_check() {
             .output()
             .expect("weir check runs");
         let report = ok(&format!("weir check -f {}", path.display()), out);
-        for want in ["GatewayClass weir", "Programmed=True", "HTTPRoute "] {
+        for want in ["GatewayClass weir", "Programmed=True", "Route ", "parent "] {
             assert!(
                 report.contains(want),
                 "{}: {want} not in {report}",
