@@ -704,3 +704,52 @@ async fn session_persistence_keeps_a_client_on_one_endpoint_with_a_cookie() {
     assert_eq!(seen.len(), 2, "{seen:?}");
     weir.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn rule_timeouts_answer_504_to_the_millisecond_and_0s_turns_them_off() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let address = ip("127.0.0.29");
+    let port = free_port_on(address);
+    let socket = SocketAddr::new(address, port);
+    let rule = |case: &str, timeouts: serde_json::Value| {
+        json!({ "matches": [{ "path": { "value": "/slow" },
+                              "headers": [{ "name": "x-case", "value": case }] }],
+                "backendRefs": [{ "name": "a", "port": 80 }],
+                "timeouts": timeouts })
+    };
+    let config = config(
+        &a,
+        &b,
+        &[
+            gateway_doc(
+                "gw",
+                "127.0.0.29",
+                json!([http_listener("web", port, None)]),
+            ),
+            route_doc(
+                "timeouts",
+                json!({ "parentRefs": [{ "name": "gw" }],
+                        "rules": [
+                            rule("request", json!({ "request": "300ms" })),
+                            rule("backend", json!({ "backendRequest": "300ms" })),
+                            rule("off", json!({ "request": "0s" })),
+                        ] }),
+            ),
+        ],
+    );
+    let weir = Weir::start(&config).await;
+    listening(socket, "the Gateway socket listens").await;
+    // The backend's /slow?ms=N waits N ms; x-case picks the rule.
+    let status = |case: &'static str, ms: u32| async move {
+        let target = format!("/slow?ms={ms}");
+        send(socket, "GET", &target, "t.test", &[("x-case", case)])
+            .await
+            .0
+    };
+    assert_eq!(status("request", 10).await, StatusCode::OK);
+    assert_eq!(status("request", 1000).await, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(status("backend", 10).await, StatusCode::OK);
+    assert_eq!(status("backend", 1000).await, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(status("off", 1000).await, StatusCode::OK);
+    weir.running.shutdown().await;
+}

@@ -86,6 +86,7 @@ mod tests {
             hash_on: None,
             latency_decay: Duration::from_secs(10),
             timeouts: Timeouts::default(),
+            attempt_timeout: Duration::from_secs(60),
             health_check: None,
             outlier_detection: Some(OutlierDetection {
                 consecutive_failures: consecutive,

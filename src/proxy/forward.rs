@@ -105,7 +105,7 @@ impl Proxy {
         {
             parts.headers.insert(header::HOST, v);
         }
-        let timeout = Duration::from_secs(pool.policy.timeouts.request_seconds.into());
+        let timeout = pool.policy.attempt_timeout;
         let content_length = parts
             .headers
             .get(header::CONTENT_LENGTH)

@@ -188,11 +188,22 @@ impl Proxy {
             let span = tracing::debug_span!("request", pool = %pool.name, request_id = request_id.to_str().unwrap_or("-"));
             // On the heap: the forwarding future is kilobytes, and hyper moves the request's
             // future more than once; a boxed one moves as a pointer.
-            Box::pin(
+            let forwarded = Box::pin(
                 self.forward(req, conn, client, &host, &pool, &mut summary)
                     .instrument(span),
-            )
-            .await
+            );
+            match rule.as_ref().and_then(|r| r.request_timeout) {
+                None => forwarded.await,
+                // A Gateway API rule's `timeouts.request`: the whole request, retries included.
+                Some(limit) => tokio::time::timeout(limit, forwarded)
+                    .await
+                    .unwrap_or_else(|_| {
+                        local(
+                            StatusCode::GATEWAY_TIMEOUT,
+                            "the route's request timeout passed\n",
+                        )
+                    }),
+            }
         };
         if let Some(edit) = rule
             .as_ref()

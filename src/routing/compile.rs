@@ -457,6 +457,7 @@ fn policy(spec: &LoadBalancerPoolSpec) -> Policy {
             Duration::from_secs(p.decay_seconds.into())
         }),
         timeouts: spec.timeouts,
+        attempt_timeout: Duration::from_secs(spec.timeouts.request_seconds.into()),
         health_check: spec.health_check.clone(),
         outlier_detection: spec.outlier_detection,
         retries: spec.retries.clone(),

@@ -66,6 +66,9 @@ pub struct Policy {
     pub hash_on: Option<HashOn>,
     pub latency_decay: Duration,
     pub timeouts: Timeouts,
+    /// One attempt's time from sending upstream to the response headers: `timeouts`'
+    /// `requestSeconds` for a pool; a Gateway API rule gives its own, to the millisecond.
+    pub attempt_timeout: Duration,
     pub health_check: Option<HealthCheck>,
     pub outlier_detection: Option<OutlierDetection>,
     pub retries: Retries,

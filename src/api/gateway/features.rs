@@ -16,16 +16,21 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     // Core: the kinds weir serves.
     "GRPCRoute",
     "Gateway",
+    "GatewayHTTPListenerIsolation",
+    "GatewayPort8080",
     "HTTPRoute",
     // RequestRedirect `statusCode` beyond 301/302 (routing/gateway/filter.rs:
     // REDIRECT_STATUSES, every one tested).
     "HTTPRoute303RedirectStatusCode",
     "HTTPRoute307RedirectStatusCode",
     "HTTPRoute308RedirectStatusCode",
+    "HTTPRouteBackendProtocolH2C",
+    "HTTPRouteBackendProtocolWebSocket",
     // URLRewrite `hostname` (filter.rs: Rewrite).
     "HTTPRouteHostRewrite",
     // `matches[].method` (routing/gateway/matching.rs).
     "HTTPRouteMethodMatching",
+    "HTTPRouteNamedRouteRule",
     // `parentRefs[].port` picks listeners by port (routing/gateway/attach.rs).
     "HTTPRouteParentRefPort",
     // RequestRedirect `path` (ReplaceFullPath, ReplacePrefixMatch).

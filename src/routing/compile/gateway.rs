@@ -28,6 +28,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Where a Gateway listens when it names no address and weir was given no range: loopback,
 /// so a file tried on a laptop is not exposed to the network.
@@ -699,6 +700,7 @@ fn compile_route(
         );
         let previous_pool = previous.and_then(|t| t.pool(&pool_key));
         let spec = rule_pool_spec(rule).map_err(here)?;
+        let timeouts = rule_timeouts(rule).map_err(here)?;
         let backends = compile_backends(
             kind,
             key,
@@ -709,6 +711,7 @@ fn compile_route(
             grants,
             previous_pool,
             spec,
+            timeouts.attempt,
             table,
             &mut refs_problems,
             &mut refs_reason,
@@ -718,6 +721,7 @@ fn compile_route(
             index,
             filters,
             backends,
+            request_timeout: timeouts.request,
         });
         let default_match = [HTTPRouteMatch::default()];
         let matches: &[HTTPRouteMatch] = if rule.matches.is_empty() {
@@ -761,13 +765,10 @@ fn every_match_is_one_prefix(matches: &[HTTPRouteMatch]) -> bool {
     })
 }
 
-/// The policy of the pool a rule's Services get: weir's defaults, with the rule's timeout and
-/// its `sessionPersistence` as cookie affinity (a `Header` session is not supported).
+/// The policy of the pool a rule's Services get: weir's defaults, with its `sessionPersistence`
+/// as cookie affinity (a `Header` session is not supported).
 fn rule_pool_spec(rule: &HTTPRouteRule) -> Result<LoadBalancerPoolSpec, String> {
     let mut spec = service_pool_spec();
-    if let Some(seconds) = rule_timeout(rule)? {
-        spec.timeouts.request_seconds = seconds;
-    }
     if let Some(session) = &rule.session_persistence {
         spec.session_affinity = Some(session_affinity(session)?);
     }
@@ -811,21 +812,40 @@ fn session_affinity(
     Ok(SessionAffinity { cookie })
 }
 
-/// The rule's upstream timeout, from `timeouts.backendRequest` (else `request`): whole
-/// seconds, rounded up, as weir's pools count them; `0s` (no timeout) is weir's longest.
-fn rule_timeout(rule: &HTTPRouteRule) -> Result<Option<u32>, String> {
+/// A rule's `timeouts` (GEP-2257 durations, to the millisecond).
+#[derive(Debug, Clone, Copy, Default)]
+struct RuleTimeouts {
+    /// Each attempt (`backendRequest`, else `request`); `None`: weir's default.
+    attempt: Option<Duration>,
+    /// The whole request (`request`); `None`: no limit of its own.
+    request: Option<Duration>,
+}
+
+/// What `0s` means: no timeout. A year stands for it (the timers take no "never").
+const NO_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
+fn rule_timeouts(rule: &HTTPRouteRule) -> Result<RuleTimeouts, String> {
     let Some(t) = &rule.timeouts else {
-        return Ok(None);
+        return Ok(RuleTimeouts::default());
     };
-    let Some(text) = t.backend_request.as_ref().or(t.request.as_ref()) else {
-        return Ok(None);
+    let parse = |text: &Option<String>| -> Result<Option<Duration>, String> {
+        let Some(text) = text else { return Ok(None) };
+        let d = parse_duration(text).map_err(|e| format!("timeouts: {e}"))?;
+        Ok(Some(if d.is_zero() { NO_TIMEOUT } else { d }))
     };
-    let d = parse_duration(text).map_err(|e| format!("timeouts: {e}"))?;
-    if d.is_zero() {
-        return Ok(Some(3600));
+    let request = parse(&t.request)?;
+    let backend = parse(&t.backend_request)?;
+    if let (Some(r), Some(b)) = (request, backend)
+        && b > r
+    {
+        return Err(format!(
+            "timeouts: backendRequest ({b:?}) is longer than request ({r:?})"
+        ));
     }
-    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    Ok(Some(secs.clamp(1, 3600) as u32))
+    Ok(RuleTimeouts {
+        attempt: backend.or(request),
+        request,
+    })
 }
 
 fn compile_filters(filters: &[HTTPRouteFilter]) -> Result<RuleFilters, String> {
@@ -874,6 +894,7 @@ fn compile_backends(
     grants: &[&ReferenceGrant],
     previous: Option<&Arc<Pool>>,
     spec: LoadBalancerPoolSpec,
+    attempt_timeout: Option<Duration>,
     table: &mut RoutingTable,
     problems: &mut Vec<String>,
     reason: &mut Option<&'static str>,
@@ -980,7 +1001,11 @@ fn compile_backends(
         }
     }
     if !sets.is_empty() {
-        let pool = Arc::new(Pool::new(pool_key.clone(), policy(&spec), sets));
+        let mut policy = policy(&spec);
+        if let Some(d) = attempt_timeout {
+            policy.attempt_timeout = d;
+        }
+        let pool = Arc::new(Pool::new(pool_key.clone(), policy, sets));
         table.pools.insert(pool_key.clone(), pool.clone());
         choices.insert(0, (service_weight, Some(pool)));
     }

@@ -40,6 +40,9 @@ pub struct RouteRule {
     pub index: usize,
     pub filters: RuleFilters,
     pub backends: RuleBackends,
+    /// `timeouts.request`: the whole request, retries included, gets this long to its
+    /// response headers (504 after); `None`: no such limit.
+    pub request_timeout: Option<std::time::Duration>,
 }
 
 /// A rule's filters, compiled. A redirect answers at once; the others edit what passes.
