@@ -3,20 +3,22 @@
 //! here is a promise. Names are those of the v1.6 suite's `features` package
 //! (`sigs.k8s.io/gateway-api/pkg/features`).
 //!
-//! What is left out, and why: `HTTPRouteRequestTimeout` and `HTTPRouteBackendTimeout` (weir
-//! rounds timeouts up to whole seconds, the suite's are sub-second), `HTTPRouteRequestMirror`
-//! and the other mirror features, `HTTPRouteCORS`, `HTTPRouteBackendRequestHeaderModification`
-//! (filters on a single backendRef), `GatewayStaticAddresses` (an unusable address is not yet
-//! reported as the suite expects), `GatewayPort8080` (weir's own `--listen` port is 8080 on
-//! loopback by default), `GatewayHTTPListenerIsolation` and `HTTPRouteNamedRouteRule` (not
-//! tested in weir yet).
+//! What is left out, and why: `HTTPRouteRequestMirror` and the other mirror features (not
+//! implemented), `HTTPRouteCORS`, `HTTPRouteBackendRequestHeaderModification` (filters on a
+//! single backendRef), `HTTPRouteRetry*` (the route's `retry` is not read; pools retry on
+//! their own terms), `GatewayStaticAddresses` and `GatewayAddressEmpty` (an unusable address
+//! is not yet reported as the suite expects), `GatewayInfrastructure`, `ListenerSet`,
+//! `BackendTLSPolicy*`, client certificates, `HTTPRouteDestinationPortMatching`,
+//! `GatewayHTTPSListenerDetectMisdirectedRequests`.
 
 /// Sorted by name, as the CRD asks (`supportedFeatures` MUST be in ascending order).
 pub const SUPPORTED_FEATURES: &[&str] = &[
     // Core: the kinds weir serves.
     "GRPCRoute",
     "Gateway",
+    // A request is seen by the routes of the most specific listener for its host only.
     "GatewayHTTPListenerIsolation",
+    // A listener on 8080: a Gateway's sockets are its own address's, not weir's --listen.
     "GatewayPort8080",
     "HTTPRoute",
     // RequestRedirect `statusCode` beyond 301/302 (routing/gateway/filter.rs:
@@ -24,12 +26,16 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRoute303RedirectStatusCode",
     "HTTPRoute307RedirectStatusCode",
     "HTTPRoute308RedirectStatusCode",
+    // Backends spoken to in h2c (appProtocol kubernetes.io/h2c), WebSocket upgrades passed on.
     "HTTPRouteBackendProtocolH2C",
     "HTTPRouteBackendProtocolWebSocket",
+    // `timeouts.backendRequest`: each attempt, to the millisecond.
+    "HTTPRouteBackendTimeout",
     // URLRewrite `hostname` (filter.rs: Rewrite).
     "HTTPRouteHostRewrite",
     // `matches[].method` (routing/gateway/matching.rs).
     "HTTPRouteMethodMatching",
+    // Rules with a `name` (weir serves them as any rule).
     "HTTPRouteNamedRouteRule",
     // `parentRefs[].port` picks listeners by port (routing/gateway/attach.rs).
     "HTTPRouteParentRefPort",
@@ -41,6 +47,8 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRoutePortRedirect",
     // `matches[].queryParams` (matching.rs).
     "HTTPRouteQueryParamMatching",
+    // `timeouts.request`: the whole request, retries included (504).
+    "HTTPRouteRequestTimeout",
     // The ResponseHeaderModifier filter (applied by the proxy to the answer).
     "HTTPRouteResponseHeaderModification",
     // RequestRedirect `scheme`.

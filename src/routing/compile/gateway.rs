@@ -181,8 +181,9 @@ pub(super) fn compile_gateways(
         });
     }
 
-    let mut pending: BTreeMap<SocketAddr, Vec<(Option<String>, RuleKey, RuleMatch)>> =
-        BTreeMap::new();
+    // Per socket: (listener hostname, route hostname, precedence, match).
+    type Pending = Vec<(Option<String>, Option<String>, RuleKey, RuleMatch)>;
+    let mut pending: BTreeMap<SocketAddr, Pending> = BTreeMap::new();
     // GRPCRoutes are served as the HTTPRoutes they amount to, with their own kind.
     let grpc: Vec<(&ObjectKey, HTTPRoute)> = store
         .grpc_routes
@@ -290,9 +291,14 @@ pub(super) fn compile_gateways(
                         Intersection::None => Vec::new(),
                     };
                     let list = pending.entry(*addr).or_default();
+                    let listener_host = gateway.gateway.spec.listeners[index]
+                        .hostname
+                        .clone()
+                        .filter(|h| !h.is_empty());
                     for host in hosts {
                         for (order, matcher, rule) in &compiled.matches {
                             list.push((
+                                listener_host.clone(),
                                 host.clone(),
                                 order.clone(),
                                 RuleMatch {
@@ -316,10 +322,10 @@ pub(super) fn compile_gateways(
         };
     }
     for (addr, mut list) in pending {
-        list.sort_by(|a, b| a.1.cmp(&b.1));
+        list.sort_by(|a, b| a.2.cmp(&b.2));
         if let Some(port) = table.gateway_ports.get_mut(&addr) {
-            for (host, _, entry) in list {
-                port.insert_match(host.as_deref(), entry);
+            for (listener, host, _, entry) in list {
+                port.insert_match(listener.as_deref(), host.as_deref(), entry);
             }
         }
     }
@@ -451,6 +457,7 @@ fn compile_gateway(
                     gateway: key.clone(),
                     listener: listener.name.clone(),
                 });
+                port.insert_listener(listener.hostname.as_deref().filter(|h| !h.is_empty()));
                 if let Some(c) = certificate {
                     port.insert_certificate(listener.hostname.as_deref(), c);
                 }

@@ -21,7 +21,10 @@ pub struct GatewayPort {
     pub tls: bool,
     /// The listeners served here (one Gateway's; listeners of one port differ by hostname).
     pub listeners: Vec<ListenerRef>,
-    rules: HostRules,
+    /// Each listener's rules, by the listener's hostname: a request belongs to the most
+    /// specific listener that takes its host, and only that listener's routes see it
+    /// (listener isolation).
+    rules: ByHost<ListenerRules>,
     certificates: HostCertificates,
 }
 
@@ -102,19 +105,68 @@ pub struct RuleMatch {
     pub rule: Arc<RouteRule>,
 }
 
-/// Matches by the host they serve, each list in the order it is tried.
-#[derive(Debug, Default)]
-struct HostRules {
-    exact: HashMap<Box<str>, Vec<RuleMatch>>,
+/// Values by host pattern (exact, `*.` wildcard, or any host), found by the most specific
+/// pattern that takes a host: exact, then the longest wildcard domain, then any.
+#[derive(Debug)]
+struct ByHost<T> {
+    exact: HashMap<Box<str>, T>,
     /// Keyed by what follows `*.`.
-    wildcard: HashMap<Box<str>, Vec<RuleMatch>>,
-    any: Vec<RuleMatch>,
+    wildcard: HashMap<Box<str>, T>,
+    any: Option<T>,
 }
+
+impl<T> Default for ByHost<T> {
+    fn default() -> Self {
+        ByHost {
+            exact: HashMap::new(),
+            wildcard: HashMap::new(),
+            any: None,
+        }
+    }
+}
+
+impl<T> ByHost<T> {
+    /// The value of the most specific pattern that takes `host` (normalized).
+    fn find(&self, host: &str) -> Option<&T> {
+        if let Some(v) = self.exact.get(host) {
+            return Some(v);
+        }
+        let mut rest = host;
+        while let Some((_, parent)) = rest.split_once('.') {
+            if let Some(v) = self.wildcard.get(parent) {
+                return Some(v);
+            }
+            rest = parent;
+        }
+        self.any.as_ref()
+    }
+
+    /// The value of `pattern` (`None`: any host), made with `make` when it has none yet.
+    fn entry(&mut self, pattern: Option<&str>, make: impl FnOnce() -> T) -> &mut T {
+        match pattern {
+            None => self.any.get_or_insert_with(make),
+            Some(h) => match h.strip_prefix("*.") {
+                Some(parent) => self.wildcard.entry(parent.into()).or_insert_with(make),
+                None => self.exact.entry(h.into()).or_insert_with(make),
+            },
+        }
+    }
+
+    fn values(&self) -> impl Iterator<Item = &T> {
+        self.exact
+            .values()
+            .chain(self.wildcard.values())
+            .chain(self.any.iter())
+    }
+}
+
+/// The matches of one listener, by the route hostname they serve, each list in the order it
+/// is tried.
+type ListenerRules = ByHost<Vec<RuleMatch>>;
 
 #[derive(Debug, Default)]
 struct HostCertificates {
-    exact: HashMap<Box<str>, Arc<CertifiedKey>>,
-    wildcard: HashMap<Box<str>, Arc<CertifiedKey>>,
+    by_host: ByHost<Arc<CertifiedKey>>,
     /// A listener without a hostname's, else the first listener's.
     default: Option<Arc<CertifiedKey>>,
 }
@@ -135,68 +187,53 @@ impl GatewayPort {
             addr,
             tls,
             listeners: Vec::new(),
-            rules: HostRules::default(),
+            rules: ByHost::default(),
             certificates: HostCertificates::default(),
         }
     }
 
-    /// The match that takes a request: among the rules of the most specific host the port
-    /// serves (exact, then the longest wildcard domain, then any host), the first in
-    /// precedence that matches. A host with rules never falls through to a less specific one:
-    /// a request belongs to one listener and one hostname, as the spec has it.
+    /// The match that takes a request: the most specific listener that takes its host, then
+    /// among that listener's rules those of the most specific route hostname (exact, then the
+    /// longest wildcard domain, then any host), the first in precedence that matches. Neither
+    /// step falls through to a less specific one, as the spec has it.
     pub fn route(&self, request: &RequestFacts<'_>) -> Option<&RuleMatch> {
         let host = normalize_host(request.host);
-        let rules = self.rules_for(&host)?;
+        let rules = self.rules.find(&host)?.find(&host)?;
         rules.iter().find(|m| {
             m.matcher
                 .matches(request.method, request.path, request.query, request.headers)
         })
     }
 
-    fn rules_for(&self, host: &str) -> Option<&[RuleMatch]> {
-        if let Some(rules) = self.rules.exact.get(host) {
-            return Some(rules);
-        }
-        let mut rest = host;
-        while let Some((_, parent)) = rest.split_once('.') {
-            if let Some(rules) = self.rules.wildcard.get(parent) {
-                return Some(rules);
-            }
-            rest = parent;
-        }
-        (!self.rules.any.is_empty()).then_some(&self.rules.any[..])
-    }
-
     /// The certificate for a TLS server name: the listener's whose hostname takes it most
     /// specifically, else the port's default.
     pub fn certificate(&self, server_name: Option<&str>) -> Option<&Arc<CertifiedKey>> {
         let certificates = &self.certificates;
-        if let Some(name) = server_name.map(normalize_host) {
-            if let Some(c) = certificates.exact.get(name.as_ref()) {
-                return Some(c);
-            }
-            let mut rest = name.as_ref();
-            while let Some((_, parent)) = rest.split_once('.') {
-                if let Some(c) = certificates.wildcard.get(parent) {
-                    return Some(c);
-                }
-                rest = parent;
-            }
-        }
-        certificates.default.as_ref()
+        server_name
+            .map(normalize_host)
+            .and_then(|name| certificates.by_host.find(&name))
+            .or(certificates.default.as_ref())
     }
 
-    /// Adds a match for `host` (`None`: any host; `*.` a wildcard), after those already
-    /// there: compile adds them in precedence order.
-    pub(crate) fn insert_match(&mut self, host: Option<&str>, entry: RuleMatch) {
-        let list = match host {
-            None => &mut self.rules.any,
-            Some(h) => match h.strip_prefix("*.") {
-                Some(parent) => self.rules.wildcard.entry(parent.into()).or_default(),
-                None => self.rules.exact.entry(h.into()).or_default(),
-            },
-        };
-        list.push(entry);
+    /// Makes a listener with hostname `listener` (`None`: any host) known here, routes or
+    /// not: a request for its hosts is its own even when no route of it matches.
+    pub(crate) fn insert_listener(&mut self, listener: Option<&str>) {
+        self.rules.entry(listener, ListenerRules::default);
+    }
+
+    /// Adds a match for route hostname `host` (`None`: any host; `*.` a wildcard) on the
+    /// listener with hostname `listener`, after those already there: compile adds them in
+    /// precedence order.
+    pub(crate) fn insert_match(
+        &mut self,
+        listener: Option<&str>,
+        host: Option<&str>,
+        entry: RuleMatch,
+    ) {
+        self.rules
+            .entry(listener, ListenerRules::default)
+            .entry(host, Vec::new)
+            .push(entry);
     }
 
     /// The certificate of a listener with hostname `host` (`None`: any).
@@ -208,22 +245,16 @@ impl GatewayPort {
                 if certificates.default.is_none() {
                     certificates.default = Some(key.clone());
                 }
-                match h.strip_prefix("*.") {
-                    Some(parent) => certificates.wildcard.entry(parent.into()).or_insert(key),
-                    None => certificates.exact.entry(h.into()).or_insert(key),
-                };
+                certificates.by_host.entry(Some(h), || key);
             }
         }
     }
 
     /// Every match on the port, in no particular order.
     pub fn matches(&self) -> impl Iterator<Item = &RuleMatch> {
-        let rules = &self.rules;
-        rules
-            .exact
+        self.rules
             .values()
-            .chain(rules.wildcard.values())
-            .chain(std::iter::once(&rules.any))
+            .flat_map(|listener| listener.values())
             .flatten()
     }
 }

@@ -539,3 +539,40 @@ fn session_persistence_becomes_the_rule_pools_cookie_and_a_header_session_is_ref
         triple("Accepted", "False", "UnsupportedValue")
     );
 }
+
+#[test]
+fn a_request_belongs_to_the_most_specific_listener_only() {
+    let compiled = base()
+        .gateway(gateway(
+            "infra",
+            "isolated",
+            Some("127.0.0.6"),
+            json!([http_listener("any", 8081, None),
+                   http_listener("wild", 8081, Some("*.example.com"))]),
+        ))
+        .http_route(http_route(
+            "apps",
+            "on-any",
+            json!({ "parentRefs": [{ "name": "isolated", "namespace": "infra", "sectionName": "any" }],
+                    "hostnames": ["bar.com", "*.example.com"],
+                    "rules": [{ "backendRefs": [{ "name": "web", "port": 80 }] }] }),
+        ))
+        .compile();
+    let port = compiled
+        .table
+        .gateway_port(&"127.0.0.6:8081".parse().expect("an address"))
+        .expect("the socket");
+    let on = |host: &str| {
+        let facts = RequestFacts {
+            host,
+            method: &http::Method::GET,
+            path: "/",
+            query: None,
+            headers: &http::HeaderMap::new(),
+        };
+        port.route(&facts).map(|m| m.rule.route.name.clone())
+    };
+    assert_eq!(on("bar.com"), Some("on-any".to_string()));
+    // foo.example.com is the wildcard listener's, which has no route: not the other's.
+    assert_eq!(on("foo.example.com"), None);
+}
