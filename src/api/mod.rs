@@ -59,6 +59,7 @@ pub(crate) const IDLE_SECONDS: Bounds = Bounds::new(1, 86_400);
     shortname = "lbp",
     namespaced,
     status = "LoadBalancerPoolStatus",
+    derive = "PartialEq",
     printcolumn = r#"{"name":"Hosts","type":"string","jsonPath":".status.hosts"}"#,
     printcolumn = r#"{"name":"Algorithm","type":"string","jsonPath":".spec.algorithm"}"#,
     printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.endpoints.ready"}"#,

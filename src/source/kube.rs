@@ -140,7 +140,7 @@ trait Kind:
     Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
 {
     /// What the store keeps of an object of this kind.
-    type Stored: Send + Sync + 'static;
+    type Stored: PartialEq + Send + Sync + 'static;
     type Key: StoreKey;
     fn map(store: &mut Store) -> &mut BTreeMap<Self::Key, Arc<Self::Stored>>;
     /// The API to watch: `namespace`'s, or every namespace's (always so for a cluster-wide
@@ -224,7 +224,10 @@ impl Kind for Secret {
     }
 }
 
-type Edit = Box<dyn FnOnce(&mut Store) + Send>;
+/// A change to the store; returns whether anything changed (an object written back as it was,
+/// as after a status write that the reduced object does not keep, changes nothing and is not
+/// published: no rebuild for it).
+type Edit = Box<dyn FnOnce(&mut Store) -> bool + Send>;
 
 /// What the watchers (and the Gateway API's discovery, [`gateway_api::run`]) tell the task that
 /// owns the store. Each has an index of its own.
@@ -329,8 +332,9 @@ pub async fn run(
         };
         match message {
             Message::Edit(edit) => {
-                edit(&mut store);
-                dirty.get_or_insert_with(Instant::now);
+                if edit(&mut store) {
+                    dirty.get_or_insert_with(Instant::now);
+                }
             }
             Message::Expect(i) => {
                 if !state.synced.load(Ordering::Relaxed) {
@@ -442,7 +446,7 @@ async fn watch_once<K: Kind>(
             Ok(Event::Delete(object)) => {
                 let key = K::Key::of(object.meta());
                 Message::Edit(Box::new(move |store: &mut Store| {
-                    K::map(store).remove(&key);
+                    K::map(store).remove(&key).is_some()
                 }))
             }
             Ok(Event::Init) => {
@@ -465,6 +469,7 @@ async fn watch_once<K: Kind>(
                     for entry in entries {
                         apply::<K>(store, entry);
                     }
+                    true
                 });
                 if tx.send(Message::Edit(replace)).await.is_err() {
                     return false;
@@ -493,20 +498,50 @@ fn entry<K: Kind>(object: K, scope: &Scope) -> Entry<K> {
     (key, kept)
 }
 
-fn apply<K: Kind>(store: &mut Store, (key, kept): Entry<K>) {
+/// Puts an object's entry in the store; whether that changed it.
+fn apply<K: Kind>(store: &mut Store, (key, kept): Entry<K>) -> bool {
+    let map = K::map(store);
     match kept {
         Some(object) => {
-            K::map(store).insert(key, object);
+            if map.get(&key).is_some_and(|old| **old == *object) {
+                return false;
+            }
+            map.insert(key, object);
+            true
         }
-        None => {
-            K::map(store).remove(&key);
-        }
+        None => map.remove(&key).is_some(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An object written back as the store keeps it (a status write, say) is no change, so
+    /// it makes no rebuild; a real change and a delete are.
+    #[test]
+    fn only_a_change_to_what_the_store_keeps_counts() {
+        let mut store = Store::default();
+        let key = ObjectKey::new("ns", "web");
+        let slice = |ip: &str| {
+            let s = crate::testkit::slice(
+                "ns",
+                "web",
+                "web",
+                &[("http", 80)],
+                &[crate::testkit::endpoint(
+                    ip,
+                    crate::testkit::EndpointState::Ready,
+                )],
+            );
+            (key.clone(), Some(Arc::new(Slice::from_slice(&s))))
+        };
+        assert!(apply::<EndpointSlice>(&mut store, slice("10.0.0.1")));
+        assert!(!apply::<EndpointSlice>(&mut store, slice("10.0.0.1")));
+        assert!(apply::<EndpointSlice>(&mut store, slice("10.0.0.2")));
+        assert!(apply::<EndpointSlice>(&mut store, (key.clone(), None)));
+        assert!(!apply::<EndpointSlice>(&mut store, (key, None)));
+    }
 
     /// The gauge follows the flag both ways, within one export period.
     #[tokio::test]

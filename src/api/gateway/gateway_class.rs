@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
     kind = "GatewayClass",
     plural = "gatewayclasses",
     status = "GatewayClassStatus",
-    schema = "disabled"
+    schema = "disabled",
+    derive = "PartialEq"
 )]
 #[serde(rename_all = "camelCase")]
 pub struct GatewayClassSpec {
@@ -59,7 +60,8 @@ pub struct SupportedFeature {
     plural = "gateways",
     namespaced,
     status = "GatewayStatus",
-    schema = "disabled"
+    schema = "disabled",
+    derive = "PartialEq"
 )]
 #[serde(rename_all = "camelCase")]
 pub struct GatewaySpec {

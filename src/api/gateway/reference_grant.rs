@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
     kind = "ReferenceGrant",
     plural = "referencegrants",
     namespaced,
-    schema = "disabled"
+    schema = "disabled",
+    derive = "PartialEq"
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ReferenceGrantSpec {

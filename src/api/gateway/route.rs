@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
     plural = "httproutes",
     namespaced,
     status = "RouteStatus",
-    schema = "disabled"
+    schema = "disabled",
+    derive = "PartialEq"
 )]
 #[serde(rename_all = "camelCase")]
 pub struct HTTPRouteSpec {
@@ -258,7 +259,8 @@ pub struct HTTPBackendRef {
     plural = "grpcroutes",
     namespaced,
     status = "RouteStatus",
-    schema = "disabled"
+    schema = "disabled",
+    derive = "PartialEq"
 )]
 #[serde(rename_all = "camelCase")]
 pub struct GRPCRouteSpec {

@@ -273,7 +273,10 @@ impl Starter {
         for (_, task) in &mut watchers {
             let _ = task.await;
         }
-        let clear: super::Edit = Box::new(move |store: &mut Store| clear(store, kind));
+        let clear: super::Edit = Box::new(move |store: &mut Store| {
+            clear(store, kind);
+            true
+        });
         if self.tx.send(Message::Edit(clear)).await.is_err() {
             return false;
         }

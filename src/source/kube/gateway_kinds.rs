@@ -21,6 +21,9 @@ use std::sync::Arc;
 /// Drops `managedFields` and the last-applied annotation.
 fn slim(meta: &mut ObjectMeta) {
     meta.managed_fields = None;
+    // Bumped by every status write (weir's own included); kept, it would make each of those
+    // a change to the store and a rebuild. Nothing reads it from the store.
+    meta.resource_version = None;
     if let Some(annotations) = &mut meta.annotations {
         annotations.remove(LAST_APPLIED);
         if annotations.is_empty() {
