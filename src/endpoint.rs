@@ -4,6 +4,10 @@
 //! `Arc<Endpoint>`, so its counters and its health survive rebuilds. Everything that
 //! changes per request is an atomic: the request path never locks.
 
+mod latency;
+
+pub use latency::LatencyWindow;
+
 use std::any::Any;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
@@ -35,6 +39,9 @@ pub struct Endpoint {
     latency_ewma: AtomicU64,
     /// When `latency_ewma` was last updated, in nanoseconds since [`epoch`].
     latency_stamp: AtomicU64,
+    /// Recent response times, for the dashboard's p99; made on the first response, so an
+    /// endpoint that never answers costs a pointer.
+    latency_window: OnceLock<Box<LatencyWindow>>,
     /// The active checks' verdict, an [`ActiveHealth`].
     active: AtomicU8,
     /// The last check: when (nanoseconds since [`epoch`], 0 for never) and whether it passed.
@@ -107,6 +114,7 @@ impl Endpoint {
             requests: AtomicU64::new(0),
             latency_ewma: AtomicU64::new(0f64.to_bits()),
             latency_stamp: AtomicU64::new(0),
+            latency_window: OnceLock::new(),
             active: AtomicU8::new(ActiveHealth::Unknown as u8),
             last_check: AtomicU64::new(0),
             last_check_passed: AtomicU8::new(0),
@@ -266,6 +274,14 @@ impl Endpoint {
         self.latency_ewma.store(next.to_bits(), Ordering::Relaxed);
         self.latency_stamp
             .store(nanos_since_epoch(now), Ordering::Relaxed);
+        self.latency_window
+            .get_or_init(Box::default)
+            .record(Duration::from_nanos(rtt as u64));
+    }
+
+    /// Recent response times, if the endpoint has answered at all.
+    pub fn latency_window(&self) -> Option<&LatencyWindow> {
+        self.latency_window.get().map(|w| &**w)
     }
 
     /// The latency EWMA in nanoseconds as of `now` (0 before any response). Without new

@@ -291,6 +291,11 @@ fn endpoint_json(
         "requests": requests,
         "share": if pool_requests == 0 { 0.0 } else { round(requests as f64 / pool_requests as f64, 4) },
         "latencyEwmaMs": round(e.latency_ewma_at(now, pool.policy.latency_decay) / 1e6, 2),
+        // The upper bound of the p99's power-of-two bucket, over the last one to two minutes.
+        "latencyP99Ms": e
+            .latency_window()
+            .and_then(|w| w.p99())
+            .map(|d| round(d.as_secs_f64() * 1e3, 3)),
         "lastCheck": e.last_check().map(|(at, passed)| json!({
             "secondsAgo": round(now.saturating_duration_since(at).as_secs_f64(), 1),
             "passed": passed,

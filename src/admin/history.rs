@@ -17,6 +17,9 @@ use std::time::Duration;
 
 /// Time between samples.
 pub const INTERVAL: Duration = Duration::from_secs(5);
+/// Every this many samples (a minute), each endpoint's latency window moves on, so the
+/// dashboard's p99 covers the last one to two minutes.
+const LATENCY_WINDOW_SAMPLES: u64 = 12;
 /// Samples kept per pool: five minutes at [`INTERVAL`].
 pub const SAMPLES: usize = 60;
 
@@ -169,6 +172,14 @@ impl History {
         // Rings started for a table not yet in service are expected at this sample or the
         // next.
         rings.pools.retain(|_, ring| ring.seen >= taken);
+        drop(rings);
+        if taken % LATENCY_WINDOW_SAMPLES == 0 {
+            for endpoint in table.pools().flat_map(|p| p.all_endpoints()) {
+                if let Some(window) = endpoint.latency_window() {
+                    window.rotate();
+                }
+            }
+        }
     }
 
     /// Starts a ring for each pool of `table` (about to be swapped in) that has none, with
