@@ -168,7 +168,9 @@ async fn the_feed_reports_known_traffic_exactly_and_pages_problem_pools_first() 
     assert_eq!(ea["ejectedForSeconds"], Value::Null);
     // The p99 is the upper bound of a power-of-two bucket of microseconds; local backends
     // answer within a second.
-    let p99 = ea["latencyP99Ms"].as_f64().expect("a p99 after its requests");
+    let p99 = ea["latencyP99Ms"]
+        .as_f64()
+        .expect("a p99 after its requests");
     let micros = (p99 * 1000.0).round() as u64;
     assert!(micros.is_power_of_two() && micros <= 1 << 20, "{p99}");
 

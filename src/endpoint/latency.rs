@@ -39,7 +39,9 @@ impl LatencyWindow {
             .current
             .iter()
             .zip(&self.previous)
-            .map(|(c, p)| u64::from(c.load(Ordering::Relaxed)) + u64::from(p.load(Ordering::Relaxed)))
+            .map(|(c, p)| {
+                u64::from(c.load(Ordering::Relaxed)) + u64::from(p.load(Ordering::Relaxed))
+            })
             .collect();
         let total: u64 = counts.iter().sum();
         if total == 0 {
@@ -70,11 +72,19 @@ mod tests {
         for _ in 0..10 {
             w.record(Duration::from_millis(40)); // bucket 15: [32.8, 65.5) ms
         }
-        assert_eq!(w.p99(), Some(Duration::from_micros(1024)), "99% are under 1 ms");
+        assert_eq!(
+            w.p99(),
+            Some(Duration::from_micros(1024)),
+            "99% are under 1 ms"
+        );
         for _ in 0..10 {
             w.record(Duration::from_millis(40));
         }
-        assert_eq!(w.p99(), Some(Duration::from_micros(65_536)), "2% are slow now");
+        assert_eq!(
+            w.p99(),
+            Some(Duration::from_micros(65_536)),
+            "2% are slow now"
+        );
         // Two rotations forget a window's responses.
         w.rotate();
         assert_eq!(w.p99(), Some(Duration::from_micros(65_536)));

@@ -45,7 +45,8 @@ pub(super) fn route<B>(
         return Err(not_found());
     };
     let rule = found.rule.clone();
-    let prefix = found.matcher.prefix().map(str::to_string);
+    // Borrowed from the table, which outlives this call: no copy per request.
+    let prefix = found.matcher.prefix();
     let filters = &rule.filters;
     if let Some(redirect) = &filters.redirect {
         let name = normalize_host(host);
@@ -55,7 +56,7 @@ pub(super) fn route<B>(
             socket.port(),
             req.uri().path(),
             req.uri().query(),
-            prefix.as_deref(),
+            prefix,
         );
         let mut response = local(status, "");
         response.headers_mut().insert(header::LOCATION, location);
@@ -65,8 +66,7 @@ pub(super) fn route<B>(
         edit.apply(req.headers_mut());
     }
     if let Some(rewrite) = &filters.rewrite {
-        let (new_host, target) =
-            rewrite.apply(req.uri().path(), req.uri().query(), prefix.as_deref());
+        let (new_host, target) = rewrite.apply(req.uri().path(), req.uri().query(), prefix);
         // Origin form: the pod reads the host from `Host`, which the rewrite may have set.
         *req.uri_mut() = Uri::from(target);
         match new_host {
