@@ -173,7 +173,7 @@ impl History {
         // next.
         rings.pools.retain(|_, ring| ring.seen >= taken);
         drop(rings);
-        if taken % LATENCY_WINDOW_SAMPLES == 0 {
+        if taken.is_multiple_of(LATENCY_WINDOW_SAMPLES) {
             for endpoint in table.pools().flat_map(|p| p.all_endpoints()) {
                 if let Some(window) = endpoint.latency_window() {
                     window.rotate();
