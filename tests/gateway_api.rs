@@ -80,47 +80,60 @@ async fn send(
     (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// Backends `a` and `b` (Services `a` and `b`), a Gateway `gw` with one HTTP listener `web`
+/// on a free port of `address`, and one route `name` with this spec: weir started, the
+/// Gateway's socket listening.
+struct OneGateway {
+    b: Backend,
+    socket: SocketAddr,
+    weir: Weir,
+    _a: Backend,
+}
+
+async fn one_gateway(address: &str, name: &str, route: serde_json::Value) -> OneGateway {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let port = free_port_on(ip(address));
+    let socket = SocketAddr::new(ip(address), port);
+    let objects = [
+        gateway_doc("gw", address, json!([http_listener("web", port, None)])),
+        route_doc(name, route),
+    ];
+    let weir = Weir::start(&config(&a, &b, &objects)).await;
+    listening(socket, "the Gateway socket listens").await;
+    OneGateway {
+        b,
+        socket,
+        weir,
+        _a: a,
+    }
+}
+
 #[tokio::test]
 async fn rules_pick_backends_by_path_header_query_and_method_on_the_gateways_own_socket() {
-    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
-    let address = ip("127.0.0.21");
-    let port = free_port_on(address);
-    let socket = SocketAddr::new(address, port);
-    let config = config(
-        &a,
-        &b,
-        &[
-            gateway_doc(
-                "gw",
-                "127.0.0.21",
-                json!([http_listener("web", port, None)]),
-            ),
-            route_doc(
-                "shop",
-                json!({
-                    "parentRefs": [{ "name": "gw" }],
-                    "hostnames": ["shop.test"],
-                    "rules": [
-                        { "backendRefs": [{ "name": "a", "port": 80 }] },
-                        { "matches": [{ "path": { "type": "Exact", "value": "/exact" } }],
-                          "backendRefs": [{ "name": "b", "port": 80 }] },
-                        { "matches": [{ "headers": [{ "name": "x-canary", "value": "yes" }] }],
-                          "backendRefs": [{ "name": "b", "port": 80 }] },
-                        { "matches": [{ "queryParams": [{ "name": "v", "value": "2" }] }],
-                          "backendRefs": [{ "name": "b", "port": 80 }] },
-                        { "matches": [{ "path": { "value": "/api" }, "method": "POST" }],
-                          "backendRefs": [{ "name": "b", "port": 80 }] },
-                        { "matches": [{ "path": { "value": "/broken" } }],
-                          "backendRefs": [{ "name": "no-such-service", "port": 80 }] },
-                    ],
-                }),
-            ),
-        ],
-    );
-    let weir = Weir::start(&config).await;
     let body = |r: (StatusCode, http::HeaderMap, String)| (r.0, r.2);
     let ok = |name: &str| (StatusCode::OK, name.to_string());
-    listening(socket, "the Gateway socket listens").await;
+    let OneGateway { socket, weir, .. } = one_gateway(
+        "127.0.0.21",
+        "shop",
+        json!({
+            "parentRefs": [{ "name": "gw" }],
+            "hostnames": ["shop.test"],
+            "rules": [
+                { "backendRefs": [{ "name": "a", "port": 80 }] },
+                { "matches": [{ "path": { "type": "Exact", "value": "/exact" } }],
+                  "backendRefs": [{ "name": "b", "port": 80 }] },
+                { "matches": [{ "headers": [{ "name": "x-canary", "value": "yes" }] }],
+                  "backendRefs": [{ "name": "b", "port": 80 }] },
+                { "matches": [{ "queryParams": [{ "name": "v", "value": "2" }] }],
+                  "backendRefs": [{ "name": "b", "port": 80 }] },
+                { "matches": [{ "path": { "value": "/api" }, "method": "POST" }],
+                  "backendRefs": [{ "name": "b", "port": 80 }] },
+                { "matches": [{ "path": { "value": "/broken" } }],
+                  "backendRefs": [{ "name": "no-such-service", "port": 80 }] },
+            ],
+        }),
+    )
+    .await;
     assert_eq!(
         body(send(socket, "GET", "/", "shop.test", &[]).await),
         ok("a")
@@ -171,22 +184,10 @@ async fn rules_pick_backends_by_path_header_query_and_method_on_the_gateways_own
 
 #[tokio::test]
 async fn filters_edit_headers_redirect_and_rewrite() {
-    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
-    let address = ip("127.0.0.22");
-    let port = free_port_on(address);
-    let socket = SocketAddr::new(address, port);
-    let config = config(
-        &a,
-        &b,
-        &[
-            gateway_doc(
-                "gw",
-                "127.0.0.22",
-                json!([http_listener("web", port, None)]),
-            ),
-            route_doc(
-                "filters",
-                json!({
+    let OneGateway { b, socket, weir, .. } = one_gateway(
+        "127.0.0.22",
+        "filters",
+        json!({
                     "parentRefs": [{ "name": "gw" }],
                     "rules": [
                         { "matches": [{ "path": { "value": "/headers" } }],
@@ -209,11 +210,8 @@ async fn filters_edit_headers_redirect_and_rewrite() {
                           "backendRefs": [{ "name": "b", "port": 80 }] },
                     ],
                 }),
-            ),
-        ],
-    );
-    let weir = Weir::start(&config).await;
-    listening(socket, "the Gateway socket listens").await;
+    )
+    .await;
     let (status, headers, body) = send(
         socket,
         "GET",
@@ -237,7 +235,7 @@ async fn filters_edit_headers_redirect_and_rewrite() {
     let location = headers.get("location").and_then(|v| v.to_str().ok());
     assert_eq!(
         location,
-        Some(format!("http://new.test:{port}/old/page?q=1").as_str()),
+        Some(format!("http://new.test:{}/old/page?q=1", socket.port()).as_str()),
         "the listener's port is kept when the scheme is"
     );
 
@@ -707,38 +705,23 @@ async fn session_persistence_keeps_a_client_on_one_endpoint_with_a_cookie() {
 
 #[tokio::test]
 async fn rule_timeouts_answer_504_to_the_millisecond_and_0s_turns_them_off() {
-    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
-    let address = ip("127.0.0.29");
-    let port = free_port_on(address);
-    let socket = SocketAddr::new(address, port);
     let rule = |case: &str, timeouts: serde_json::Value| {
         json!({ "matches": [{ "path": { "value": "/slow" },
                               "headers": [{ "name": "x-case", "value": case }] }],
                 "backendRefs": [{ "name": "a", "port": 80 }],
                 "timeouts": timeouts })
     };
-    let config = config(
-        &a,
-        &b,
-        &[
-            gateway_doc(
-                "gw",
-                "127.0.0.29",
-                json!([http_listener("web", port, None)]),
-            ),
-            route_doc(
-                "timeouts",
-                json!({ "parentRefs": [{ "name": "gw" }],
-                        "rules": [
-                            rule("request", json!({ "request": "300ms" })),
-                            rule("backend", json!({ "backendRequest": "300ms" })),
-                            rule("off", json!({ "request": "0s" })),
-                        ] }),
-            ),
-        ],
-    );
-    let weir = Weir::start(&config).await;
-    listening(socket, "the Gateway socket listens").await;
+    let OneGateway { socket, weir, .. } = one_gateway(
+        "127.0.0.29",
+        "timeouts",
+        json!({ "parentRefs": [{ "name": "gw" }],
+                "rules": [
+                    rule("request", json!({ "request": "300ms" })),
+                    rule("backend", json!({ "backendRequest": "300ms" })),
+                    rule("off", json!({ "request": "0s" })),
+                ] }),
+    )
+    .await;
     // The backend's /slow?ms=N waits N ms; x-case picks the rule.
     let status = |case: &'static str, ms: u32| async move {
         let target = format!("/slow?ms={ms}");
