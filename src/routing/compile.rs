@@ -321,12 +321,7 @@ fn resolve_backends(
     slices: &SliceIndex<'_>,
     previous: Option<&Arc<Pool>>,
 ) -> References {
-    let reuse: HashMap<SocketAddr, &Arc<Endpoint>> = previous
-        .map(|p| p.all_endpoints().map(|e| (e.addr, e)).collect())
-        .unwrap_or_default();
-    // Endpoints that arrive in a pool already serving are new, for slow start; those of a pool
-    // seen for the first time (or at weir's start) are not.
-    let joined_at = previous.map(|_| Instant::now());
+    let reuse = Reuse::of(previous);
     let mut refs = References {
         backends: Vec::new(),
         missing: Vec::new(),
@@ -350,14 +345,8 @@ fn resolve_backends(
                         backend.port
                     ));
                 }
-                refs.backends.push(backend_set(
-                    service_key,
-                    backend,
-                    resolved,
-                    spec,
-                    &reuse,
-                    joined_at,
-                ));
+                refs.backends
+                    .push(backend_set(service_key, backend, resolved, spec, &reuse));
             }
         }
     }
@@ -481,13 +470,32 @@ fn balancer(spec: &LoadBalancerPoolSpec, endpoints: &[Arc<Endpoint>]) -> Box<dyn
     }
 }
 
+/// What a pool's next build keeps of its previous one: the endpoints by address (with their
+/// live state), and when endpoints new to it joined.
+struct Reuse<'p> {
+    endpoints: HashMap<SocketAddr, &'p Arc<Endpoint>>,
+    /// Endpoints that arrive in a pool already serving are new, for slow start; those of a
+    /// pool seen for the first time (or at weir's start) are not.
+    joined_at: Option<Instant>,
+}
+
+impl<'p> Reuse<'p> {
+    fn of(previous: Option<&'p Arc<Pool>>) -> Self {
+        Reuse {
+            endpoints: previous
+                .map(|p| p.all_endpoints().map(|e| (e.addr, e)).collect())
+                .unwrap_or_default(),
+            joined_at: previous.map(|_| Instant::now()),
+        }
+    }
+}
+
 fn backend_set(
     service: ObjectKey,
     backend: &Backend,
     resolved: Vec<Resolved<'_>>,
     spec: &LoadBalancerPoolSpec,
-    reuse: &HashMap<SocketAddr, &Arc<Endpoint>>,
-    joined_at: Option<Instant>,
+    reuse: &Reuse<'_>,
 ) -> BackendSet {
     let mut endpoints = Vec::new();
     let mut fenced = Vec::new();
@@ -498,9 +506,9 @@ fn backend_set(
         if !seen.insert(e.addr) {
             continue;
         }
-        let endpoint = || match reuse.get(&e.addr) {
+        let endpoint = || match reuse.endpoints.get(&e.addr) {
             Some(existing) if existing.h2c == e.h2c => Arc::clone(existing),
-            _ => Arc::new(Endpoint::joined(e.addr, e.identity(), joined_at).with_h2c(e.h2c)),
+            _ => Arc::new(Endpoint::joined(e.addr, e.identity(), reuse.joined_at).with_h2c(e.h2c)),
         };
         if e.ready {
             endpoints.push(endpoint());

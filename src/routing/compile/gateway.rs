@@ -7,7 +7,7 @@
 //! outlier detection, affinity, slow start and retries). A backendRef to a Service gets a pool
 //! of its own rule, balanced round robin with weir's defaults.
 
-use super::{SecretCache, SliceIndex, backend_set, policy};
+use super::{Reuse, SecretCache, SliceIndex, backend_set, policy};
 use crate::api::gateway::FilterType;
 use crate::api::gateway::{
     CONTROLLER_NAME, GROUP, Gateway, HTTPBackendRef, HTTPRoute, HTTPRouteFilter, HTTPRouteMatch,
@@ -25,7 +25,7 @@ use crate::routing::pool::Pool;
 use crate::routing::table::RoutingTable;
 use crate::store::{ObjectKey, Store};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -273,8 +273,7 @@ pub(super) fn compile_gateways(
                 generation,
             ));
             if let (Some(listeners), Ok(compiled)) = (attached, &compiled) {
-                let report = statuses.gateways.get_mut(&gateway.key);
-                let mut report = report;
+                let mut report = statuses.gateways.get_mut(&gateway.key);
                 for (index, hosts) in listeners {
                     if let Some(r) = report.as_mut().and_then(|r| r.listeners.get_mut(index)) {
                         r.attached_routes += 1;
@@ -906,10 +905,7 @@ fn compile_backends(
     problems: &mut Vec<String>,
     reason: &mut Option<&'static str>,
 ) -> RuleBackends {
-    let reuse: HashMap<SocketAddr, &Arc<crate::endpoint::Endpoint>> = previous
-        .map(|p| p.all_endpoints().map(|e| (e.addr, e)).collect())
-        .unwrap_or_default();
-    let joined_at = previous.map(|_| std::time::Instant::now());
+    let reuse = Reuse::of(previous);
     let mut sets = Vec::new();
     let mut service_weight = 0u32;
     let mut choices: Vec<(u32, Option<Arc<Pool>>)> = Vec::new();
@@ -1001,9 +997,7 @@ fn compile_backends(
             }
             Ok(resolved) => {
                 service_weight += weight;
-                sets.push(backend_set(
-                    target, &backend, resolved, &spec, &reuse, joined_at,
-                ));
+                sets.push(backend_set(target, &backend, resolved, &spec, &reuse));
             }
         }
     }
