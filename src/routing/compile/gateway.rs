@@ -513,12 +513,7 @@ fn compile_gateway(
         let listener_accepted = accepted.is_none();
         report.listeners.push(ListenerReport {
             name: listener.name.clone(),
-            // An unsupported protocol takes no kind at all.
-            supported_kinds: if matches!(protocol, Protocol::Http | Protocol::Https) {
-                supported_kinds(listener)
-            } else {
-                Vec::new()
-            },
+            supported_kinds: supported_kinds(listener),
             attached_routes: 0,
             conditions,
         });
@@ -572,7 +567,11 @@ fn compile_gateway(
     (report, usable)
 }
 
+/// The kinds a listener takes, for its status: none for a protocol weir does not serve.
 fn supported_kinds(listener: &crate::api::gateway::Listener) -> Vec<RouteGroupKind> {
+    if !matches!(Protocol::of(listener), Protocol::Http | Protocol::Https) {
+        return Vec::new();
+    }
     rules::allowed_kinds(listener)
         .into_iter()
         .map(|k| RouteGroupKind {
