@@ -147,17 +147,22 @@ pub async fn start(
         Some(key) => Affinity::new(key),
         None => Affinity::try_random()?,
     });
-    // Made even without an HTTPS listener: a Gateway's HTTPS sockets need it too.
-    let files = options
-        .default_certificate
-        .as_ref()
-        .map(|(c, k)| (c.as_path(), k.as_path()));
-    let default_certificate =
-        proxy::tls::default_certificate(files).map_err(StartError::DefaultCertificate)?;
-    let tls = match &https {
+    // Made at start only for an HTTPS listener; Gateway sockets share it, or make it when one
+    // first needs TLS.
+    let default_certificate = match &https {
         None => None,
         Some(_) => {
-            let config = proxy::tls::server_config(table.clone(), default_certificate.clone())?;
+            let files = options
+                .default_certificate
+                .as_ref()
+                .map(|(c, k)| (c.as_path(), k.as_path()));
+            Some(proxy::tls::default_certificate(files).map_err(StartError::DefaultCertificate)?)
+        }
+    };
+    let tls = match &default_certificate {
+        None => None,
+        Some(default) => {
+            let config = proxy::tls::server_config(table.clone(), default.clone())?;
             Some(tokio_rustls::TlsAcceptor::from(config))
         }
     };
@@ -221,7 +226,8 @@ pub async fn start(
                         options.limits.clone(),
                         slots.clone(),
                         options.shutdown_grace,
-                        Some(default_certificate),
+                        default_certificate,
+                        options.default_certificate.clone(),
                     ),
                 ),
                 first,

@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use rustls::sign::CertifiedKey;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -25,8 +26,10 @@ pub(super) struct GatewaySockets {
     pub limits: Limits,
     pub slots: Arc<Slots>,
     pub grace: Duration,
-    /// The certificate for an SNI name no listener takes.
+    /// The certificate for an SNI name no listener takes: the HTTPS listener's, or made from
+    /// `certificate_files` (else self-signed) when a Gateway first needs TLS.
     pub default_certificate: Option<Arc<CertifiedKey>>,
+    certificate_files: Option<(PathBuf, PathBuf)>,
     open: BTreeMap<SocketAddr, Open>,
     /// Sockets that would not bind, and why (as of the last sync).
     failed: BTreeMap<SocketAddr, String>,
@@ -47,6 +50,7 @@ impl GatewaySockets {
         slots: Arc<Slots>,
         grace: Duration,
         default_certificate: Option<Arc<CertifiedKey>>,
+        certificate_files: Option<(PathBuf, PathBuf)>,
     ) -> Self {
         GatewaySockets {
             table,
@@ -55,6 +59,7 @@ impl GatewaySockets {
             slots,
             grace,
             default_certificate,
+            certificate_files,
             open: BTreeMap::new(),
             failed: BTreeMap::new(),
         }
@@ -106,16 +111,14 @@ impl GatewaySockets {
         }
     }
 
-    async fn bind(&self, addr: SocketAddr, tls: bool) -> Result<Open, String> {
-        let acceptor = match (tls, &self.default_certificate) {
-            (false, _) => None,
-            (true, None) => return Err("no default certificate to serve TLS with".into()),
-            (true, Some(default)) => {
-                let config =
-                    proxy::tls::gateway_server_config(self.table.clone(), addr, default.clone())
-                        .map_err(|e| e.to_string())?;
-                Some(tokio_rustls::TlsAcceptor::from(config))
-            }
+    async fn bind(&mut self, addr: SocketAddr, tls: bool) -> Result<Open, String> {
+        let acceptor = if tls {
+            let default = self.default_certificate()?;
+            let config = proxy::tls::gateway_server_config(self.table.clone(), addr, default)
+                .map_err(|e| e.to_string())?;
+            Some(tokio_rustls::TlsAcceptor::from(config))
+        } else {
+            None
         };
         let listener = TcpListener::bind(addr).await.map_err(|e| e.to_string())?;
         let (stop, stopped) = watch::channel(false);
@@ -130,6 +133,22 @@ impl GatewaySockets {
             self.grace,
         ));
         Ok(Open { tls, stop, task })
+    }
+
+    /// The default certificate, made the first time a Gateway socket needs it (a process with
+    /// no TLS anywhere never makes one).
+    fn default_certificate(&mut self) -> Result<Arc<CertifiedKey>, String> {
+        if let Some(c) = &self.default_certificate {
+            return Ok(c.clone());
+        }
+        let files = self
+            .certificate_files
+            .as_ref()
+            .map(|(c, k)| (c.as_path(), k.as_path()));
+        let made = proxy::tls::default_certificate(files)
+            .map_err(|e| format!("the default TLS certificate: {e}"))?;
+        self.default_certificate = Some(made.clone());
+        Ok(made)
     }
 
     /// Stops every socket and waits for their connections to drain (each within the grace).
