@@ -53,53 +53,31 @@ impl Kind for GatewayClass {
     }
 }
 
-impl Kind for Gateway {
-    type Stored = Self;
-    type Key = ObjectKey;
-    fn map(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<Self>> {
-        &mut store.gateways
-    }
-    fn api(client: Client, namespace: Option<&str>) -> Api<Self> {
-        namespaced_api(client, namespace)
-    }
-    fn stored(mut self) -> Self {
-        slim(&mut self.metadata);
-        self.status = None;
-        self
-    }
+/// A namespaced Gateway API kind with a status, kept whole but for the status (weir's own to
+/// write, never read back) and what [`slim`] drops.
+macro_rules! namespaced_kind_without_status {
+    ($kind:ty, $field:ident) => {
+        impl Kind for $kind {
+            type Stored = Self;
+            type Key = ObjectKey;
+            fn map(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<Self>> {
+                &mut store.$field
+            }
+            fn api(client: Client, namespace: Option<&str>) -> Api<Self> {
+                namespaced_api(client, namespace)
+            }
+            fn stored(mut self) -> Self {
+                slim(&mut self.metadata);
+                self.status = None;
+                self
+            }
+        }
+    };
 }
 
-impl Kind for HTTPRoute {
-    type Stored = Self;
-    type Key = ObjectKey;
-    fn map(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<Self>> {
-        &mut store.http_routes
-    }
-    fn api(client: Client, namespace: Option<&str>) -> Api<Self> {
-        namespaced_api(client, namespace)
-    }
-    fn stored(mut self) -> Self {
-        slim(&mut self.metadata);
-        self.status = None;
-        self
-    }
-}
-
-impl Kind for GRPCRoute {
-    type Stored = Self;
-    type Key = ObjectKey;
-    fn map(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<Self>> {
-        &mut store.grpc_routes
-    }
-    fn api(client: Client, namespace: Option<&str>) -> Api<Self> {
-        namespaced_api(client, namespace)
-    }
-    fn stored(mut self) -> Self {
-        slim(&mut self.metadata);
-        self.status = None;
-        self
-    }
-}
+namespaced_kind_without_status!(Gateway, gateways);
+namespaced_kind_without_status!(HTTPRoute, http_routes);
+namespaced_kind_without_status!(GRPCRoute, grpc_routes);
 
 impl Kind for ReferenceGrant {
     type Stored = Self;
