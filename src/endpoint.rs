@@ -262,6 +262,7 @@ impl Endpoint {
     /// Two responses finishing at the same instant may race and one sample be lost; the
     /// average tolerates that, and the request path stays lock-free.
     pub fn observe_latency(&self, rtt: Duration, now: Instant, decay: Duration) {
+        self.latency_window.get_or_init(Box::default).record(rtt);
         let rtt = rtt.as_nanos() as f64;
         let current = f64::from_bits(self.latency_ewma.load(Ordering::Relaxed));
         let next = if rtt > current || current == 0.0 {
@@ -274,9 +275,6 @@ impl Endpoint {
         self.latency_ewma.store(next.to_bits(), Ordering::Relaxed);
         self.latency_stamp
             .store(nanos_since_epoch(now), Ordering::Relaxed);
-        self.latency_window
-            .get_or_init(Box::default)
-            .record(Duration::from_nanos(rtt as u64));
     }
 
     /// Recent response times, if the endpoint has answered at all.
