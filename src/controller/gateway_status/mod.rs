@@ -136,6 +136,18 @@ impl<S: Sink> Writer<S> {
         self.seed_warned = false;
     }
 
+    /// weir's entries on every route of each kind, as the API server has them now.
+    async fn our_entries(
+        &self,
+    ) -> Result<Vec<((RouteKind, ObjectKey), Vec<RouteParentStatus>)>, S::Error> {
+        let mut found = Vec::new();
+        for kind in [RouteKind::Http, RouteKind::Grpc] {
+            let entries = self.sink.our_route_entries(kind).await?;
+            found.extend(entries.into_iter().map(|(key, e)| ((kind, key), e)));
+        }
+        Ok(found)
+    }
+
     /// Writes every status of `current` that differs from what was last written, and takes
     /// weir's entries away from routes that are no longer in it.
     pub async fn sync(&mut self, current: &GatewayStatuses) -> Synced {
@@ -146,15 +158,8 @@ impl<S: Sink> Writer<S> {
             return out;
         }
         if !self.seeded {
-            let http = self.sink.our_route_entries(RouteKind::Http).await;
-            let grpc = match http {
-                Ok(_) => self.sink.our_route_entries(RouteKind::Grpc).await,
-                Err(_) => Ok(BTreeMap::new()),
-            };
-            match http.and_then(|h| Ok((h, grpc?))) {
-                Ok((http, grpc)) => {
-                    let found = (http.into_iter().map(|(k, e)| ((RouteKind::Http, k), e)))
-                        .chain(grpc.into_iter().map(|(k, e)| ((RouteKind::Grpc, k), e)));
+            match self.our_entries().await {
+                Ok(found) => {
                     for (key, entries) in found {
                         self.routes.entry(key).or_insert(entries);
                     }
