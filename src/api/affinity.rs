@@ -9,6 +9,15 @@ pub(crate) const TTL_SECONDS: Bounds = Bounds::new(0, 31_536_000);
 pub(crate) const COOKIE_PATH_LEN: Bounds = Bounds::new(1, 1024);
 pub(crate) const COOKIE_DOMAIN_LEN: Bounds = Bounds::new(1, 253);
 
+/// Whether `name` may name a cookie: 1 to 64 token characters (RFC 6265), as the CRD's
+/// pattern says. Shared by pool validation and Gateway API `sessionName`.
+pub fn is_cookie_name(name: &str) -> bool {
+    (COOKIE_NAME_LEN.min as usize..=COOKIE_NAME_LEN.max as usize).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+.^_`|~-".contains(&b))
+}
+
 /// Keeps a client on one endpoint with a cookie.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]

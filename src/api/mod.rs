@@ -8,7 +8,7 @@ mod health;
 mod tls;
 mod validate;
 
-pub use affinity::{AffinityCookie, SameSite, SessionAffinity};
+pub use affinity::{AffinityCookie, SameSite, SessionAffinity, is_cookie_name};
 pub use condition::{Condition, ConditionType, Reason};
 pub use health::{HealthCheck, HttpCheck, OutlierDetection, Retries, TcpCheck, parse_status_range};
 pub use tls::{Hsts, Tls};

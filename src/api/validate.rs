@@ -320,12 +320,7 @@ fn check_health(errors: &mut Vec<ValidationError>, spec: &LoadBalancerPoolSpec) 
 fn check_affinity(errors: &mut Vec<ValidationError>, spec: &LoadBalancerPoolSpec) {
     if let Some(a) = &spec.session_affinity {
         let c = &a.cookie;
-        let token = |s: &str| {
-            length_problem(s, COOKIE_NAME_LEN).is_none()
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+.^_`|~-".contains(&b))
-        };
-        if !token(&c.name) {
+        if !super::affinity::is_cookie_name(&c.name) {
             errors.push(err(
                 "spec.sessionAffinity.cookie.name",
                 format!(

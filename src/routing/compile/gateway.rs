@@ -795,8 +795,7 @@ fn session_affinity(
     }
     let mut cookie = AffinityCookie::default();
     if let Some(name) = &session.session_name {
-        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+.^_`|~-".contains(&b);
-        if name.is_empty() || name.len() > 64 || !name.bytes().all(token) {
+        if !crate::api::is_cookie_name(name) {
             return Err(format!(
                 "sessionPersistence sessionName {name:?} is not a cookie name"
             ));
