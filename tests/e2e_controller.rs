@@ -15,56 +15,21 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 use weir::api::LoadBalancerPool;
 use weir::testkit::{backend_slice, pool, tls_secret};
 
-struct WeirProcess {
-    child: Child,
-    http: String,
-    https: String,
-    admin: String,
-}
-
-impl Drop for WeirProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type WeirProcess = process::Run;
 
 fn start_weir(kubeconfig: &Path, identity: &str) -> WeirProcess {
-    let (http, admin, https) = (
-        format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
-    );
-    let child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .arg("run")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args([
-            "--http-addr",
-            &http,
-            "--admin-addr",
-            &admin,
-            "--https-addr",
-            &https,
-        ])
-        .args(["--lease-duration", "4s", "--lease-namespace", "default"])
-        .env("POD_NAME", identity)
-        .env("RUST_LOG", "weir=debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("weir starts");
-    WeirProcess {
-        child,
-        http,
-        https,
-        admin,
-    }
+    process::run(
+        kubeconfig,
+        identity,
+        &["--lease-duration", "4s", "--lease-namespace", "default"],
+        "weir=debug",
+        Stdio::null(),
+    )
 }
 
 fn from_yaml<T: serde::de::DeserializeOwned>(yaml: &str) -> T {

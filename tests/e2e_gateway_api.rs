@@ -8,28 +8,21 @@
 mod common;
 
 use common::cluster::{Cluster, ok};
-use common::{eventually, free_port, get, http1_client};
+use common::{eventually, free_port, get, http1_client, process};
 use http::StatusCode;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 /// Pods start, weir lists, routes compile: each within this.
 const STARTUP: Duration = Duration::from_secs(120);
 
+/// `weir run` against the cluster, and the file its log (text) goes to, kept with the
+/// cluster's logs when the test fails.
 struct WeirProcess {
-    child: Child,
-    http: String,
-    admin: String,
+    run: process::Run,
     log: PathBuf,
-}
-
-impl Drop for WeirProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl WeirProcess {
@@ -38,41 +31,17 @@ impl WeirProcess {
     }
 }
 
-/// `weir run` against the cluster, logging (text) to `dir/weir.log`, kept with the cluster's
-/// logs when the test fails.
 fn start_weir(kubeconfig: &Path, dir: &Path) -> WeirProcess {
-    let (http, admin, https) = (
-        format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
-    );
     let log = dir.join("weir.log");
     let file = std::fs::File::create(&log).expect("weir's log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .arg("run")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args([
-            "--http-addr",
-            &http,
-            "--admin-addr",
-            &admin,
-            "--https-addr",
-            &https,
-        ])
-        .args(["--lease-namespace", "default"])
-        .env("POD_NAME", "gateway-e2e")
-        .env("RUST_LOG", "weir=debug,info")
-        .stdout(Stdio::null())
-        .stderr(file)
-        .spawn()
-        .expect("weir starts");
-    WeirProcess {
-        child,
-        http,
-        admin,
-        log,
-    }
+    let run = process::run(
+        kubeconfig,
+        "gateway-e2e",
+        &["--lease-namespace", "default"],
+        "weir=debug,info",
+        file.into(),
+    );
+    WeirProcess { run, log }
 }
 
 /// Namespace `shop` (labelled for the Gateway's selector), an echo Deployment of two pods, its
@@ -168,7 +137,7 @@ async fn echo_answer(url: &str, host: &str) -> Option<String> {
 }
 
 async fn is_ready(weir: &WeirProcess) -> bool {
-    let url = format!("http://{}/readyz", weir.admin);
+    let url = format!("http://{}/readyz", weir.run.admin);
     matches!(
         get(&http1_client(), &url, "admin").await,
         Ok((StatusCode::OK, _))
@@ -203,7 +172,7 @@ async fn gateway_api_is_watched_once_its_crds_are_installed() {
         async || is_ready(&weir).await.then_some(()),
     )
     .await;
-    let pool_url = format!("http://{}/", weir.http);
+    let pool_url = format!("http://{}/", weir.run.http);
     eventually("the pool serves the echo pods", STARTUP, async || {
         echo_answer(&pool_url, "pool.test").await
     })

@@ -66,6 +66,51 @@ pub async fn wait_ready(admin: &str) {
     panic!("weir at {admin} never became ready");
 }
 
+/// A `weir run` against a cluster, and where it listens.
+pub struct Run {
+    pub process: Process,
+    pub http: String,
+    pub https: String,
+    pub admin: String,
+}
+
+/// `weir run --kubeconfig KUBECONFIG` as replica `identity` (`POD_NAME`, its Lease identity),
+/// its listeners on free loopback ports, with `extra` flags, logging at `rust_log` to `stderr`.
+pub fn run(
+    kubeconfig: &std::path::Path,
+    identity: &str,
+    extra: &[&str],
+    rust_log: &str,
+    stderr: Stdio,
+) -> Run {
+    let [http, https, admin] = [(); 3].map(|_| format!("127.0.0.1:{}", free_port()));
+    let child = Command::new(WEIR)
+        .arg("run")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args([
+            "--http-addr",
+            &http,
+            "--admin-addr",
+            &admin,
+            "--https-addr",
+            &https,
+        ])
+        .args(extra)
+        .env("POD_NAME", identity)
+        .env("RUST_LOG", rust_log)
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("weir starts");
+    Run {
+        process: Process(child),
+        http,
+        https,
+        admin,
+    }
+}
+
 /// `weir serve` on a file, with `extra` flags; HTTPS on a free port nobody uses.
 pub fn serve(config: &std::path::Path, http: &str, admin: &str, extra: &[&str]) -> Process {
     let child = Command::new(WEIR)
