@@ -15,6 +15,7 @@ pub mod demo;
 pub mod endpoint;
 pub mod fd_limit;
 pub mod health;
+pub mod load_report;
 pub mod metrics;
 pub mod proxy;
 pub mod routing;

@@ -454,3 +454,64 @@ impl StoreBuilder {
         compile(&self.0, None)
     }
 }
+
+/// `report` as an `OrcaLoadReport` protobuf, the bytes a pod base64-encodes into
+/// `endpoint-load-metrics-bin` (fields at 0 left out, as protobuf writers do).
+pub fn orca_protobuf(report: &crate::load_report::LoadReport) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    fn double(out: &mut Vec<u8>, field: u64, v: f64) {
+        if v != 0.0 {
+            varint(out, field << 3 | 1);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    let mut out = Vec::new();
+    double(&mut out, 1, report.cpu_utilization);
+    double(&mut out, 2, report.mem_utilization);
+    for (field, map) in [
+        (4, &report.request_cost),
+        (5, &report.utilization),
+        (8, &report.named_metrics),
+    ] {
+        for (key, value) in map {
+            let mut entry = Vec::new();
+            varint(&mut entry, 1 << 3 | 2);
+            varint(&mut entry, key.len() as u64);
+            entry.extend_from_slice(key.as_bytes());
+            varint(&mut entry, 2 << 3 | 1);
+            entry.extend_from_slice(&value.to_le_bytes());
+            varint(&mut out, field << 3 | 2);
+            varint(&mut out, entry.len() as u64);
+            out.extend_from_slice(&entry);
+        }
+    }
+    double(&mut out, 6, report.rps_fractional);
+    double(&mut out, 7, report.eps);
+    double(&mut out, 9, report.application_utilization);
+    out
+}
+
+/// `report` in the `TEXT` form of `endpoint-load-metrics`.
+pub fn orca_text(report: &crate::load_report::LoadReport) -> String {
+    let mut pairs = vec![
+        format!("cpu_utilization={}", report.cpu_utilization),
+        format!("mem_utilization={}", report.mem_utilization),
+        format!("application_utilization={}", report.application_utilization),
+        format!("rps_fractional={}", report.rps_fractional),
+        format!("eps={}", report.eps),
+    ];
+    for (prefix, map) in [
+        ("named_metrics", &report.named_metrics),
+        ("request_cost", &report.request_cost),
+        ("utilization", &report.utilization),
+    ] {
+        pairs.extend(map.iter().map(|(k, v)| format!("{prefix}.{k}={v}")));
+    }
+    format!("TEXT {}", pairs.join(","))
+}
