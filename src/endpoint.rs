@@ -5,8 +5,10 @@
 //! changes per request is an atomic: the request path never locks.
 
 mod latency;
+mod load;
 
 pub use latency::LatencyWindow;
+pub use load::{EndpointLoad, LoadSnapshot};
 
 use std::any::Any;
 use std::net::SocketAddr;
@@ -35,6 +37,8 @@ pub struct Endpoint {
     pub added_at: Option<Instant>,
     in_flight: AtomicU64,
     requests: AtomicU64,
+    /// Requests that failed (5xx, connect errors, timeouts), for weir's own error rate.
+    failures: AtomicU64,
     /// Peak-sensitive latency EWMA, in nanoseconds, as `f64` bits; 0 until the first response.
     latency_ewma: AtomicU64,
     /// When `latency_ewma` was last updated, in nanoseconds since [`epoch`].
@@ -42,6 +46,9 @@ pub struct Endpoint {
     /// Recent response times, for the dashboard's p99; made on the first response, so an
     /// endpoint that never answers costs a pointer.
     latency_window: OnceLock<Box<LatencyWindow>>,
+    /// Load reports and the weight made from them; made on the first report or weight
+    /// recompute, so an endpoint of a pool that has neither costs a pointer.
+    load: OnceLock<Box<EndpointLoad>>,
     /// The active checks' verdict, an [`ActiveHealth`].
     active: AtomicU8,
     /// The last check: when (nanoseconds since [`epoch`], 0 for never) and whether it passed.
@@ -112,9 +119,11 @@ impl Endpoint {
             added_at,
             in_flight: AtomicU64::new(0),
             requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
             latency_ewma: AtomicU64::new(0f64.to_bits()),
             latency_stamp: AtomicU64::new(0),
             latency_window: OnceLock::new(),
+            load: OnceLock::new(),
             active: AtomicU8::new(ActiveHealth::Unknown as u8),
             last_check: AtomicU64::new(0),
             last_check_passed: AtomicU8::new(0),
@@ -254,6 +263,45 @@ impl Endpoint {
 
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Counts a failed request (whether or not outlier detection is on).
+    pub fn count_failure(&self) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// The endpoint's load state, made on first use.
+    pub fn load(&self) -> &EndpointLoad {
+        self.load.get_or_init(Box::default)
+    }
+
+    /// The endpoint's load state, if a report or a recompute made it.
+    pub fn load_if_any(&self) -> Option<&EndpointLoad> {
+        self.load.get().map(|l| &**l)
+    }
+
+    /// Takes in what the pod said of its load in one response's headers or trailers (or a
+    /// health check's): a good report is recorded, a bad one counted and ignored.
+    pub fn observe_load_report(
+        &self,
+        report: Result<crate::load_report::LoadReport, crate::load_report::ReportError>,
+        now: Instant,
+    ) {
+        match report {
+            Ok(report) => self.load().record(&report, now),
+            Err(why) => {
+                let load = self.load();
+                load.reject();
+                // A pod that sends garbage sends it on every answer: say so once.
+                if load.rejected() == 1 {
+                    tracing::warn!(endpoint = %self.addr, error = %why, "ignoring a bad load report");
+                }
+            }
+        }
     }
 
     /// Folds one response time into the latency EWMA. Peak-sensitive: a slower response

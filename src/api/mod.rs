@@ -45,6 +45,10 @@ pub(crate) const SERVICE_LEN: Bounds = Bounds::new(1, 63);
 pub(crate) const HASH_KEY_LEN: Bounds = Bounds::new(1, 256);
 pub(crate) const DECAY_SECONDS: Bounds = Bounds::new(1, 600);
 pub(crate) const WINDOW_SECONDS: Bounds = Bounds::new(1, 3600);
+pub(crate) const BLACKOUT_SECONDS: Bounds = Bounds::new(0, 600);
+pub(crate) const EXPIRY_SECONDS: Bounds = Bounds::new(1, 3600);
+pub(crate) const UPDATE_PERIOD_MILLIS: Bounds = Bounds::new(100, 60_000);
+pub(crate) const ERROR_PENALTY_PERCENT: Bounds = Bounds::new(0, 1000);
 pub(crate) const CONNECT_MILLIS: Bounds = Bounds::new(1, 60_000);
 pub(crate) const REQUEST_SECONDS: Bounds = Bounds::new(1, 3600);
 pub(crate) const IDLE_SECONDS: Bounds = Bounds::new(1, 86_400);
@@ -70,6 +74,7 @@ pub(crate) const IDLE_SECONDS: Bounds = Bounds::new(1, 86_400);
 #[x_kube(validation = Rule::new("self.routes.all(r, self.routes.exists_one(s, s.host == r.host && s.pathPrefix == r.pathPrefix))").message("routes must not repeat the same host and pathPrefix"))]
 #[x_kube(validation = Rule::new("self.algorithm != 'ConsistentHash' || has(self.hashOn)").message("algorithm ConsistentHash needs hashOn"))]
 #[x_kube(validation = Rule::new("!has(self.hashOn) || self.algorithm == 'ConsistentHash'").message("hashOn is only for algorithm ConsistentHash"))]
+#[x_kube(validation = Rule::new("!has(self.weightedByLoad) || self.algorithm == 'WeightedByLoad'").message("weightedByLoad is only for algorithm WeightedByLoad"))]
 #[serde(rename_all = "camelCase")]
 pub struct LoadBalancerPoolSpec {
     /// Which weir installation serves this pool (`--controller-class`); none: the default one.
@@ -92,8 +97,15 @@ pub struct LoadBalancerPoolSpec {
     /// Settings of the `PeakEwma` algorithm.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_ewma: Option<PeakEwma>,
+    /// Settings of the `WeightedByLoad` algorithm (defaults when left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weighted_by_load: Option<WeightedByLoad>,
+    /// What happens to the load reports pods send (ORCA `endpoint-load-metrics` headers and
+    /// trailers). weir reads them with every algorithm, for `/pools` and the metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_reports: Option<LoadReports>,
     /// New endpoints take a growing share of traffic over a window, instead of a full share at
-    /// once (RoundRobin, LeastConnections and PeakEwma).
+    /// once (RoundRobin, LeastConnections, PeakEwma and WeightedByLoad).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slow_start: Option<SlowStart>,
     /// Active health checks, on top of Kubernetes readiness.
@@ -212,6 +224,11 @@ pub enum Algorithm {
     /// A hash of `hashOn` picks the endpoint (Maglev): the same key keeps its endpoint, and
     /// endpoint changes move few keys. Requests without the key go round robin.
     ConsistentHash,
+    /// Weighted round robin by the load pods report (ORCA load reports, weighed as gRPC's
+    /// `weighted_round_robin` does): requests per second over utilization, less for errors.
+    /// Endpoints without a fresh report take the mean weight; with fewer than two weighted
+    /// endpoints it is round robin.
+    WeightedByLoad,
 }
 
 impl Algorithm {
@@ -222,6 +239,7 @@ impl Algorithm {
             Algorithm::PeakEwma => "PeakEwma",
             Algorithm::Random => "Random",
             Algorithm::ConsistentHash => "ConsistentHash",
+            Algorithm::WeightedByLoad => "WeightedByLoad",
         }
     }
 }
@@ -264,6 +282,68 @@ impl Default for PeakEwma {
             decay_seconds: default_decay_seconds(),
         }
     }
+}
+
+/// Settings of the `WeightedByLoad` algorithm. An endpoint's weight is
+/// `qps / (utilization + eps / qps × errorPenaltyPercent / 100)`, from its latest report
+/// (`application_utilization` when set, else `cpu_utilization`; `rps_fractional` and `eps`, or
+/// weir's own counts of its requests and failures when the report has no `rps_fractional`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WeightedByLoad {
+    /// After an endpoint's first report, how long before its weight counts, in seconds: a
+    /// pod that just started reports noise.
+    #[serde(default = "default_blackout_seconds")]
+    #[schemars(range(min = BLACKOUT_SECONDS.min, max = BLACKOUT_SECONDS.max))]
+    pub blackout_seconds: u32,
+    /// How long a report counts, in seconds; an endpoint whose reports stop falls back to the
+    /// mean weight, and its next report starts a new blackout.
+    #[serde(default = "default_expiry_seconds")]
+    #[schemars(range(min = EXPIRY_SECONDS.min, max = EXPIRY_SECONDS.max))]
+    pub expiry_seconds: u32,
+    /// How often the weights are recomputed, in milliseconds (off the request path).
+    #[serde(default = "default_update_period_millis")]
+    #[schemars(range(min = UPDATE_PERIOD_MILLIS.min, max = UPDATE_PERIOD_MILLIS.max))]
+    pub update_period_millis: u32,
+    /// How much errors weigh against an endpoint, in percent (gRPC's
+    /// `error_utilization_penalty` × 100).
+    #[serde(default = "default_error_penalty_percent")]
+    #[schemars(range(min = ERROR_PENALTY_PERCENT.min, max = ERROR_PENALTY_PERCENT.max))]
+    pub error_penalty_percent: u32,
+}
+
+fn default_blackout_seconds() -> u32 {
+    10
+}
+fn default_expiry_seconds() -> u32 {
+    180
+}
+fn default_update_period_millis() -> u32 {
+    1000
+}
+fn default_error_penalty_percent() -> u32 {
+    100
+}
+
+impl Default for WeightedByLoad {
+    fn default() -> Self {
+        WeightedByLoad {
+            blackout_seconds: default_blackout_seconds(),
+            expiry_seconds: default_expiry_seconds(),
+            update_period_millis: default_update_period_millis(),
+            error_penalty_percent: default_error_penalty_percent(),
+        }
+    }
+}
+
+/// What happens to the load reports pods send.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadReports {
+    /// Pass the report headers and trailers on to clients (default: weir removes them, as
+    /// they describe the pod, not the answer).
+    #[serde(default)]
+    pub keep: bool,
 }
 
 /// Slow start: a new endpoint's share grows linearly from a small floor to full over the window.

@@ -4,9 +4,10 @@
 //! the generated CRD.
 
 use super::{
-    Bounds, CLASS_NAME_LEN, CONNECT_MILLIS, DECAY_SECONDS, HASH_KEY_LEN, IDLE_SECONDS,
-    LoadBalancerPoolSpec, MAX_BACKENDS, MAX_ROUTES, MAX_WEIGHT, PATH_PREFIX_LEN, REQUEST_SECONDS,
-    ROUTE_HOST_LEN, SERVICE_LEN, WINDOW_SECONDS,
+    BLACKOUT_SECONDS, Bounds, CLASS_NAME_LEN, CONNECT_MILLIS, DECAY_SECONDS, ERROR_PENALTY_PERCENT,
+    EXPIRY_SECONDS, HASH_KEY_LEN, IDLE_SECONDS, LoadBalancerPoolSpec, MAX_BACKENDS, MAX_ROUTES,
+    MAX_WEIGHT, PATH_PREFIX_LEN, REQUEST_SECONDS, ROUTE_HOST_LEN, SERVICE_LEN,
+    UPDATE_PERIOD_MILLIS, WINDOW_SECONDS,
 };
 use crate::api::affinity::{COOKIE_DOMAIN_LEN, COOKIE_NAME_LEN, COOKIE_PATH_LEN, TTL_SECONDS};
 use crate::api::health::{
@@ -218,6 +219,38 @@ fn check_balancing(errors: &mut Vec<ValidationError>, spec: &LoadBalancerPoolSpe
             errors,
             &[("spec.peakEwma.decaySeconds", p.decay_seconds, DECAY_SECONDS)],
         );
+    }
+    match (&spec.algorithm, &spec.weighted_by_load) {
+        (super::Algorithm::WeightedByLoad, Some(w)) => check_ranges(
+            errors,
+            &[
+                (
+                    "spec.weightedByLoad.blackoutSeconds",
+                    w.blackout_seconds,
+                    BLACKOUT_SECONDS,
+                ),
+                (
+                    "spec.weightedByLoad.expirySeconds",
+                    w.expiry_seconds,
+                    EXPIRY_SECONDS,
+                ),
+                (
+                    "spec.weightedByLoad.updatePeriodMillis",
+                    w.update_period_millis,
+                    UPDATE_PERIOD_MILLIS,
+                ),
+                (
+                    "spec.weightedByLoad.errorPenaltyPercent",
+                    w.error_penalty_percent,
+                    ERROR_PENALTY_PERCENT,
+                ),
+            ],
+        ),
+        (_, Some(_)) => errors.push(err(
+            "spec.weightedByLoad",
+            "weightedByLoad is only for algorithm WeightedByLoad",
+        )),
+        _ => {}
     }
     if let Some(w) = &spec.slow_start {
         check_ranges(
@@ -487,6 +520,8 @@ mod tests {
             algorithm: Default::default(),
             hash_on: None,
             peak_ewma: None,
+            weighted_by_load: None,
+            load_reports: None,
             slow_start: None,
             health_check: None,
             outlier_detection: None,
@@ -623,6 +658,16 @@ mod tests {
             ("spec.backends[].weight", Bounds::new(0, MAX_WEIGHT)),
             ("spec.peakEwma.decaySeconds", DECAY_SECONDS),
             ("spec.slowStart.windowSeconds", WINDOW_SECONDS),
+            ("spec.weightedByLoad.blackoutSeconds", BLACKOUT_SECONDS),
+            ("spec.weightedByLoad.expirySeconds", EXPIRY_SECONDS),
+            (
+                "spec.weightedByLoad.updatePeriodMillis",
+                UPDATE_PERIOD_MILLIS,
+            ),
+            (
+                "spec.weightedByLoad.errorPenaltyPercent",
+                ERROR_PENALTY_PERCENT,
+            ),
             ("spec.healthCheck.intervalSeconds", INTERVAL_SECONDS),
             ("spec.healthCheck.timeoutSeconds", TIMEOUT_SECONDS),
             ("spec.healthCheck.healthyThreshold", THRESHOLD),

@@ -10,6 +10,8 @@ mod peak_ewma;
 mod random;
 mod round_robin;
 mod slow_start;
+mod stride;
+mod weighted_by_load;
 mod weighted_sequence;
 
 pub use hash_ring::{ConsistentHash, HashRing, key_hash};
@@ -18,6 +20,8 @@ pub use peak_ewma::PeakEwma;
 pub use random::Random;
 pub use round_robin::RoundRobin;
 pub use slow_start::SlowStart;
+pub use stride::StrideSchedule;
+pub use weighted_by_load::{LoadWeighting, WeightedByLoad};
 pub use weighted_sequence::WeightedSequence;
 
 use crate::endpoint::Endpoint;
@@ -49,6 +53,17 @@ pub trait Balance: Send + Sync + std::fmt::Debug {
     /// The index of the endpoint to use, among those `pick.accept` takes; `None` when it
     /// takes none.
     fn pick(&self, endpoints: &[Arc<Endpoint>], pick: &Pick<'_>) -> Option<usize>;
+
+    /// Brings state kept from live measures up to date, off the request path: called every
+    /// tick with the same endpoints `pick` gets; the balancer decides whether it is due. Only
+    /// `WeightedByLoad` keeps such state.
+    fn refresh(&self, _endpoints: &[Arc<Endpoint>], _now: Instant) {}
+
+    /// Whether [`Balance::refresh`] does anything, so the caller can skip the pools that need
+    /// none.
+    fn needs_refresh(&self) -> bool {
+        false
+    }
 }
 
 /// Any accepted endpoint, scanning from a random place: the fallback when sampling keeps

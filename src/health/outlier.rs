@@ -95,6 +95,7 @@ mod tests {
             }),
             retries: Retries::default(),
             session_affinity: None,
+            keep_load_reports: false,
         };
         Pool::new(ObjectKey::new("ns", "p"), policy, vec![backend])
     }

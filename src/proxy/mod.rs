@@ -231,6 +231,9 @@ impl Proxy {
     }
 
     fn record(&self, pool: &Pool, endpoint: &Endpoint, outcome: Outcome, now: Instant) {
+        if outcome == Outcome::Failure {
+            endpoint.count_failure();
+        }
         if health::record_outcome(pool, endpoint, outcome, now).is_some() {
             self.metrics
                 .ejections

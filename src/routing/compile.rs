@@ -451,6 +451,7 @@ fn policy(spec: &LoadBalancerPoolSpec) -> Policy {
         outlier_detection: spec.outlier_detection,
         retries: spec.retries.clone(),
         session_affinity: spec.session_affinity.clone(),
+        keep_load_reports: spec.load_reports.is_some_and(|r| r.keep),
     }
 }
 
@@ -467,6 +468,21 @@ fn balancer(spec: &LoadBalancerPoolSpec, endpoints: &[Arc<Endpoint>]) -> Box<dyn
         )),
         Algorithm::Random => Box::new(balance::Random),
         Algorithm::ConsistentHash => Box::new(balance::ConsistentHash::new(endpoints)),
+        Algorithm::WeightedByLoad => {
+            let w = spec.weighted_by_load.unwrap_or_default();
+            let weighting = balance::LoadWeighting {
+                blackout: Duration::from_secs(w.blackout_seconds.into()),
+                expiry: Duration::from_secs(w.expiry_seconds.into()),
+                period: Duration::from_millis(w.update_period_millis.into()),
+                error_penalty: f64::from(w.error_penalty_percent) / 100.0,
+            };
+            Box::new(balance::WeightedByLoad::new(
+                endpoints,
+                weighting,
+                slow_start,
+                Instant::now(),
+            ))
+        }
     }
 }
 

@@ -73,6 +73,8 @@ pub struct Policy {
     pub outlier_detection: Option<OutlierDetection>,
     pub retries: Retries,
     pub session_affinity: Option<SessionAffinity>,
+    /// Pass pods' load reports on to clients instead of removing them.
+    pub keep_load_reports: bool,
 }
 
 impl Pool {

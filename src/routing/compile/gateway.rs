@@ -1021,6 +1021,8 @@ fn service_pool_spec() -> LoadBalancerPoolSpec {
         algorithm: Algorithm::default(),
         hash_on: None,
         peak_ewma: None,
+        weighted_by_load: None,
+        load_reports: None,
         slow_start: None,
         health_check: None,
         outlier_detection: None,
