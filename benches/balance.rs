@@ -1,4 +1,5 @@
-//! Cost of one pick per algorithm, over 10 to 10 000 endpoints, and of building a hash ring.
+//! Cost of one pick per algorithm, over 10 to 10 000 endpoints, of building a hash ring, and
+//! of one `WeightedByLoad` recompute.
 //!
 //! `cargo bench --bench balance`
 
@@ -7,9 +8,10 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir::balance::{
-    Balance, ConsistentHash, LeastConnections, PeakEwma, Pick, Random, RoundRobin, SlowStart,
-    key_hash,
+    Balance, ConsistentHash, LeastConnections, LoadWeighting, PeakEwma, Pick, Random,
+    RoundRobin, SlowStart, WeightedByLoad, key_hash,
 };
+use weir::load_report::LoadReport;
 use weir::endpoint::Endpoint;
 
 const SIZES: [usize; 4] = [10, 100, 1_000, 10_000];
@@ -26,6 +28,15 @@ fn endpoints(n: usize) -> Vec<Arc<Endpoint>> {
                 Duration::from_micros(200 + (i % 50) as u64),
                 now,
                 Duration::from_secs(10),
+            );
+            // Utilizations from 0.1 to 0.9, so WeightedByLoad has real weights to follow.
+            e.load().record(
+                &LoadReport {
+                    cpu_utilization: 0.1 + (i % 9) as f64 / 10.0,
+                    rps_fractional: 100.0,
+                    ..LoadReport::default()
+                },
+                now,
             );
             e
         })
@@ -52,6 +63,10 @@ fn picks(c: &mut Criterion) {
             ),
             ("Random", Box::new(Random)),
             ("ConsistentHash", Box::new(ConsistentHash::new(&eps))),
+            (
+                "WeightedByLoad",
+                Box::new(WeightedByLoad::new(&eps, weighting(), None, Instant::now())),
+            ),
         ];
         let accept = |_: &Endpoint| true;
         for (name, balancer) in &algorithms {
@@ -72,6 +87,28 @@ fn picks(c: &mut Criterion) {
     group.finish();
 }
 
+fn weighting() -> LoadWeighting {
+    LoadWeighting {
+        blackout: Duration::ZERO,
+        expiry: Duration::from_secs(180),
+        period: Duration::ZERO,
+        error_penalty: 1.0,
+    }
+}
+
+/// One recompute of the weights (what the refresher runs per pool each period).
+fn load_refresh(c: &mut Criterion) {
+    let mut group = c.benchmark_group("weighted_by_load_refresh");
+    for n in [10, 1_000, 10_000] {
+        let eps = endpoints(n);
+        let balancer = WeightedByLoad::new(&eps, weighting(), None, Instant::now());
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| balancer.refresh(&eps, Instant::now()))
+        });
+    }
+    group.finish();
+}
+
 fn ring_build(c: &mut Criterion) {
     let mut group = c.benchmark_group("consistent_hash_build");
     for n in [100, 1_000, 10_000] {
@@ -83,5 +120,5 @@ fn ring_build(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, picks, ring_build);
+criterion_group!(benches, picks, ring_build, load_refresh);
 criterion_main!(benches);

@@ -1,6 +1,7 @@
 //! Wires the parts together: a store feed → compile → the table → proxy and admin servers.
 
 mod gateway_sockets;
+mod load_weights;
 
 use gateway_sockets::GatewaySockets;
 
@@ -211,6 +212,7 @@ pub async fn start(
                 table.clone(),
                 shutdown_rx.clone(),
             )),
+            tokio::spawn(load_weights::run(table.clone(), shutdown_rx.clone())),
             tokio::spawn(follow_store(
                 Follower::new(
                     table.clone(),

@@ -353,6 +353,13 @@ pub struct InFlight {
     endpoint: Arc<Endpoint>,
 }
 
+impl InFlight {
+    /// The endpoint the request is on.
+    pub fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.endpoint
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);

@@ -134,6 +134,67 @@ impl Collector for EndpointCollector {
             let labels = [("pool", *pool), ("endpoint", addr.as_str())];
             ConstCounter::new(e.requests()).encode(m.encode_family(&labels)?)?;
         }
-        Ok(())
+        encode_load(&mut encoder, &rows)
     }
+}
+
+/// The load pods report, and the weights made of it: only for endpoints that reported or
+/// are weighed (a family without samples is left out).
+fn encode_load(
+    encoder: &mut DescriptorEncoder<'_>,
+    rows: &[(&str, String, &Pool, &Arc<Endpoint>)],
+) -> Result<(), std::fmt::Error> {
+    let loads: Vec<_> = rows
+        .iter()
+        .filter_map(|(pool, addr, _, e)| Some((*pool, addr.as_str(), e.load_if_any()?)))
+        .collect();
+    if loads.is_empty() {
+        return Ok(());
+    }
+    let reported: Vec<_> = loads.iter().filter(|(_, _, l)| l.accepted() > 0).collect();
+    if !reported.is_empty() {
+        let mut m = encoder.encode_descriptor(
+            "endpoint_utilization",
+            "The utilization an endpoint last reported (ORCA: application_utilization, else cpu_utilization)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (pool, addr, load) in reported {
+            let labels = [("pool", *pool), ("endpoint", *addr)];
+            ConstGauge::new(load.utilization()).encode(m.encode_family(&labels)?)?;
+        }
+    }
+    let weighed: Vec<_> = loads
+        .iter()
+        .filter_map(|(pool, addr, l)| Some((*pool, *addr, l.weight()?)))
+        .collect();
+    if !weighed.is_empty() {
+        let mut m = encoder.encode_descriptor(
+            "endpoint_load_weight",
+            "An endpoint's WeightedByLoad weight (requests per second per unit of utilization); absent while it takes the mean",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (pool, addr, weight) in weighed {
+            let labels = [("pool", pool), ("endpoint", addr)];
+            ConstGauge::new(weight).encode(m.encode_family(&labels)?)?;
+        }
+    }
+    let mut rejected: Vec<(&str, u64)> = Vec::new();
+    for (pool, _, load) in &loads {
+        match rejected.last_mut() {
+            Some((p, n)) if p == pool => *n += load.rejected(),
+            _ => rejected.push((pool, load.rejected())),
+        }
+    }
+    let mut m = encoder.encode_descriptor(
+        "load_reports_rejected",
+        "Load reports refused as malformed or out of bounds, by pool",
+        None,
+        MetricType::Counter,
+    )?;
+    for (pool, n) in rejected {
+        ConstCounter::new(n).encode(m.encode_family(&[("pool", pool)])?)?;
+    }
+    Ok(())
 }

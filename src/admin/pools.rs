@@ -1,7 +1,7 @@
 //! `/pools`: the live routing table as JSON, and the tables `weir inspect` prints from it.
 
 use super::ProcessState;
-use crate::endpoint::{ActiveHealth, Endpoint};
+use crate::endpoint::{ActiveHealth, Endpoint, EndpointLoad};
 use crate::routing::Pool;
 use std::time::Instant;
 
@@ -77,6 +77,24 @@ fn endpoint_json(e: &Endpoint, state: &str, pool: &Pool, now: Instant) -> serde_
         "requests": e.requests(),
         "latencyEwmaMs": (e.latency_ewma_at(now, pool.policy.latency_decay) / 1e4).round() / 100.0,
         "lastCheck": last_check,
+        "load": e.load_if_any().map(|l| load_json(l, now)),
+    })
+}
+
+/// What the pod reported of its load and the weight made of it.
+fn load_json(load: &EndpointLoad, now: Instant) -> serde_json::Value {
+    let round = |v: f64, places: i32| {
+        let f = 10f64.powi(places);
+        (v * f).round() / f
+    };
+    serde_json::json!({
+        "utilization": round(load.utilization(), 3),
+        "weight": load.weight().map(|w| round(w, 2)),
+        "reports": load.accepted(),
+        "rejected": load.rejected(),
+        "lastReportSecondsAgo": load
+            .last_report()
+            .map(|at| round(now.saturating_duration_since(at).as_secs_f64(), 1)),
     })
 }
 
@@ -129,7 +147,7 @@ pub fn render_pools(pools: &serde_json::Value) -> String {
         }
         let _ = writeln!(
             out,
-            "  {:<22} {:<28} {:<7} {:<10} {:<8} {:>8} {:>9} {:>11}  LAST CHECK",
+            "  {:<22} {:<28} {:<7} {:<10} {:<8} {:>8} {:>9} {:>11} {:>6} {:>9}  LAST CHECK",
             "ENDPOINT",
             "IDENTITY",
             "STATE",
@@ -137,7 +155,9 @@ pub fn render_pools(pools: &serde_json::Value) -> String {
             "EJECTED",
             "INFLIGHT",
             "REQUESTS",
-            "EWMA (ms)"
+            "EWMA (ms)",
+            "UTIL",
+            "WEIGHT"
         );
         for b in pool["backends"].as_array().unwrap_or(&empty) {
             for e in b["endpoints"].as_array().unwrap_or(&empty) {
@@ -153,9 +173,15 @@ pub fn render_pools(pools: &serde_json::Value) -> String {
                         s(&c["secondsAgo"])
                     ),
                 };
+                let load = &e["load"];
+                let utilization = if load["reports"].as_u64().unwrap_or(0) > 0 {
+                    s(&load["utilization"])
+                } else {
+                    "-".to_string()
+                };
                 let _ = writeln!(
                     out,
-                    "  {:<22} {:<28} {:<7} {:<10} {:<8} {:>8} {:>9} {:>11}  {check}",
+                    "  {:<22} {:<28} {:<7} {:<10} {:<8} {:>8} {:>9} {:>11} {:>6} {:>9}  {check}",
                     s(&e["address"]),
                     s(&e["identity"]),
                     s(&e["state"]),
@@ -168,6 +194,8 @@ pub fn render_pools(pools: &serde_json::Value) -> String {
                     s(&e["inFlight"]),
                     s(&e["requests"]),
                     s(&e["latencyEwmaMs"]),
+                    utilization,
+                    s(&load["weight"]),
                 );
             }
         }

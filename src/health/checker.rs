@@ -139,7 +139,7 @@ async fn check_loop(
     let (mut passes, mut failures) = (0u32, 0u32);
     loop {
         let passed = matches!(
-            tokio::time::timeout(timeout, probe(endpoint.addr, &config)).await,
+            tokio::time::timeout(timeout, probe(&endpoint, &config)).await,
             Ok(true)
         );
         endpoint.record_check(passed, Instant::now());
@@ -174,8 +174,10 @@ async fn check_loop(
     }
 }
 
-/// One check: a TCP connect, or an HTTP GET whose status must be expected.
-async fn probe(addr: SocketAddr, config: &HealthCheck) -> bool {
+/// One check: a TCP connect, or an HTTP GET whose status must be expected. A load report in
+/// the answer is taken in too, so a pod that gets no traffic still tells its load.
+async fn probe(endpoint: &Endpoint, config: &HealthCheck) -> bool {
+    let addr = endpoint.addr;
     let Ok(stream) = TcpStream::connect(addr).await else {
         return false;
     };
@@ -197,6 +199,9 @@ async fn probe(addr: SocketAddr, config: &HealthCheck) -> bool {
     let passed = match request {
         Ok(request) => match sender.send_request(request).await {
             Ok(response) => {
+                if let Some(report) = crate::load_report::from_headers(response.headers()) {
+                    endpoint.observe_load_report(report, Instant::now());
+                }
                 let status = response.status().as_u16();
                 http.expected_statuses
                     .iter()

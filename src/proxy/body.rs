@@ -15,13 +15,16 @@ use std::task::{Context, Poll};
 #[derive(Debug)]
 pub struct ProxyBody {
     inner: Inner,
-    _in_flight: Option<InFlight>,
+    /// The request's mark on its endpoint (which also says whose trailers these are).
+    in_flight: Option<InFlight>,
     connection: Option<LentConnection>,
     /// Finished (metrics, access log) when the body ends or is dropped.
     completion: Option<Box<Completion>>,
     bytes: u64,
     /// The body said it had no more frames (a chunked body never reports `is_end_stream`).
     ended: bool,
+    /// Whether a load report in the trailers stays for the client.
+    keep_load_reports: bool,
 }
 
 #[derive(Debug)]
@@ -35,25 +38,28 @@ impl ProxyBody {
         body: Incoming,
         in_flight: InFlight,
         connection: Option<LentConnection>,
+        keep_load_reports: bool,
     ) -> Self {
         ProxyBody {
             inner: Inner::Upstream(body),
-            _in_flight: Some(in_flight),
+            in_flight: Some(in_flight),
             connection,
             completion: None,
             bytes: 0,
             ended: false,
+            keep_load_reports,
         }
     }
 
     pub fn local(text: impl Into<Bytes>) -> Self {
         ProxyBody {
             inner: Inner::Local(Some(text.into())),
-            _in_flight: None,
+            in_flight: None,
             connection: None,
             completion: None,
             bytes: 0,
             ended: false,
+            keep_load_reports: false,
         }
     }
 
@@ -86,14 +92,23 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        let frame = match &mut this.inner {
+        let mut frame = match &mut this.inner {
             Inner::Upstream(body) => Pin::new(body).poll_frame(cx),
             Inner::Local(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         };
-        match &frame {
+        match &mut frame {
             Poll::Ready(Some(Ok(f))) => {
                 if let Some(d) = f.data_ref() {
                     this.bytes += d.len() as u64;
+                } else if let (Some(trailers), Some(in_flight)) =
+                    (f.trailers_mut(), this.in_flight.as_ref())
+                {
+                    // gRPC pods report load in the trailers, after the answer.
+                    super::load_reports::take(
+                        trailers,
+                        in_flight.endpoint(),
+                        this.keep_load_reports,
+                    );
                 }
             }
             Poll::Ready(None) => this.ended = true,

@@ -49,6 +49,8 @@ pub(super) struct Answer {
     response: Response<Incoming>,
     in_flight: InFlight,
     connection: Option<LentConnection>,
+    /// Whether the trailers' load report stays for the client.
+    keep_load_reports: bool,
 }
 
 impl Proxy {
@@ -158,7 +160,9 @@ impl Proxy {
         endpoint.observe_latency(now - sent_at, now, pool.policy.latency_decay);
         summary.upstream = Some(now - sent_at);
         match result {
-            Ok(Ok((response, connection))) => {
+            Ok(Ok((mut response, connection))) => {
+                let keep = pool.policy.keep_load_reports;
+                super::load_reports::take(response.headers_mut(), endpoint, keep);
                 let status = response.status();
                 let outcome = if status.is_server_error() {
                     Outcome::Failure
@@ -169,13 +173,14 @@ impl Proxy {
                 if is_retry_status(&pool.policy.retries, status) {
                     // Without the client's upgrade: an attempt after this one may need it.
                     return Err(AttemptError::RetryStatus(hand_on(
-                        response, in_flight, connection, None,
+                        response, in_flight, connection, None, keep,
                     )));
                 }
                 Ok(Answer {
                     response,
                     in_flight,
                     connection,
+                    keep_load_reports: keep,
                 })
             }
             Ok(Err(e)) => {
@@ -291,6 +296,7 @@ impl Prepared<'_> {
             answer.in_flight,
             answer.connection,
             self.client_upgrade.take(),
+            answer.keep_load_reports,
         )
     }
 }
@@ -302,6 +308,7 @@ fn hand_on(
     in_flight: InFlight,
     connection: Option<LentConnection>,
     client_upgrade: Option<OnUpgrade>,
+    keep_load_reports: bool,
 ) -> Response<ProxyBody> {
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching && let Some(client_upgrade) = client_upgrade {
@@ -326,5 +333,5 @@ fn hand_on(
         None
     };
     headers::remove_hop_by_hop(response.headers_mut(), agreed);
-    response.map(|body| ProxyBody::upstream(body, in_flight, connection))
+    response.map(|body| ProxyBody::upstream(body, in_flight, connection, keep_load_reports))
 }

@@ -12,6 +12,7 @@ mod gateway;
 pub mod headers;
 mod limits;
 mod listener;
+mod load_reports;
 mod request_body;
 pub mod tls;
 pub mod upstream;
