@@ -173,6 +173,11 @@ async fn the_feed_reports_known_traffic_exactly_and_pages_problem_pools_first() 
         .expect("a p99 after its requests");
     let micros = (p99 * 1000.0).round() as u64;
     assert!(micros.is_power_of_two() && micros <= 1 << 20, "{p99}");
+    // These backends send no load reports: no utilization, no load weight.
+    assert_eq!(
+        (&ea["utilization"], &ea["loadWeight"]),
+        (&Value::Null, &Value::Null)
+    );
 
     // Paging and the filter.
     let page = feed(&weir, "?offset=1&limit=1").await;

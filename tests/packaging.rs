@@ -683,12 +683,13 @@ fn install_yaml_is_fresh() {
     );
 }
 
-const EXAMPLES: [&str; 5] = [
+const EXAMPLES: [&str; 6] = [
     "round-robin.yaml",
     "canary.yaml",
     "health-checks.yaml",
     "affinity.yaml",
     "tls.yaml",
+    "weighted-by-load.yaml",
 ];
 
 #[test]
@@ -715,6 +716,7 @@ fn examples_are_complete_and_pass_weir_check() {
             "canary.yaml" => assert_eq!(spec["backends"][1]["weight"], 10),
             "health-checks.yaml" => assert!(spec["healthCheck"]["http"].is_object()),
             "affinity.yaml" => assert!(spec["sessionAffinity"]["cookie"].is_object()),
+            "weighted-by-load.yaml" => assert_eq!(spec["algorithm"], "WeightedByLoad"),
             "tls.yaml" => {
                 assert_eq!(spec["tls"]["secretName"], "web-tls");
                 assert_eq!(kind(&objects, "Secret")[0]["type"], "kubernetes.io/tls");

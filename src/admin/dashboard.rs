@@ -296,6 +296,12 @@ fn endpoint_json(
             .latency_window()
             .and_then(|w| w.p99())
             .map(|d| round(d.as_secs_f64() * 1e3, 3)),
+        // What the pod reports of its load (ORCA), and the WeightedByLoad weight made of it.
+        "utilization": e
+            .load_if_any()
+            .filter(|l| l.accepted() > 0)
+            .map(|l| round(l.utilization(), 3)),
+        "loadWeight": e.load_if_any().and_then(|l| l.weight()).map(|w| round(w, 1)),
         "lastCheck": e.last_check().map(|(at, passed)| json!({
             "secondsAgo": round(now.saturating_duration_since(at).as_secs_f64(), 1),
             "passed": passed,

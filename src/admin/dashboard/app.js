@@ -151,9 +151,12 @@ function renderPool(pool, interval, rates, elapsed) {
       el("td", { class: "num" }, fixed(e.latencyEwmaMs, 2)),
       el("td", { class: "num", title: "upper bound of its power-of-two bucket, last 1-2 min" },
         e.latencyP99Ms === null ? "-" : `≤ ${fixed(e.latencyP99Ms, 1)}`),
+      el("td", { class: "num", title: "utilization the pod reports (ORCA), and its WeightedByLoad weight" },
+        e.utilization === null ? "-"
+          : `${fixed(e.utilization * 100, 0)}%${e.loadWeight === null ? "" : ` · w ${fixed(e.loadWeight, 0)}`}`),
       el("td", {}, check));
   });
-  const head = ["endpoint", "backend", "state", "in flight", "req/s", "share of traffic", "requests", "latency EWMA (ms)", "p99 (ms)", "last check"];
+  const head = ["endpoint", "backend", "state", "in flight", "req/s", "share of traffic", "requests", "latency EWMA (ms)", "p99 (ms)", "reported load", "last check"];
   card.append(el("table", {},
     el("thead", {}, el("tr", {}, ...head.map((h) => el("th", {}, h)))),
     el("tbody", {}, ...rows)));
