@@ -8,11 +8,11 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir::balance::{
-    Balance, ConsistentHash, LeastConnections, LoadWeighting, PeakEwma, Pick, Random,
-    RoundRobin, SlowStart, WeightedByLoad, key_hash,
+    Balance, ConsistentHash, LeastConnections, LoadWeighting, PeakEwma, Pick, Random, RoundRobin,
+    SlowStart, WeightedByLoad, key_hash,
 };
-use weir::load_report::LoadReport;
 use weir::endpoint::Endpoint;
+use weir::load_report::LoadReport;
 
 const SIZES: [usize; 4] = [10, 100, 1_000, 10_000];
 

@@ -30,7 +30,11 @@ fn check(report: &LoadReport) -> Result<(), TestCaseError> {
         report.rps_fractional,
         report.eps,
     ];
-    let maps = [&report.named_metrics, &report.request_cost, &report.utilization];
+    let maps = [
+        &report.named_metrics,
+        &report.request_cost,
+        &report.utilization,
+    ];
     prop_assert!(maps.iter().map(|m| m.len()).sum::<usize>() <= MAX_ENTRIES);
     let entries = maps.iter().flat_map(|m| m.iter().map(|(_, v)| *v));
     for v in core.into_iter().chain(entries) {

@@ -205,7 +205,12 @@ async fn traffic_follows_the_utilization_pods_report_and_the_header_is_removed()
         Pod::start("high", cpu(0.9)).await,
     ];
     let refs: Vec<&Pod> = pods.iter().collect();
-    let weir = Weir::start(&config(&refs, "blackoutSeconds: 0, updatePeriodMillis: 100", "")).await;
+    let weir = Weir::start(&config(
+        &refs,
+        "blackoutSeconds: 0, updatePeriodMillis: 100",
+        "",
+    ))
+    .await;
     // Each pod reports once, then a recompute weighs them.
     let client = http1_client();
     let resp = client
@@ -315,7 +320,10 @@ async fn reports_from_health_checks_alone_set_the_weights() {
     .await;
     // No traffic at all: the checks' answers carry the reports.
     let (low, high) = eventually("weights from checks", Duration::from_secs(6), async || {
-        Some((weight(&weir, &pods[0]).await?, weight(&weir, &pods[1]).await?))
+        Some((
+            weight(&weir, &pods[0]).await?,
+            weight(&weir, &pods[1]).await?,
+        ))
     })
     .await;
     assert_eq!((low, high), (500.0, 125.0));
@@ -333,7 +341,12 @@ async fn a_pod_sending_garbage_is_balanced_as_if_it_sent_nothing_and_counted() {
         Pod::start("garbage", Some("TEXT cpu_utilization=NaN".into())).await,
     ];
     let refs: Vec<&Pod> = pods.iter().collect();
-    let weir = Weir::start(&config(&refs, "blackoutSeconds: 0, updatePeriodMillis: 100", "")).await;
+    let weir = Weir::start(&config(
+        &refs,
+        "blackoutSeconds: 0, updatePeriodMillis: 100",
+        "",
+    ))
+    .await;
     shares(&weir, 30).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let got = shares(&weir, 3000).await;
