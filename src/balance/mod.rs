@@ -6,21 +6,21 @@
 
 mod hash_ring;
 mod least_connections;
+mod load_schedule;
 mod peak_ewma;
 mod random;
 mod round_robin;
 mod slow_start;
-mod stride;
 mod weighted_by_load;
 mod weighted_sequence;
 
 pub use hash_ring::{ConsistentHash, HashRing, key_hash};
 pub use least_connections::LeastConnections;
+pub use load_schedule::LoadSchedule;
 pub use peak_ewma::PeakEwma;
 pub use random::Random;
 pub use round_robin::RoundRobin;
 pub use slow_start::SlowStart;
-pub use stride::StrideSchedule;
 pub use weighted_by_load::{LoadWeighting, WeightedByLoad};
 pub use weighted_sequence::WeightedSequence;
 

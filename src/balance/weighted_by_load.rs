@@ -2,13 +2,13 @@
 //!
 //! An endpoint's weight is `qps / (utilization + eps / qps × penalty)`: how many requests it
 //! serves per unit of utilization, less for the errors it returns. Weights are recomputed on a
-//! period by [`Balance::refresh`], off the request path, into a [`StrideSchedule`] that picks
-//! read lock-free. Endpoints without a weight (no report yet, still in the blackout after their
+//! period by [`Balance::refresh`], off the request path, into a [`LoadSchedule`] that picks
+//! read lock-free, at the cost of a round robin pick. Endpoints without a weight (no report yet, still in the blackout after their
 //! first, or their reports expired) take the mean; with fewer than two weighted endpoints the
 //! schedule is plain round robin.
 
 use super::slow_start::factor;
-use super::{Balance, Pick, SlowStart, StrideSchedule, WeightedSequence};
+use super::{Balance, LoadSchedule, Pick, SlowStart, WeightedSequence};
 use crate::endpoint::{Endpoint, LoadSnapshot};
 use arc_swap::ArcSwapOption;
 use std::sync::Arc;
@@ -47,7 +47,7 @@ pub struct WeightedByLoad {
     slow_start: Option<SlowStart>,
     /// Turns in order, while there is no schedule.
     turns: Option<WeightedSequence>,
-    schedule: ArcSwapOption<StrideSchedule>,
+    schedule: ArcSwapOption<LoadSchedule>,
     /// When the weights were last recomputed (nanoseconds from `made`).
     refreshed: AtomicU64,
     made: Instant,
@@ -89,7 +89,7 @@ impl WeightedByLoad {
             .collect();
         let start = self.schedule.load().as_ref().map_or(0, |s| s.cursor());
         self.schedule
-            .store(StrideSchedule::new(&weights, start).map(Arc::new));
+            .store(LoadSchedule::new(&weights, start).map(Arc::new));
     }
 
     /// Whether a schedule is in use (two or more endpoints have weights).
