@@ -8,9 +8,8 @@
 //! schedule is plain round robin.
 
 use super::slow_start::factor;
-use super::{Balance, LoadSchedule, Pick, SlowStart, WeightedSequence};
+use super::{Balance, LoadSchedule, Pick, SlowStart};
 use crate::endpoint::{Endpoint, LoadSnapshot};
-use arc_swap::ArcSwapOption;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -45,9 +44,7 @@ impl LoadWeighting {
 pub struct WeightedByLoad {
     weighting: LoadWeighting,
     slow_start: Option<SlowStart>,
-    /// Turns in order, while there is no schedule.
-    turns: Option<WeightedSequence>,
-    schedule: ArcSwapOption<LoadSchedule>,
+    schedule: LoadSchedule,
     /// When the weights were last recomputed (nanoseconds from `made`).
     refreshed: AtomicU64,
     made: Instant,
@@ -65,8 +62,7 @@ impl WeightedByLoad {
         let balancer = WeightedByLoad {
             weighting,
             slow_start,
-            turns: WeightedSequence::new(&vec![1; endpoints.len()]),
-            schedule: ArcSwapOption::empty(),
+            schedule: LoadSchedule::new(endpoints.len()),
             refreshed: AtomicU64::new(0),
             made: now,
         };
@@ -87,29 +83,22 @@ impl WeightedByLoad {
                 weight.unwrap_or(0.0)
             })
             .collect();
-        let start = self.schedule.load().as_ref().map_or(0, |s| s.cursor());
-        self.schedule
-            .store(LoadSchedule::new(&weights, start).map(Arc::new));
+        self.schedule.set_weights(&weights);
     }
 
     /// Whether a schedule is in use (two or more endpoints have weights).
     pub fn is_weighted(&self) -> bool {
-        self.schedule.load().is_some()
+        self.schedule.is_weighted()
     }
 }
 
 impl Balance for WeightedByLoad {
     fn pick(&self, endpoints: &[Arc<Endpoint>], pick: &Pick<'_>) -> Option<usize> {
-        let schedule = self.schedule.load();
-        let next = || match schedule.as_deref() {
-            Some(s) => Some(s.next()),
-            None => self.turns.as_ref().map(WeightedSequence::next),
-        };
         // As round robin does: a warming endpoint takes its turn with probability equal to
         // its slow-start factor; bounded, then any accepted endpoint will do.
         let tries = endpoints.len().saturating_mul(4).max(16);
         for _ in 0..tries {
-            let i = next()?;
+            let i = self.schedule.next()?;
             let Some(e) = endpoints.get(i) else { continue };
             if !(pick.accept)(e) {
                 continue;
