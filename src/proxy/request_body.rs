@@ -1,6 +1,12 @@
 //! The request body sent upstream, in a form that can be sent again on a retry when that is
 //! safe: no body; a small body read in full first; or the client's stream, which stays ours
 //! until a connection first reads it (so a failed connect can still retry it).
+//!
+//! A request some `RequestMirror` filter copies gets its copies here too: a held body is
+//! shared as it is; a stream is teed, each frame copied into a bounded queue per mirror as the
+//! main attempt reads it. The main request never waits on a queue: a mirror whose queue is
+//! full, or a stream past [`MIRROR_BODY_LIMIT`], is given up (its body ends in an error, so
+//! the mirror's pod never takes a cut body for a whole one).
 
 use crate::sync::lock;
 use bytes::Bytes;
@@ -8,13 +14,22 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// Bodies up to this size (by Content-Length) are read in full before the first attempt, so
 /// an idempotent request can be replayed after a connection breaks mid-way.
 pub const REPLAY_BUFFER: u64 = 64 * 1024;
+
+/// The most of a streamed body a mirror is sent; a longer one is not mirrored (bounded
+/// memory per request whatever the mirrors do).
+pub const MIRROR_BODY_LIMIT: u64 = 1024 * 1024;
+
+/// Frames queued for one mirror before it counts as not keeping up.
+const MIRROR_QUEUE_FRAMES: usize = 64;
 
 /// A request body as weir holds it.
 #[derive(Debug, Clone)]
@@ -25,7 +40,54 @@ pub enum RequestBody {
     /// `take` or `is_some` (nothing that can panic half-way), so a poisoned lock still holds
     /// the body whole: read through it rather than treat the body as gone (which would send
     /// the pod an empty body).
-    Stream(Arc<Mutex<Option<Incoming>>>),
+    Stream(Arc<Mutex<Option<ClientStream>>>),
+}
+
+/// The client's body stream: as it comes, or teed to mirrors as it is read.
+#[derive(Debug)]
+pub enum ClientStream {
+    Plain(Incoming),
+    /// Boxed: only mirrored requests pay for its size.
+    Teed(Box<Tee>),
+}
+
+/// The client's stream, copying each frame to the mirrors still keeping up.
+#[derive(Debug)]
+pub struct Tee {
+    body: Incoming,
+    copies: Vec<mpsc::Sender<Frame<Bytes>>>,
+    copied: u64,
+    /// Set when the client's body ended whole, before the copies' senders are dropped: a
+    /// mirror whose queue closes without it lost part of the body.
+    ended: Arc<AtomicBool>,
+}
+
+/// Why an attempt's body did not arrive whole.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error(transparent)]
+    Client(#[from] hyper::Error),
+    #[error(
+        "mirror abandoned: the request body was not copied whole (too large, or the mirror fell behind)"
+    )]
+    MirrorAbandoned,
+}
+
+impl BodyError {
+    /// Whether `error`, or what caused it, is a mirror given up on.
+    pub fn is_mirror_abandoned(error: &(dyn std::error::Error + 'static)) -> bool {
+        let mut next = Some(error);
+        while let Some(e) = next {
+            if matches!(
+                e.downcast_ref::<BodyError>(),
+                Some(BodyError::MirrorAbandoned)
+            ) {
+                return true;
+            }
+            next = e.source();
+        }
+        false
+    }
 }
 
 impl RequestBody {
@@ -48,7 +110,9 @@ impl RequestBody {
                     Err(_) => Err("the request body did not arrive in time"),
                 }
             }
-            _ => Ok(RequestBody::Stream(Arc::new(Mutex::new(Some(body))))),
+            _ => Ok(RequestBody::Stream(Arc::new(Mutex::new(Some(
+                ClientStream::Plain(body),
+            ))))),
         }
     }
 
@@ -77,6 +141,119 @@ impl RequestBody {
             },
         }
     }
+
+    /// A body for each of `n` mirrors: a held body as it is; a stream teed from here on (call
+    /// before any attempt reads it). `None`: the body cannot be mirrored (a stream longer than
+    /// [`MIRROR_BODY_LIMIT`] by its `content_length`, or one already read).
+    pub fn mirrors(&self, n: usize, content_length: Option<u64>) -> Option<Vec<AttemptBody>> {
+        match self {
+            RequestBody::Empty | RequestBody::Buffered(_) => {
+                Some((0..n).map(|_| self.attempt()).collect())
+            }
+            RequestBody::Stream(_) if content_length.is_some_and(|l| l > MIRROR_BODY_LIMIT) => None,
+            RequestBody::Stream(slot) => {
+                let mut slot = lock(slot);
+                let body = match slot.take() {
+                    Some(ClientStream::Plain(body)) => body,
+                    other => {
+                        *slot = other;
+                        return None;
+                    }
+                };
+                let ended = Arc::new(AtomicBool::new(false));
+                let (copies, bodies) = (0..n)
+                    .map(|_| {
+                        let (tx, rx) = mpsc::channel(MIRROR_QUEUE_FRAMES);
+                        let body = AttemptBody::Mirror {
+                            frames: rx,
+                            ended: ended.clone(),
+                        };
+                        (tx, body)
+                    })
+                    .unzip();
+                *slot = Some(ClientStream::Teed(Box::new(Tee {
+                    body,
+                    copies,
+                    copied: 0,
+                    ended,
+                })));
+                Some(bodies)
+            }
+        }
+    }
+}
+
+impl ClientStream {
+    fn incoming(&self) -> &Incoming {
+        match self {
+            ClientStream::Plain(b) => b,
+            ClientStream::Teed(t) => &t.body,
+        }
+    }
+
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self {
+            ClientStream::Plain(b) => Pin::new(b).poll_frame(cx),
+            ClientStream::Teed(t) => t.poll_frame(cx),
+        }
+    }
+}
+
+impl Tee {
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                self.copy(frame);
+                // A sized body may end without a last poll for `None`: hyper stops reading at
+                // its length.
+                if self.body.is_end_stream() {
+                    self.finish(true);
+                }
+            }
+            Poll::Ready(None) => self.finish(true),
+            Poll::Ready(Some(Err(_))) => self.finish(false),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    /// Queues a copy of `frame` for each mirror; one that cannot take it now is given up.
+    fn copy(&mut self, frame: &Frame<Bytes>) {
+        if self.copies.is_empty() {
+            return;
+        }
+        if let Some(data) = frame.data_ref() {
+            self.copied += data.len() as u64;
+            if self.copied > MIRROR_BODY_LIMIT {
+                tracing::debug!(limit = MIRROR_BODY_LIMIT, "request body too long to mirror");
+                self.copies.clear();
+                return;
+            }
+        }
+        self.copies.retain(|tx| {
+            let copy = match (frame.data_ref(), frame.trailers_ref()) {
+                (Some(data), _) => Frame::data(data.clone()),
+                (None, Some(trailers)) => Frame::trailers(trailers.clone()),
+                // A frame kind http-body may add later: nothing a pod would miss.
+                (None, None) => return true,
+            };
+            tx.try_send(copy).is_ok()
+        });
+    }
+
+    fn finish(&mut self, whole: bool) {
+        if whole {
+            self.ended.store(true, Ordering::SeqCst);
+        }
+        self.copies.clear();
+    }
 }
 
 /// The body of one upstream attempt.
@@ -84,29 +261,36 @@ impl RequestBody {
 pub enum AttemptBody {
     Data(Option<Bytes>),
     Stream {
-        slot: Arc<Mutex<Option<Incoming>>>,
-        body: Option<Incoming>,
+        slot: Arc<Mutex<Option<ClientStream>>>,
+        body: Option<ClientStream>,
+    },
+    /// A mirror's copy of a teed stream.
+    Mirror {
+        frames: mpsc::Receiver<Frame<Bytes>>,
+        ended: Arc<AtomicBool>,
     },
 }
 
 impl AttemptBody {
     fn peek<T>(&self, f: impl Fn(&Incoming) -> T, otherwise: T) -> T {
         match self {
-            AttemptBody::Data(_) => otherwise,
-            AttemptBody::Stream { body: Some(b), .. } => f(b),
-            AttemptBody::Stream { slot, body: None } => lock(slot).as_ref().map_or(otherwise, f),
+            AttemptBody::Data(_) | AttemptBody::Mirror { .. } => otherwise,
+            AttemptBody::Stream { body: Some(b), .. } => f(b.incoming()),
+            AttemptBody::Stream { slot, body: None } => {
+                lock(slot).as_ref().map_or(otherwise, |b| f(b.incoming()))
+            }
         }
     }
 }
 
 impl Body for AttemptBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             AttemptBody::Data(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             AttemptBody::Stream { slot, body } => {
@@ -115,16 +299,23 @@ impl Body for AttemptBody {
                     *body = lock(slot).take();
                 }
                 match body {
-                    Some(b) => Pin::new(b).poll_frame(cx),
+                    Some(b) => b.poll_frame(cx).map_err(BodyError::Client),
                     None => Poll::Ready(None),
                 }
             }
+            AttemptBody::Mirror { frames, ended } => match frames.poll_recv(cx) {
+                Poll::Ready(Some(frame)) => Poll::Ready(Some(Ok(frame))),
+                Poll::Ready(None) if ended.load(Ordering::SeqCst) => Poll::Ready(None),
+                Poll::Ready(None) => Poll::Ready(Some(Err(BodyError::MirrorAbandoned))),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             AttemptBody::Data(d) => d.is_none(),
+            AttemptBody::Mirror { .. } => false,
             _ => self.peek(|b| b.is_end_stream(), true),
         }
     }
@@ -187,7 +378,7 @@ mod tests {
     #[tokio::test]
     async fn a_panic_under_the_lock_loses_no_body() {
         let (incoming, _done) = streamed("hello").await;
-        let slot = Arc::new(Mutex::new(Some(incoming)));
+        let slot = Arc::new(Mutex::new(Some(ClientStream::Plain(incoming))));
         let poisoner = slot.clone();
         let panicked = std::thread::spawn(move || {
             let _held = poisoner.lock();

@@ -867,11 +867,14 @@ fn rule_timeouts(rule: &HTTPRouteRule) -> Result<RuleTimeouts, String> {
     })
 }
 
-/// A rule's filters, and its `RequestMirror` filters with their share (their backends are
-/// resolved by `compile_mirrors`, as they need the store).
+/// A rule's `RequestMirror` filters, each with its share; their backends are resolved by
+/// `compile_mirrors`, as that needs the store.
+type MirrorFilters<'r> = Vec<(&'r HTTPRequestMirrorFilter, Sample)>;
+
+/// A rule's filters, and its mirrors apart.
 fn compile_filters(
     filters: &[HTTPRouteFilter],
-) -> Result<(RuleFilters, Vec<(&HTTPRequestMirrorFilter, Sample)>), String> {
+) -> Result<(RuleFilters, MirrorFilters<'_>), String> {
     let mut out = RuleFilters::default();
     let mut mirrors = Vec::new();
     for (i, f) in filters.iter().enumerate() {
@@ -948,7 +951,10 @@ fn compile_backends(
             grants,
             table,
         ) {
-            Err(Unresolved { reason: why, message }) => {
+            Err(Unresolved {
+                reason: why,
+                message,
+            }) => {
                 fail(reason, why, message);
                 choices.push((weight, None));
             }
@@ -1108,7 +1114,10 @@ fn compile_mirrors(
             grants,
             table,
         ) {
-            Err(Unresolved { reason: why, message }) => {
+            Err(Unresolved {
+                reason: why,
+                message,
+            }) => {
                 reason.get_or_insert(why);
                 problems.push(format!("RequestMirror: {message}"));
                 continue;

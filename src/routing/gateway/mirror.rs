@@ -92,7 +92,10 @@ mod tests {
     use super::*;
     use crate::api::gateway::{BackendObjectReference, Fraction};
 
-    fn filter(percent: Option<i32>, fraction: Option<(i32, Option<i32>)>) -> HTTPRequestMirrorFilter {
+    fn filter(
+        percent: Option<i32>,
+        fraction: Option<(i32, Option<i32>)>,
+    ) -> HTTPRequestMirrorFilter {
         HTTPRequestMirrorFilter {
             backend_ref: BackendObjectReference {
                 name: "m".into(),
@@ -121,7 +124,13 @@ mod tests {
                 Err(MirrorError::Percent(bad))
             );
         }
-        for (n, d) in [(-1, Some(2)), (3, Some(2)), (1, Some(0)), (1, Some(-5)), (101, None)] {
+        for (n, d) in [
+            (-1, Some(2)),
+            (3, Some(2)),
+            (1, Some(0)),
+            (1, Some(-5)),
+            (101, None),
+        ] {
             assert!(
                 matches!(
                     Sample::compile(&filter(None, Some((n, d)))),

@@ -279,9 +279,7 @@ fn a_reference_grant_lets_a_route_reach_a_service_in_another_namespace() {
 
 #[test]
 fn mirrors_get_pools_of_their_own_and_a_bad_one_is_dropped_with_the_route_serving() {
-    let mirror = |backend: serde_json::Value| {
-        json!({ "type": "RequestMirror", "requestMirror": { "backendRef": backend } })
-    };
+    let mirror = |backend: serde_json::Value| json!({ "type": "RequestMirror", "requestMirror": { "backendRef": backend } });
     let route = |name: &str, host: &str, filters: serde_json::Value| {
         http_route(
             "apps",
@@ -292,10 +290,28 @@ fn mirrors_get_pools_of_their_own_and_a_bad_one_is_dropped_with_the_route_servin
         )
     };
     let compiled = base()
-        .web("apps", "shadow", &[endpoint("10.0.1.1", EndpointState::Ready)])
-        .web("infra", "elsewhere", &[endpoint("10.0.2.1", EndpointState::Ready)])
-        .web("shared", "granted", &[endpoint("10.0.3.1", EndpointState::Ready)])
-        .reference_grant(reference_grant("shared", "to-granted", "HTTPRoute", "apps", "Service"))
+        .web(
+            "apps",
+            "shadow",
+            &[endpoint("10.0.1.1", EndpointState::Ready)],
+        )
+        .web(
+            "infra",
+            "elsewhere",
+            &[endpoint("10.0.2.1", EndpointState::Ready)],
+        )
+        .web(
+            "shared",
+            "granted",
+            &[endpoint("10.0.3.1", EndpointState::Ready)],
+        )
+        .reference_grant(reference_grant(
+            "shared",
+            "to-granted",
+            "HTTPRoute",
+            "apps",
+            "Service",
+        ))
         .http_route(route(
             "two",
             "two.example",
@@ -312,13 +328,17 @@ fn mirrors_get_pools_of_their_own_and_a_bad_one_is_dropped_with_the_route_servin
         .http_route(route(
             "kind",
             "kind.example",
-            json!([mirror(json!({ "group": "example.com", "kind": "Thing", "name": "x" }))]),
+            json!([mirror(
+                json!({ "group": "example.com", "kind": "Thing", "name": "x" })
+            )]),
         ))
         .http_route(route(
             "cross",
             "cross.example",
-            json!([mirror(json!({ "name": "elsewhere", "namespace": "infra", "port": 80 })),
-                   mirror(json!({ "name": "granted", "namespace": "shared", "port": 80 }))]),
+            json!([
+                mirror(json!({ "name": "elsewhere", "namespace": "infra", "port": 80 })),
+                mirror(json!({ "name": "granted", "namespace": "shared", "port": 80 }))
+            ]),
         ))
         .compile();
     let rule = |host: &str| {
@@ -341,7 +361,10 @@ fn mirrors_get_pools_of_their_own_and_a_bad_one_is_dropped_with_the_route_servin
     };
     assert_eq!(
         names("two.example"),
-        ["apps/httproute/two/rule-0/mirror-0", "apps/httproute/two/rule-0/mirror-1"]
+        [
+            "apps/httproute/two/rule-0/mirror-0",
+            "apps/httproute/two/rule-0/mirror-1"
+        ]
     );
     let pool = compiled
         .table
@@ -360,14 +383,28 @@ fn mirrors_get_pools_of_their_own_and_a_bad_one_is_dropped_with_the_route_servin
         ("cross", "cross.example", "RefNotPermitted"),
     ] {
         let conditions = route_conditions(&compiled, "apps", name);
-        assert_eq!(conditions[0], triple("Accepted", "True", "Accepted"), "{name}");
-        assert_eq!(conditions[1], triple("ResolvedRefs", "False", reason), "{name}");
-        assert!(rule(host).backends.pick().is_some(), "{name}: the rule serves");
+        assert_eq!(
+            conditions[0],
+            triple("Accepted", "True", "Accepted"),
+            "{name}"
+        );
+        assert_eq!(
+            conditions[1],
+            triple("ResolvedRefs", "False", reason),
+            "{name}"
+        );
+        assert!(
+            rule(host).backends.pick().is_some(),
+            "{name}: the rule serves"
+        );
     }
     assert!(names("missing.example").is_empty());
     assert!(names("kind.example").is_empty());
     // The granted mirror stays; only the one without a grant is dropped.
-    assert_eq!(names("cross.example"), ["apps/httproute/cross/rule-0/mirror-1"]);
+    assert_eq!(
+        names("cross.example"),
+        ["apps/httproute/cross/rule-0/mirror-1"]
+    );
 }
 
 #[test]
