@@ -40,8 +40,8 @@ pub fn pool_labels(name: &Arc<String>) -> PoolLabels {
 pub struct MirrorLabels {
     /// The mirror's pool.
     pub pool: Arc<String>,
-    /// `answered`, `failed`, `timed_out`, `no_endpoint` or `abandoned` (the body could not be
-    /// copied whole).
+    /// `answered`, `failed`, `timed_out`, `no_endpoint`, `overloaded` (its endpoint had too
+    /// many requests in flight) or `abandoned` (the body could not be copied whole).
     pub outcome: &'static str,
 }
 

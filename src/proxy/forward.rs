@@ -293,6 +293,11 @@ impl Prepared<'_> {
         Some(request)
     }
 
+    /// Whether the client asked for a protocol switch (WebSocket).
+    pub(super) fn upgrades(&self) -> bool {
+        self.client_upgrade.is_some()
+    }
+
     /// The request's Content-Length, when it names one.
     pub(super) fn content_length(&self) -> Option<u64> {
         self.parts

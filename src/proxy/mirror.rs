@@ -29,6 +29,12 @@ use tracing::Instrument;
 /// connection is closed instead.
 const DRAIN_LIMIT: usize = 256 * 1024;
 
+/// Requests in flight on a mirror's endpoint past which it gets no more copies: a mirror that
+/// hangs holds a connection per copy until its timeout, and copies must not pile up into
+/// sockets and memory the main traffic needs. (A LoadBalancerPool as mirror counts its main
+/// traffic too: a pool that busy is shed its copies first.)
+const MIRROR_IN_FLIGHT_LIMIT: u64 = 512;
+
 /// What became of one copy, as the metric labels it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum MirrorOutcome {
@@ -36,6 +42,7 @@ enum MirrorOutcome {
     Failed,
     TimedOut,
     NoEndpoint,
+    Overloaded,
     Abandoned,
 }
 
@@ -46,6 +53,7 @@ impl MirrorOutcome {
             MirrorOutcome::Failed => "failed",
             MirrorOutcome::TimedOut => "timed_out",
             MirrorOutcome::NoEndpoint => "no_endpoint",
+            MirrorOutcome::Overloaded => "overloaded",
             MirrorOutcome::Abandoned => "abandoned",
         }
     }
@@ -68,6 +76,12 @@ impl Proxy {
     pub(super) fn mirror(&self, request: &Prepared<'_>, mirrors: &[Mirror]) {
         let chosen: Vec<&Mirror> = mirrors.iter().filter(|m| m.sample.take()).collect();
         if chosen.is_empty() {
+            return;
+        }
+        if request.upgrades() {
+            // A protocol switch cannot be made for nobody: the copy's connection would be
+            // left switched, or the mirror would see a handshake it must refuse.
+            tracing::debug!("a protocol switch is not mirrored");
             return;
         }
         let Some(bodies) = request.body.mirrors(chosen.len(), request.content_length()) else {
@@ -93,6 +107,11 @@ impl Proxy {
                 count(&self.metrics, &pool, MirrorOutcome::NoEndpoint);
                 continue;
             };
+            if endpoint.in_flight() >= MIRROR_IN_FLIGHT_LIMIT {
+                tracing::debug!(pool = %pool.name, endpoint = %endpoint.addr, "mirror endpoint too busy for a copy");
+                count(&self.metrics, &pool, MirrorOutcome::Overloaded);
+                continue;
+            }
             let Some(copy) = request.copy_for(&endpoint, body) else {
                 count(&self.metrics, &pool, MirrorOutcome::Failed);
                 continue;

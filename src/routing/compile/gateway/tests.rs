@@ -408,6 +408,34 @@ fn mirrors_get_pools_of_their_own_and_a_bad_one_is_dropped_with_the_route_servin
 }
 
 #[test]
+fn a_grpc_route_mirrors_through_the_same_path() {
+    let compiled = base()
+        .web("apps", "shadow", &[endpoint("10.0.1.1", EndpointState::Ready)])
+        .grpc_route(crate::testkit::grpc_route(
+            "apps",
+            "g",
+            json!({ "parentRefs": parent(),
+                    "rules": [{ "filters": [{ "type": "RequestMirror",
+                                              "requestMirror": { "backendRef": { "name": "shadow", "port": 80 } } }],
+                                "backendRefs": [{ "name": "web", "port": 80 }] }] }),
+        ))
+        .compile();
+    let port = compiled.table.gateway_port(&addr()).expect("the socket");
+    let m = port.matches().next().expect("a match");
+    let names: Vec<&str> = m
+        .rule
+        .mirrors
+        .iter()
+        .map(|m| m.pool.name.as_str())
+        .collect();
+    assert_eq!(names, ["apps/grpcroute/g/rule-0/mirror-0"]);
+    assert_eq!(
+        m.rule.mirrors[0].sample,
+        crate::routing::gateway::Sample::ALL
+    );
+}
+
+#[test]
 fn a_rebuild_keeps_a_mirror_pools_endpoints() {
     let store = || {
         base()
