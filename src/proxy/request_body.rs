@@ -55,11 +55,17 @@ pub enum ClientStream {
 #[derive(Debug)]
 pub struct Tee {
     body: Incoming,
-    copies: Vec<mpsc::Sender<Frame<Bytes>>>,
+    copies: Vec<MirrorCopy>,
     copied: u64,
-    /// Set when the client's body ended whole, before the copies' senders are dropped: a
-    /// mirror whose queue closes without it lost part of the body.
-    ended: Arc<AtomicBool>,
+}
+
+/// One mirror's end of a tee.
+#[derive(Debug)]
+struct MirrorCopy {
+    frames: mpsc::Sender<Frame<Bytes>>,
+    /// Set when the client's body ended whole and this mirror had every frame of it, before
+    /// its sender is dropped: a mirror whose queue closes without it lost part of the body.
+    whole: Arc<AtomicBool>,
 }
 
 /// Why an attempt's body did not arrive whole.
@@ -160,22 +166,21 @@ impl RequestBody {
                         return None;
                     }
                 };
-                let ended = Arc::new(AtomicBool::new(false));
                 let (copies, bodies) = (0..n)
                     .map(|_| {
                         let (tx, rx) = mpsc::channel(MIRROR_QUEUE_FRAMES);
+                        let whole = Arc::new(AtomicBool::new(false));
                         let body = AttemptBody::Mirror {
                             frames: rx,
-                            ended: ended.clone(),
+                            whole: whole.clone(),
                         };
-                        (tx, body)
+                        (MirrorCopy { frames: tx, whole }, body)
                     })
                     .unzip();
                 *slot = Some(ClientStream::Teed(Box::new(Tee {
                     body,
                     copies,
                     copied: 0,
-                    ended,
                 })));
                 Some(bodies)
             }
@@ -237,22 +242,25 @@ impl Tee {
                 return;
             }
         }
-        self.copies.retain(|tx| {
+        self.copies.retain(|copy_to| {
             let copy = match (frame.data_ref(), frame.trailers_ref()) {
                 (Some(data), _) => Frame::data(data.clone()),
                 (None, Some(trailers)) => Frame::trailers(trailers.clone()),
                 // A frame kind http-body may add later: nothing a pod would miss.
                 (None, None) => return true,
             };
-            tx.try_send(copy).is_ok()
+            copy_to.frames.try_send(copy).is_ok()
         });
     }
 
+    /// Ends every copy still kept up: whole when the client's body ended whole (a mirror
+    /// dropped on the way never hears it, so its copy ends in an error).
     fn finish(&mut self, whole: bool) {
-        if whole {
-            self.ended.store(true, Ordering::SeqCst);
+        for copy in self.copies.drain(..) {
+            if whole {
+                copy.whole.store(true, Ordering::SeqCst);
+            }
         }
-        self.copies.clear();
     }
 }
 
@@ -267,7 +275,7 @@ pub enum AttemptBody {
     /// A mirror's copy of a teed stream.
     Mirror {
         frames: mpsc::Receiver<Frame<Bytes>>,
-        ended: Arc<AtomicBool>,
+        whole: Arc<AtomicBool>,
     },
 }
 
@@ -303,9 +311,9 @@ impl Body for AttemptBody {
                     None => Poll::Ready(None),
                 }
             }
-            AttemptBody::Mirror { frames, ended } => match frames.poll_recv(cx) {
+            AttemptBody::Mirror { frames, whole } => match frames.poll_recv(cx) {
                 Poll::Ready(Some(frame)) => Poll::Ready(Some(Ok(frame))),
-                Poll::Ready(None) if ended.load(Ordering::SeqCst) => Poll::Ready(None),
+                Poll::Ready(None) if whole.load(Ordering::SeqCst) => Poll::Ready(None),
                 Poll::Ready(None) => Poll::Ready(Some(Err(BodyError::MirrorAbandoned))),
                 Poll::Pending => Poll::Pending,
             },
@@ -337,6 +345,11 @@ mod tests {
     /// A chunked body as hyper's server hands it over, from a real client on loopback; the
     /// connection stays up (its answer held back) while the test reads the body.
     async fn streamed(chunk: &str) -> (Incoming, tokio::sync::oneshot::Sender<()>) {
+        streamed_chunks(&[chunk.to_string()]).await
+    }
+
+    /// The same, sent as these chunks.
+    async fn streamed_chunks(chunks: &[String]) -> (Incoming, tokio::sync::oneshot::Sender<()>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (body_tx, body_rx) = tokio::sync::oneshot::channel();
@@ -362,10 +375,12 @@ mod tests {
                 .await;
         });
         let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let request = format!(
-            "POST / HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
-            chunk.len()
-        );
+        let mut request =
+            "POST / HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n".to_string();
+        for chunk in chunks {
+            request.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
+        }
+        request.push_str("0\r\n\r\n");
         client.write_all(request.as_bytes()).await.unwrap();
         // The client must outlive the read: dropping it would break the body off.
         tokio::spawn(async move {
@@ -391,5 +406,80 @@ mod tests {
         let sent = body.attempt().collect().await.unwrap().to_bytes();
         assert_eq!(&sent[..], b"hello", "the pod would get a different body");
         assert!(!body.can_resend(), "a read stream counted as resendable");
+    }
+
+    fn chunks(n: usize, size: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| char::from(b'a' + (i % 26) as u8).to_string().repeat(size))
+            .collect()
+    }
+
+    async fn teed(chunks: &[String], mirrors: usize) -> (RequestBody, Vec<AttemptBody>) {
+        let (incoming, done) = streamed_chunks(chunks).await;
+        // The answer is held until the test ends.
+        std::mem::forget(done);
+        let body = RequestBody::Stream(Arc::new(Mutex::new(Some(ClientStream::Plain(incoming)))));
+        let copies = body
+            .mirrors(mirrors, None)
+            .expect("a fresh stream can be teed");
+        (body, copies)
+    }
+
+    #[tokio::test]
+    async fn a_teed_stream_reaches_the_attempt_and_each_mirror_whole() {
+        let sent = chunks(20, 100);
+        let (body, copies) = teed(&sent, 2).await;
+        let main = body.attempt().collect().await.unwrap().to_bytes();
+        assert_eq!(main, sent.concat().as_bytes());
+        for copy in copies {
+            let copied = copy.collect().await.expect("a whole copy").to_bytes();
+            assert_eq!(copied, main);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_mirror_that_falls_behind_is_given_up_never_the_attempt() {
+        // More frames than a mirror's queue holds, and the mirror reads none of them meanwhile.
+        let sent = chunks(MIRROR_QUEUE_FRAMES * 3, 10);
+        let (body, copies) = teed(&sent, 1).await;
+        let main = body.attempt().collect().await.unwrap().to_bytes();
+        assert_eq!(main, sent.concat().as_bytes());
+        let copy = copies.into_iter().next().expect("a copy").collect().await;
+        assert!(
+            matches!(copy, Err(BodyError::MirrorAbandoned)),
+            "a cut copy ended as a whole one: {copy:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_past_the_mirror_bound_is_not_mirrored() {
+        let size = 64 * 1024;
+        let sent = chunks(MIRROR_BODY_LIMIT as usize / size + 2, size);
+        let (body, copies) = teed(&sent, 1).await;
+        let main = body.attempt().collect().await.unwrap().to_bytes();
+        assert_eq!(main.len(), sent.concat().len());
+        let copy = copies.into_iter().next().expect("a copy").collect().await;
+        assert!(matches!(copy, Err(BodyError::MirrorAbandoned)));
+        // Known long by its Content-Length: not even started.
+        let (incoming, _done) = streamed("x").await;
+        let body = RequestBody::Stream(Arc::new(Mutex::new(Some(ClientStream::Plain(incoming)))));
+        assert!(body.mirrors(1, Some(MIRROR_BODY_LIMIT + 1)).is_none());
+        assert!(body.can_resend(), "refusing to mirror took the stream");
+    }
+
+    #[test]
+    fn an_abandoned_mirror_is_told_from_the_errors_it_caused() {
+        let abandoned = BodyError::MirrorAbandoned;
+        assert!(BodyError::is_mirror_abandoned(&abandoned));
+        // As upstream::send reports it: hyper's error, caused by the body's.
+        #[derive(Debug, thiserror::Error)]
+        #[error("the request failed")]
+        struct Wrapped(#[source] BodyError);
+        assert!(BodyError::is_mirror_abandoned(&Wrapped(
+            BodyError::MirrorAbandoned
+        )));
+        assert!(!BodyError::is_mirror_abandoned(&std::io::Error::other(
+            "reset"
+        )));
     }
 }
