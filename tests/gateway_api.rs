@@ -1164,3 +1164,114 @@ async fn a_mirror_backend_that_does_not_resolve_is_dropped_and_the_route_still_s
     assert!(parents[0].conditions[1].message.contains("no-such-service"));
     weir.running.shutdown().await;
 }
+
+/// An h2c backend that records each call's version, path and body, and answers as gRPC does.
+async fn grpc_recorder() -> (
+    SocketAddr,
+    Arc<std::sync::Mutex<Vec<(http::Version, String, Bytes)>>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let addr = listener.local_addr().expect("its address");
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = calls.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let record = record.clone();
+            let service =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let record = record.clone();
+                    async move {
+                        let (version, path) = (req.version(), req.uri().path().to_string());
+                        let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                        record.lock().expect("the record").push((
+                            version,
+                            path,
+                            body.unwrap_or_default(),
+                        ));
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                        let frames =
+                            vec![Ok::<_, std::convert::Infallible>(
+                                hyper::body::Frame::<Bytes>::trailers(trailers),
+                            )];
+                        Ok::<_, std::convert::Infallible>(http::Response::new(
+                            http_body_util::StreamBody::new(futures_util::stream::iter(frames)),
+                        ))
+                    }
+                });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    (addr, calls)
+}
+
+#[tokio::test]
+async fn a_grpc_route_mirrors_calls_over_h2c() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let one = grpc_backend("one").await;
+    let (shadow, calls) = grpc_recorder().await;
+    let address = ip("127.0.0.45");
+    let port = free_port_on(address);
+    let socket = SocketAddr::new(address, port);
+    let route = to_document(&weir::testkit::grpc_route(
+        "test",
+        "echo",
+        json!({
+            "parentRefs": [{ "name": "gw" }],
+            "rules": [{ "filters": [{ "type": "RequestMirror",
+                                      "requestMirror": { "backendRef": { "name": "shadow", "port": 50051 } } }],
+                        "backendRefs": [{ "name": "one", "port": 50051 }] }],
+        }),
+    ));
+    let config = config(
+        &a,
+        &b,
+        &[
+            h2c_service("one", one),
+            h2c_service("shadow", shadow),
+            gateway_doc(
+                "gw",
+                "127.0.0.45",
+                json!([http_listener("grpc", port, None)]),
+            ),
+            route,
+        ],
+    );
+    let weir = Weir::start(&config).await;
+    listening(socket, "the Gateway socket listens").await;
+    let tcp = tokio::net::TcpStream::connect(socket)
+        .await
+        .expect("a connection");
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .expect("HTTP/2 prior knowledge");
+    tokio::spawn(conn);
+    let message = Bytes::from_static(b"\0\0\0\0\x03abc");
+    let req = http::Request::post("http://grpc.test/echo.Echo/Say")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(message.clone()))
+        .expect("a request");
+    let resp = sender.send_request(req).await.expect("an answer");
+    let body = resp.into_body().collect().await.expect("a body").to_bytes();
+    assert_eq!(body, "one /echo.Echo/Say");
+    let seen = eventually(
+        "the call is mirrored",
+        Duration::from_secs(10),
+        async || calls.lock().expect("the record").first().cloned(),
+    )
+    .await;
+    assert_eq!(
+        seen,
+        (http::Version::HTTP_2, "/echo.Echo/Say".to_string(), message)
+    );
+    weir.running.shutdown().await;
+}
