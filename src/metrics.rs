@@ -37,6 +37,15 @@ pub fn pool_labels(name: &Arc<String>) -> PoolLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MirrorLabels {
+    /// The mirror's pool.
+    pub pool: Arc<String>,
+    /// `answered`, `failed`, `timed_out`, `no_endpoint`, `overloaded` (its endpoint had too
+    /// many requests in flight) or `abandoned` (the body could not be copied whole).
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CheckLabels {
     pub pool: Arc<String>,
     /// `pass` or `fail`.
@@ -71,6 +80,8 @@ pub struct Metrics {
     pub timeouts: Family<PoolLabels, Counter>,
     pub retries: Family<PoolLabels, Counter>,
     pub ejections: Family<PoolLabels, Counter>,
+    /// Copies sent by `RequestMirror` filters, by the mirror's pool and outcome.
+    pub mirror_requests: Family<MirrorLabels, Counter>,
     pub health_check_results: Family<CheckLabels, Counter>,
     pub health_checks: Gauge,
     pub table_rebuilds: Counter,
@@ -147,6 +158,12 @@ impl Metrics {
             "Endpoints ejected by outlier detection, by pool",
             Family::clone(&ejections),
         );
+        let mirror_requests = Family::default();
+        r.register(
+            "mirror_requests",
+            "Request copies sent by RequestMirror filters, by mirror pool and outcome",
+            Family::clone(&mirror_requests),
+        );
         let health_check_results = Family::default();
         r.register(
             "health_checks",
@@ -220,6 +237,7 @@ impl Metrics {
             timeouts,
             retries,
             ejections,
+            mirror_requests,
             health_check_results,
             health_checks,
             table_rebuilds,

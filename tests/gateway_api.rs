@@ -737,3 +737,541 @@ async fn rule_timeouts_answer_504_to_the_millisecond_and_0s_turns_them_off() {
     assert_eq!(status("off", 1000).await, StatusCode::OK);
     weir.running.shutdown().await;
 }
+
+// RequestMirror.
+
+/// What a mirror backend got: method, target, headers (one `name: value` a line, sorted) and
+/// body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    method: String,
+    target: String,
+    headers: Vec<String>,
+    body: Vec<u8>,
+}
+
+fn header_lines(headers: &http::HeaderMap) -> Vec<String> {
+    let mut lines: Vec<String> = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {}", String::from_utf8_lossy(v.as_bytes())))
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// A backend that records every request whole, and answers each with its name (the main
+/// backend) or never (`hang`: it keeps the connection and says nothing).
+struct Recorder {
+    addr: SocketAddr,
+    seen: Arc<std::sync::Mutex<Vec<Seen>>>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Recorder {
+    async fn start(name: &'static str, hang: bool) -> Recorder {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the recorder");
+        let addr = listener.local_addr().expect("its address");
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let record = record.clone();
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let record = record.clone();
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body.collect().await.map(|b| b.to_bytes().to_vec());
+                            let seen = Seen {
+                                method: parts.method.to_string(),
+                                target: parts.uri.to_string(),
+                                headers: header_lines(&parts.headers),
+                                // A body that broke off is recorded as such, not as what arrived.
+                                body: body.unwrap_or_else(|_| b"<broken>".to_vec()),
+                            };
+                            record.lock().expect("the record").push(seen);
+                            if hang {
+                                std::future::pending::<()>().await;
+                            }
+                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                                Bytes::from(name),
+                            )))
+                        }
+                    });
+                connections.spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                );
+            }
+        });
+        Recorder {
+            addr,
+            seen,
+            _task: task,
+        }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().expect("the record").clone()
+    }
+
+    fn count(&self) -> usize {
+        self.seen.lock().expect("the record").len()
+    }
+
+    /// Waits until `n` requests arrived; returns them.
+    async fn wait_for(&self, n: usize) -> Vec<Seen> {
+        eventually(
+            &format!("{n} requests reach the recorder"),
+            Duration::from_secs(10),
+            async || (self.count() >= n).then(|| self.seen()),
+        )
+        .await
+    }
+}
+
+/// weir with a Gateway `gw` on a free port of `address`, Services `main`, `m1`, `m2` on the
+/// recorders given (a missing one has no Service), and one route `name` with this spec.
+async fn mirrored(
+    address: &str,
+    services: &[(&str, SocketAddr)],
+    route: serde_json::Value,
+) -> (SocketAddr, Weir) {
+    let port = free_port_on(ip(address));
+    let socket = SocketAddr::new(ip(address), port);
+    let mut config = Config::default().document(to_document(&gateway_class()));
+    for (name, addr) in services {
+        config = config.service(name, &[*addr]);
+    }
+    config = config
+        .document(gateway_doc(
+            "gw",
+            address,
+            json!([http_listener("web", port, None)]),
+        ))
+        .document(route_doc("mirrored", route));
+    let weir = Weir::start(&config).await;
+    listening(socket, "the Gateway socket listens").await;
+    (socket, weir)
+}
+
+/// A request with a body to `socket`: status and answer text.
+async fn send_body(
+    socket: SocketAddr,
+    method: &str,
+    target: &str,
+    body: impl http_body::Body<Data = Bytes, Error = std::convert::Infallible> + Send + Sync + 'static,
+) -> (StatusCode, String) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>>(
+    );
+    let req = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{socket}{target}"))
+        .header("host", "m.test")
+        .body(body.boxed())
+        .expect("a request");
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+        .await
+        .expect("an answer in time")
+        .expect("an answer");
+    let status = resp.status();
+    let body = resp.into_body().collect().await.expect("a body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The value of `weir_mirror_requests_total` for this pool and outcome (0 before any).
+async fn mirror_count(weir: &Weir, pool: &str, outcome: &str) -> u64 {
+    let (_, text) = get(&http1_client(), &weir.admin_url("/metrics"), "admin")
+        .await
+        .expect("the metrics");
+    let want = format!("weir_mirror_requests_total{{pool=\"{pool}\",outcome=\"{outcome}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&want))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn mirror_to(service: &str, share: serde_json::Value) -> serde_json::Value {
+    let mut filter = json!({ "backendRef": { "name": service, "port": 80 } });
+    if let (Some(f), Some(share)) = (filter.as_object_mut(), share.as_object()) {
+        f.extend(share.clone());
+    }
+    json!({ "type": "RequestMirror", "requestMirror": filter })
+}
+
+#[tokio::test]
+async fn a_mirror_gets_the_request_as_the_backend_does_headers_and_body_included() {
+    let main = Recorder::start("main", false).await;
+    let m1 = Recorder::start("m1", false).await;
+    let m2 = Recorder::start("m2", false).await;
+    let (socket, weir) = mirrored(
+        "127.0.0.41",
+        &[("main", main.addr), ("m1", m1.addr), ("m2", m2.addr)],
+        json!({ "parentRefs": [{ "name": "gw" }],
+                "rules": [{ "filters": [
+                    mirror_to("m1", json!({})),
+                    { "type": "RequestHeaderModifier",
+                      "requestHeaderModifier": { "set": [{ "name": "x-edited", "value": "yes" }],
+                                                 "remove": ["x-drop"] } },
+                    { "type": "URLRewrite",
+                      "urlRewrite": { "path": { "type": "ReplacePrefixMatch", "replacePrefixMatch": "/v2" } } },
+                    mirror_to("m2", json!({ "percent": 100 })),
+                  ],
+                  "matches": [{ "path": { "value": "/api" } }],
+                  "backendRefs": [{ "name": "main", "port": 80 }] }] }),
+    )
+    .await;
+
+    let (status, _, text) = send(
+        socket,
+        "GET",
+        "/api/items?q=1",
+        "shop.test",
+        &[("x-client", "c1"), ("x-drop", "gone")],
+    )
+    .await;
+    assert_eq!((status, text.as_str()), (StatusCode::OK, "main"));
+    let backend = main.wait_for(1).await.remove(0);
+    assert_eq!(backend.target, "/v2/items?q=1");
+    assert!(backend.headers.contains(&"x-edited: yes".to_string()));
+    assert!(backend.headers.contains(&"host: shop.test".to_string()));
+    assert!(!backend.headers.iter().any(|h| h.starts_with("x-drop")));
+    // Each mirror got what the backend got: after the rule's filters, with weir's forwarding
+    // headers and the request's own Host.
+    for mirror in [&m1, &m2] {
+        assert_eq!(mirror.wait_for(1).await, vec![backend.clone()]);
+    }
+
+    // A small body (read in full for retries) and a larger one with a length (streamed, teed),
+    // and one without a length (chunked), each whole at the backend and at both mirrors.
+    let small = Bytes::from(vec![b's'; 10 * 1024]);
+    let large = Bytes::from(
+        (0..300 * 1024)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    let chunks: Vec<Bytes> = (0..40)
+        .map(|i| Bytes::from(vec![b'a' + (i % 26) as u8; 5000]))
+        .collect();
+    let chunked = {
+        let chunks = chunks.clone();
+        http_body_util::StreamBody::new(futures_util::stream::iter(
+            chunks.into_iter().map(|c| Ok(hyper::body::Frame::data(c))),
+        ))
+    };
+    assert_eq!(
+        send_body(socket, "POST", "/api/small", Full::new(small.clone()))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send_body(socket, "PUT", "/api/large", Full::new(large.clone()))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send_body(socket, "POST", "/api/chunked", chunked).await.0,
+        StatusCode::OK
+    );
+    let whole: Vec<u8> = chunks.concat();
+    let backend = main.wait_for(4).await;
+    assert_eq!(backend[1].body, small);
+    assert_eq!(backend[2].body, large);
+    assert_eq!(backend[3].body, whole);
+    for mirror in [&m1, &m2] {
+        let seen = mirror.wait_for(4).await;
+        for (at_mirror, at_backend) in seen.iter().zip(&backend).skip(1) {
+            assert_eq!(at_mirror.method, at_backend.method);
+            assert_eq!(at_mirror.target, at_backend.target);
+            assert_eq!(at_mirror.headers, at_backend.headers);
+            assert!(
+                at_mirror.body == at_backend.body,
+                "{}: the body differs",
+                at_mirror.target
+            );
+        }
+    }
+    let pool = "test/httproute/mirrored/rule-0/mirror-0";
+    eventually(
+        "four answered mirrors counted",
+        Duration::from_secs(10),
+        async || (mirror_count(&weir, pool, "answered").await == 4).then_some(()),
+    )
+    .await;
+
+    // A streamed body past the mirrors' bound reaches the backend whole; the mirrors are given
+    // up and counted, never sent a cut body.
+    let huge = Bytes::from(vec![b'h'; 3 * 1024 * 1024]);
+    assert_eq!(
+        send_body(socket, "POST", "/api/huge", Full::new(huge.clone()))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(main.wait_for(5).await[4].body, huge);
+    eventually(
+        "the mirror given up is counted",
+        Duration::from_secs(10),
+        async || (mirror_count(&weir, pool, "abandoned").await == 1).then_some(()),
+    )
+    .await;
+    assert!(m1.seen().iter().all(|s| s.target != "/v2/huge"));
+    // Without a length, the copy is given up on the way, once past the bound: it ends in an
+    // error, so the mirror never takes what it got for the whole body.
+    let long: Vec<Bytes> = (0..24)
+        .map(|_| Bytes::from(vec![b'l'; 64 * 1024]))
+        .collect();
+    let stream = http_body_util::StreamBody::new(futures_util::stream::iter(
+        long.clone()
+            .into_iter()
+            .map(|c| Ok(hyper::body::Frame::data(c))),
+    ));
+    assert_eq!(
+        send_body(socket, "POST", "/api/long", stream).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(main.wait_for(6).await[5].body, long.concat());
+    eventually(
+        "the copy given up on the way is counted",
+        Duration::from_secs(10),
+        async || (mirror_count(&weir, pool, "abandoned").await == 2).then_some(()),
+    )
+    .await;
+    for s in m1.seen().iter().filter(|s| s.target == "/v2/long") {
+        assert_eq!(s.body, b"<broken>", "a cut body taken for a whole one");
+    }
+    weir.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_mirror_that_hangs_or_is_down_never_holds_up_the_client() {
+    let main = Recorder::start("main", false).await;
+    let hangs = Recorder::start("hangs", true).await;
+    // A port nothing listens on: the mirror is down.
+    let down = SocketAddr::new(ip("127.0.0.1"), free_port_on(ip("127.0.0.1")));
+    let (socket, weir) = mirrored(
+        "127.0.0.42",
+        &[("main", main.addr), ("m1", hangs.addr), ("m2", down)],
+        json!({ "parentRefs": [{ "name": "gw" }],
+                "rules": [{ "filters": [mirror_to("m1", json!({})), mirror_to("m2", json!({}))],
+                            "backendRefs": [{ "name": "main", "port": 80 }] }] }),
+    )
+    .await;
+    let streamed = Bytes::from(vec![b'b'; 200 * 1024]);
+    for i in 0..5 {
+        let (status, _, text) = send(socket, "GET", &format!("/get/{i}"), "m.test", &[]).await;
+        assert_eq!((status, text.as_str()), (StatusCode::OK, "main"));
+        let (status, text) = send_body(socket, "POST", "/post", Full::new(streamed.clone())).await;
+        assert_eq!((status, text.as_str()), (StatusCode::OK, "main"));
+    }
+    // Every answer came while the hanging mirror held its copies unanswered.
+    let held = hangs.wait_for(10).await;
+    assert!(
+        held.iter()
+            .filter(|s| s.target == "/post")
+            .all(|s| s.body == streamed)
+    );
+    assert_eq!(main.count(), 10);
+    eventually(
+        "the down mirror's failures are counted",
+        Duration::from_secs(10),
+        async || {
+            (mirror_count(&weir, "test/httproute/mirrored/rule-0/mirror-1", "failed").await == 10)
+                .then_some(())
+        },
+    )
+    .await;
+    weir.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn percent_and_fraction_mirror_their_share() {
+    let main = Recorder::start("main", false).await;
+    let all = Recorder::start("all", false).await;
+    let none = Recorder::start("none", false).await;
+    let half = Recorder::start("half", false).await;
+    let (socket, weir) = mirrored(
+        "127.0.0.43",
+        &[("main", main.addr), ("all", all.addr), ("none", none.addr), ("half", half.addr)],
+        json!({ "parentRefs": [{ "name": "gw" }],
+                "rules": [{ "filters": [
+                                mirror_to("none", json!({ "percent": 0 })),
+                                mirror_to("half", json!({ "fraction": { "numerator": 1, "denominator": 2 } })),
+                                mirror_to("all", json!({})),
+                            ],
+                            "backendRefs": [{ "name": "main", "port": 80 }] }] }),
+    )
+    .await;
+    let n = 400;
+    for i in 0..n {
+        assert_eq!(
+            send(socket, "GET", &format!("/{i}"), "m.test", &[]).await.0,
+            StatusCode::OK
+        );
+    }
+    all.wait_for(n).await;
+    // Every copy is sent as its request is handled, so once all of the mirror-all's arrived,
+    // the others are in too (a moment's grace for the last ones in flight).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(none.count(), 0, "percent 0 mirrored");
+    let halved = half.count();
+    assert!(
+        (130..=270).contains(&halved),
+        "1/2 mirrored {halved} of {n}"
+    );
+    weir.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_mirror_backend_that_does_not_resolve_is_dropped_and_the_route_still_serves() {
+    let main = Recorder::start("main", false).await;
+    let (socket, weir) = mirrored(
+        "127.0.0.44",
+        &[("main", main.addr)],
+        json!({ "parentRefs": [{ "name": "gw" }],
+                "rules": [{ "filters": [mirror_to("no-such-service", json!({}))],
+                            "backendRefs": [{ "name": "main", "port": 80 }] }] }),
+    )
+    .await;
+    let (status, _, text) = send(socket, "GET", "/", "m.test", &[]).await;
+    assert_eq!((status, text.as_str()), (StatusCode::OK, "main"));
+    let statuses = weir.running.admin.gateway_statuses.load();
+    let parents = statuses
+        .http_routes
+        .get(&weir::store::ObjectKey::new("test", "mirrored"))
+        .expect("the route's status");
+    let conditions: Vec<(&str, &str, &str)> = parents[0]
+        .conditions
+        .iter()
+        .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str()))
+        .collect();
+    assert_eq!(
+        conditions,
+        [
+            ("Accepted", "True", "Accepted"),
+            ("ResolvedRefs", "False", "BackendNotFound")
+        ]
+    );
+    assert!(parents[0].conditions[1].message.contains("no-such-service"));
+    weir.running.shutdown().await;
+}
+
+/// An h2c backend that records each call's version, path and body, and answers as gRPC does.
+async fn grpc_recorder() -> (
+    SocketAddr,
+    Arc<std::sync::Mutex<Vec<(http::Version, String, Bytes)>>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let addr = listener.local_addr().expect("its address");
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = calls.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let record = record.clone();
+            let service =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let record = record.clone();
+                    async move {
+                        let (version, path) = (req.version(), req.uri().path().to_string());
+                        let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                        record.lock().expect("the record").push((
+                            version,
+                            path,
+                            body.unwrap_or_default(),
+                        ));
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                        let frames =
+                            vec![Ok::<_, std::convert::Infallible>(
+                                hyper::body::Frame::<Bytes>::trailers(trailers),
+                            )];
+                        Ok::<_, std::convert::Infallible>(http::Response::new(
+                            http_body_util::StreamBody::new(futures_util::stream::iter(frames)),
+                        ))
+                    }
+                });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    (addr, calls)
+}
+
+#[tokio::test]
+async fn a_grpc_route_mirrors_calls_over_h2c() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let one = grpc_backend("one").await;
+    let (shadow, calls) = grpc_recorder().await;
+    let address = ip("127.0.0.45");
+    let port = free_port_on(address);
+    let socket = SocketAddr::new(address, port);
+    let route = to_document(&weir::testkit::grpc_route(
+        "test",
+        "echo",
+        json!({
+            "parentRefs": [{ "name": "gw" }],
+            "rules": [{ "filters": [{ "type": "RequestMirror",
+                                      "requestMirror": { "backendRef": { "name": "shadow", "port": 50051 } } }],
+                        "backendRefs": [{ "name": "one", "port": 50051 }] }],
+        }),
+    ));
+    let config = config(
+        &a,
+        &b,
+        &[
+            h2c_service("one", one),
+            h2c_service("shadow", shadow),
+            gateway_doc(
+                "gw",
+                "127.0.0.45",
+                json!([http_listener("grpc", port, None)]),
+            ),
+            route,
+        ],
+    );
+    let weir = Weir::start(&config).await;
+    listening(socket, "the Gateway socket listens").await;
+    let tcp = tokio::net::TcpStream::connect(socket)
+        .await
+        .expect("a connection");
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .expect("HTTP/2 prior knowledge");
+    tokio::spawn(conn);
+    let message = Bytes::from_static(b"\0\0\0\0\x03abc");
+    let req = http::Request::post("http://grpc.test/echo.Echo/Say")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(message.clone()))
+        .expect("a request");
+    let resp = sender.send_request(req).await.expect("an answer");
+    let body = resp.into_body().collect().await.expect("a body").to_bytes();
+    assert_eq!(body, "one /echo.Echo/Say");
+    let seen = eventually(
+        "the call is mirrored",
+        Duration::from_secs(10),
+        async || calls.lock().expect("the record").first().cloned(),
+    )
+    .await;
+    assert_eq!(
+        seen,
+        (http::Version::HTTP_2, "/echo.Echo/Say".to_string(), message)
+    );
+    weir.running.shutdown().await;
+}

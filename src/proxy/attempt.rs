@@ -189,9 +189,9 @@ mod tests {
         match kind {
             BodyKind::Empty => RequestBody::Empty,
             BodyKind::Buffered => RequestBody::Buffered(Bytes::from_static(b"{}")),
-            BodyKind::Unread => {
-                RequestBody::Stream(Arc::new(Mutex::new(Some(client_stream().await))))
-            }
+            BodyKind::Unread => RequestBody::Stream(Arc::new(Mutex::new(Some(
+                super::super::request_body::ClientStream::Plain(client_stream().await),
+            )))),
             BodyKind::Taken => RequestBody::Stream(Arc::new(Mutex::new(None))),
         }
     }

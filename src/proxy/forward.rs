@@ -266,6 +266,15 @@ impl Prepared<'_> {
 
     /// The request as this endpoint gets it; `None` when the target cannot be its URI.
     fn for_endpoint(&self, endpoint: &Endpoint) -> Option<Request<AttemptBody>> {
+        self.copy_for(endpoint, self.body.attempt())
+    }
+
+    /// The request's head as this endpoint gets it, with `body`: an attempt's, or a mirror's.
+    pub(super) fn copy_for(
+        &self,
+        endpoint: &Endpoint,
+        body: AttemptBody,
+    ) -> Option<Request<AttemptBody>> {
         // HTTP/1.1 names the path alone (the Host header says the rest); HTTP/2 needs the
         // scheme and authority as pseudo-headers.
         let uri = if endpoint.h2c {
@@ -277,7 +286,7 @@ impl Prepared<'_> {
         } else {
             Uri::from(self.target.clone())
         };
-        let mut request = Request::new(self.body.attempt());
+        let mut request = Request::new(body);
         *request.method_mut() = self.parts.method.clone();
         *request.uri_mut() = uri;
         *request.version_mut() = if endpoint.h2c {
@@ -287,6 +296,20 @@ impl Prepared<'_> {
         };
         *request.headers_mut() = self.parts.headers.clone();
         Some(request)
+    }
+
+    /// Whether the client asked for a protocol switch (WebSocket).
+    pub(super) fn upgrades(&self) -> bool {
+        self.client_upgrade.is_some()
+    }
+
+    /// The request's Content-Length, when it names one.
+    pub(super) fn content_length(&self) -> Option<u64> {
+        self.parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
     }
 
     /// A pod's answer for the client, with the protocol switch wired up if it agreed to one.

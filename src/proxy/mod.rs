@@ -13,6 +13,7 @@ pub mod headers;
 mod limits;
 mod listener;
 mod load_reports;
+mod mirror;
 mod request_body;
 pub mod tls;
 pub mod upstream;
@@ -28,6 +29,7 @@ use crate::balance::key_hash;
 use crate::endpoint::Endpoint;
 use crate::health::{self, Outcome};
 use crate::metrics::{self, Metrics};
+use crate::routing::gateway::Mirror;
 use crate::routing::{Pool, RoutingTable};
 use access_log::{AccessLog, Completion, Entry, Summary};
 use arc_swap::ArcSwap;
@@ -189,8 +191,9 @@ impl Proxy {
             let span = tracing::debug_span!("request", pool = %pool.name, request_id = request_id.to_str().unwrap_or("-"));
             // On the heap: the forwarding future is kilobytes, and hyper moves the request's
             // future more than once; a boxed one moves as a pointer.
+            let mirrors = rule.as_ref().map_or(&[][..], |r| &r.mirrors[..]);
             let forwarded = Box::pin(
-                self.forward(req, conn, client, &host, &pool, &mut summary)
+                self.forward(req, conn, client, &host, &pool, mirrors, &mut summary)
                     .instrument(span),
             );
             match rule.as_ref().and_then(|r| r.request_timeout) {
@@ -245,7 +248,8 @@ impl Proxy {
 
     /// Sends the request to an endpoint of the pool, and to others when an attempt fails in a
     /// way that is safe to retry (the phases are in `forward.rs`, the retry rules in
-    /// `attempt.rs`).
+    /// `attempt.rs`); copies it to the rule's `mirrors` on their own tasks (`mirror.rs`).
+    #[allow(clippy::too_many_arguments)]
     async fn forward(
         &self,
         req: Request<Incoming>,
@@ -253,12 +257,17 @@ impl Proxy {
         client: IpAddr,
         host: &str,
         pool: &Arc<Pool>,
+        mirrors: &[Mirror],
         summary: &mut Summary,
     ) -> Response<ProxyBody> {
         let mut request = match self.prepare(req, conn, client, host, pool).await {
             Ok(request) => request,
             Err(response) => return response,
         };
+        if !mirrors.is_empty() {
+            // Before the first attempt: a streamed body is teed from its first frame on.
+            self.mirror(&request, mirrors);
+        }
         // The endpoints tried so far, on the stack: the first attempt and each retry.
         let mut tried = [None::<SocketAddr>; MAX_RETRIES as usize + 1];
         let mut last_failure: Option<(AttemptError, Arc<Endpoint>)> = None;

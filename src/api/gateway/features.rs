@@ -3,8 +3,7 @@
 //! here is a promise. Names are those of the v1.6 suite's `features` package
 //! (`sigs.k8s.io/gateway-api/pkg/features`).
 //!
-//! What is left out, and why: `HTTPRouteRequestMirror` and the other mirror features (not
-//! implemented), `HTTPRouteCORS`, `HTTPRouteBackendRequestHeaderModification` (filters on a
+//! What is left out, and why: `HTTPRouteCORS`, `HTTPRouteBackendRequestHeaderModification` (filters on a
 //! single backendRef), `HTTPRouteRetry*` (the route's `retry` is not read; pools retry on
 //! their own terms), `GatewayStaticAddresses` and `GatewayAddressEmpty` (an unusable address
 //! is not yet reported as the suite expects), `GatewayInfrastructure`, `ListenerSet`,
@@ -47,6 +46,11 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRoutePortRedirect",
     // `matches[].queryParams` (matching.rs).
     "HTTPRouteQueryParamMatching",
+    // RequestMirror (proxy/mirror.rs): one mirror, several per rule, percent and fraction.
+    // The suite sees the copies in the mirror pods' logs (the pod runner's kubelet-logs).
+    "HTTPRouteRequestMirror",
+    "HTTPRouteRequestMultipleMirrors",
+    "HTTPRouteRequestPercentageMirror",
     // `timeouts.request`: the whole request, retries included (504).
     "HTTPRouteRequestTimeout",
     // The ResponseHeaderModifier filter (applied by the proxy to the answer).

@@ -7,19 +7,20 @@
 //! outlier detection, affinity, slow start and retries). A backendRef to a Service gets a pool
 //! of its own rule, balanced round robin with weir's defaults.
 
-use super::{Reuse, SecretCache, SliceIndex, backend_set, policy};
+use super::{Resolved, Reuse, SecretCache, SliceIndex, backend_set, policy};
 use crate::api::gateway::FilterType;
 use crate::api::gateway::{
-    CONTROLLER_NAME, GROUP, Gateway, HTTPBackendRef, HTTPRoute, HTTPRouteFilter, HTTPRouteMatch,
-    HTTPRouteRule, ReferenceGrant, RouteGroupKind, parse_duration,
+    BackendObjectReference, CONTROLLER_NAME, GROUP, Gateway, HTTPBackendRef,
+    HTTPRequestMirrorFilter, HTTPRoute, HTTPRouteFilter, HTTPRouteMatch, HTTPRouteRule,
+    ReferenceGrant, RouteGroupKind, parse_duration,
 };
 use crate::api::{
     Algorithm, Backend, Condition, LoadBalancerPoolSpec, Retries, ServicePort, Timeouts,
 };
 use crate::routing::gateway::{
     self as rules, AddressError, GatewayAddresses, GatewayPort, HeaderEdit, Intersection,
-    ListenerRef, Protocol, Redirect, RequestMatch, Rewrite, RouteKind, RouteRule, RuleBackends,
-    RuleFilters, RuleKey, RuleMatch, Side,
+    ListenerRef, Mirror, Protocol, Redirect, RequestMatch, Rewrite, RouteKind, RouteRule,
+    RuleBackends, RuleFilters, RuleKey, RuleMatch, Sample, Side,
 };
 use crate::routing::pool::Pool;
 use crate::routing::table::RoutingTable;
@@ -682,7 +683,7 @@ fn compile_route(
     let mut refs_reason = None;
     for (index, rule) in rule_list.iter().enumerate() {
         let here = |what: String| format!("rules[{index}]: {what}");
-        let filters = compile_filters(&rule.filters).map_err(here)?;
+        let (filters, mirror_filters) = compile_filters(&rule.filters).map_err(here)?;
         if filters.redirect.is_some() && filters.rewrite.is_some() {
             return Err(here(
                 "RequestRedirect and URLRewrite cannot both be set".to_string(),
@@ -721,11 +722,25 @@ fn compile_route(
             &mut refs_problems,
             &mut refs_reason,
         );
+        let mirrors = compile_mirrors(
+            kind,
+            key,
+            &pool_key,
+            &mirror_filters,
+            store,
+            slices,
+            grants,
+            previous,
+            table,
+            &mut refs_problems,
+            &mut refs_reason,
+        );
         let rule_arc = Arc::new(RouteRule {
             route: key.clone(),
             index,
             filters,
             backends,
+            mirrors,
             request_timeout: timeouts.request,
         });
         let default_match = [HTTPRouteMatch::default()];
@@ -852,8 +867,16 @@ fn rule_timeouts(rule: &HTTPRouteRule) -> Result<RuleTimeouts, String> {
     })
 }
 
-fn compile_filters(filters: &[HTTPRouteFilter]) -> Result<RuleFilters, String> {
+/// A rule's `RequestMirror` filters, each with its share; their backends are resolved by
+/// `compile_mirrors`, as that needs the store.
+type MirrorFilters<'r> = Vec<(&'r HTTPRequestMirrorFilter, Sample)>;
+
+/// A rule's filters, and its mirrors apart.
+fn compile_filters(
+    filters: &[HTTPRouteFilter],
+) -> Result<(RuleFilters, MirrorFilters<'_>), String> {
     let mut out = RuleFilters::default();
+    let mut mirrors = Vec::new();
     for (i, f) in filters.iter().enumerate() {
         let missing = || format!("filters[{i}]: type {:?} needs its field", f.r#type);
         let bad = |e: &dyn std::fmt::Display| format!("filters[{i}]: {e}");
@@ -874,6 +897,10 @@ fn compile_filters(filters: &[HTTPRouteFilter]) -> Result<RuleFilters, String> {
                 let spec = f.url_rewrite.as_ref().ok_or_else(missing)?;
                 out.rewrite = Some(Rewrite::compile(spec).map_err(|e| bad(&e))?);
             }
+            FilterType::RequestMirror => {
+                let spec = f.request_mirror.as_ref().ok_or_else(missing)?;
+                mirrors.push((spec, Sample::compile(spec).map_err(|e| bad(&e))?));
+            }
             other => {
                 return Err(format!(
                     "filters[{i}]: filter {other:?} is not supported by weir yet"
@@ -881,7 +908,7 @@ fn compile_filters(filters: &[HTTPRouteFilter]) -> Result<RuleFilters, String> {
             }
         }
     }
-    Ok(out)
+    Ok((out, mirrors))
 }
 
 /// A rule's backends: Services go into one pool of the rule's own (weights per Service, live
@@ -913,89 +940,32 @@ fn compile_backends(
         problems.push(message);
     };
     for b in refs {
-        let object = &b.backend.object;
         let weight = b.backend.weight.unwrap_or(1).clamp(0, 1_000_000) as u32;
-        let group = object.group.as_deref().unwrap_or("");
-        let kind = object.kind.as_deref().unwrap_or("Service");
-        let namespace = object.namespace.as_deref().unwrap_or(&route.namespace);
-        let target = ObjectKey::new(namespace, object.name.clone());
-        let from = Side {
-            group: GROUP,
-            kind: route_kind.as_str(),
-            namespace: &route.namespace,
-        };
-        let to = Side {
-            group,
-            kind,
-            namespace,
-        };
-        let known = matches!(
-            (group, kind),
-            ("", "Service") | (WEIR_GROUP, "LoadBalancerPool")
-        );
-        if !known {
-            fail(
-                reason,
-                "InvalidKind",
-                format!(
-                    "backendRef {target} of kind {group}/{kind}: weir routes to Services and LoadBalancerPools"
-                ),
-            );
-            choices.push((weight, None));
-            continue;
-        }
-        if !rules::permits(grants.iter().copied(), from, to, &object.name) {
-            fail(
-                reason,
-                "RefNotPermitted",
-                format!(
-                    "backendRef {kind} {target} is in another namespace and no ReferenceGrant allows it"
-                ),
-            );
-            choices.push((weight, None));
-            continue;
-        }
-        if kind == "LoadBalancerPool" {
-            match store
-                .pools
-                .contains_key(&target)
-                .then(|| table.pools.get(&target))
-                .flatten()
-            {
-                Some(pool) => choices.push((weight, Some(pool.clone()))),
-                None => {
-                    fail(
-                        reason,
-                        "BackendNotFound",
-                        format!("LoadBalancerPool {target} is not found or does not serve"),
-                    );
-                    choices.push((weight, None));
-                }
-            }
-            continue;
-        }
-        let Some(port) = object.port.and_then(|p| u16::try_from(p).ok()) else {
-            fail(
-                reason,
-                "UnsupportedValue",
-                format!("backendRef Service {target} needs a port"),
-            );
-            choices.push((weight, None));
-            continue;
-        };
-        let backend = Backend {
-            service: object.name.clone(),
-            port: ServicePort::Number(port),
+        match resolve_ref(
+            route_kind,
+            route,
+            &b.backend.object,
             weight,
-        };
-        match slices.resolve(&target, &backend) {
-            Err(problem) => {
-                fail(reason, "BackendNotFound", problem.to_string());
+            store,
+            slices,
+            grants,
+            table,
+        ) {
+            Err(Unresolved {
+                reason: why,
+                message,
+            }) => {
+                fail(reason, why, message);
                 choices.push((weight, None));
             }
-            Ok(resolved) => {
+            Ok(Target::Pool(pool)) => choices.push((weight, Some(pool))),
+            Ok(Target::Service {
+                key,
+                backend,
+                resolved,
+            }) => {
                 service_weight += weight;
-                sets.push(backend_set(target, &backend, resolved, &spec, &reuse));
+                sets.push(backend_set(key, &backend, resolved, &spec, &reuse));
             }
         }
     }
@@ -1009,6 +979,173 @@ fn compile_backends(
         choices.insert(0, (service_weight, Some(pool)));
     }
     RuleBackends::new(choices)
+}
+
+/// A backendRef resolved: a LoadBalancerPool as it is compiled, or a Service port's endpoints.
+enum Target<'a> {
+    Pool(Arc<Pool>),
+    Service {
+        key: ObjectKey,
+        backend: Backend,
+        resolved: Vec<Resolved<'a>>,
+    },
+}
+
+/// Why a backendRef does not resolve: the spec's `ResolvedRefs` reason, and the detail.
+struct Unresolved {
+    reason: &'static str,
+    message: String,
+}
+
+/// Resolves one backendRef (of a rule's `backendRefs` or a `RequestMirror` filter) of a route
+/// of `route_kind` in `route`'s namespace: the kind must be one weir routes to, another
+/// namespace needs a ReferenceGrant, a Service needs its port and must exist.
+#[allow(clippy::too_many_arguments)]
+fn resolve_ref<'a>(
+    route_kind: RouteKind,
+    route: &ObjectKey,
+    object: &BackendObjectReference,
+    weight: u32,
+    store: &Store,
+    slices: &SliceIndex<'a>,
+    grants: &[&ReferenceGrant],
+    table: &RoutingTable,
+) -> Result<Target<'a>, Unresolved> {
+    let unresolved = |reason, message| Err(Unresolved { reason, message });
+    let group = object.group.as_deref().unwrap_or("");
+    let kind = object.kind.as_deref().unwrap_or("Service");
+    let namespace = object.namespace.as_deref().unwrap_or(&route.namespace);
+    let target = ObjectKey::new(namespace, object.name.clone());
+    let from = Side {
+        group: GROUP,
+        kind: route_kind.as_str(),
+        namespace: &route.namespace,
+    };
+    let to = Side {
+        group,
+        kind,
+        namespace,
+    };
+    let known = matches!(
+        (group, kind),
+        ("", "Service") | (WEIR_GROUP, "LoadBalancerPool")
+    );
+    if !known {
+        return unresolved(
+            "InvalidKind",
+            format!(
+                "backendRef {target} of kind {group}/{kind}: weir routes to Services and LoadBalancerPools"
+            ),
+        );
+    }
+    if !rules::permits(grants.iter().copied(), from, to, &object.name) {
+        return unresolved(
+            "RefNotPermitted",
+            format!(
+                "backendRef {kind} {target} is in another namespace and no ReferenceGrant allows it"
+            ),
+        );
+    }
+    if kind == "LoadBalancerPool" {
+        return match store
+            .pools
+            .contains_key(&target)
+            .then(|| table.pools.get(&target))
+            .flatten()
+        {
+            Some(pool) => Ok(Target::Pool(pool.clone())),
+            None => unresolved(
+                "BackendNotFound",
+                format!("LoadBalancerPool {target} is not found or does not serve"),
+            ),
+        };
+    }
+    let Some(port) = object.port.and_then(|p| u16::try_from(p).ok()) else {
+        return unresolved(
+            "UnsupportedValue",
+            format!("backendRef Service {target} needs a port"),
+        );
+    };
+    let backend = Backend {
+        service: object.name.clone(),
+        port: ServicePort::Number(port),
+        weight,
+    };
+    match slices.resolve(&target, &backend) {
+        Err(problem) => unresolved("BackendNotFound", problem.to_string()),
+        Ok(resolved) => Ok(Target::Service {
+            key: target,
+            backend,
+            resolved,
+        }),
+    }
+}
+
+/// A rule's mirrors: a Service gets a pool of its own, `RULE_POOL/mirror-M` (M counts the
+/// rule's RequestMirror filters), in the table's pools like the rule's; a LoadBalancerPool is
+/// used as it is. A mirror whose backend does not resolve is dropped (the rule serves without
+/// it) and makes the route's `ResolvedRefs` False, as a bad backendRef does.
+#[allow(clippy::too_many_arguments)]
+fn compile_mirrors(
+    route_kind: RouteKind,
+    route: &ObjectKey,
+    rule_pool: &ObjectKey,
+    mirrors: &[(&HTTPRequestMirrorFilter, Sample)],
+    store: &Store,
+    slices: &SliceIndex<'_>,
+    grants: &[&ReferenceGrant],
+    previous: Option<&RoutingTable>,
+    table: &mut RoutingTable,
+    problems: &mut Vec<String>,
+    reason: &mut Option<&'static str>,
+) -> Box<[Mirror]> {
+    if mirrors.is_empty() {
+        return Box::default();
+    }
+    let mut out = Vec::with_capacity(mirrors.len());
+    for (m, (filter, sample)) in mirrors.iter().enumerate() {
+        let pool = match resolve_ref(
+            route_kind,
+            route,
+            &filter.backend_ref,
+            1,
+            store,
+            slices,
+            grants,
+            table,
+        ) {
+            Err(Unresolved {
+                reason: why,
+                message,
+            }) => {
+                reason.get_or_insert(why);
+                problems.push(format!("RequestMirror: {message}"));
+                continue;
+            }
+            Ok(Target::Pool(pool)) => pool,
+            Ok(Target::Service {
+                key,
+                backend,
+                resolved,
+            }) => {
+                let pool_key = ObjectKey::new(
+                    rule_pool.namespace.clone(),
+                    format!("{}/mirror-{m}", rule_pool.name),
+                );
+                let reuse = Reuse::of(previous.and_then(|t| t.pool(&pool_key)));
+                let spec = service_pool_spec();
+                let set = backend_set(key, &backend, resolved, &spec, &reuse);
+                let pool = Arc::new(Pool::new(pool_key.clone(), policy(&spec), vec![set]));
+                table.pools.insert(pool_key, pool.clone());
+                pool
+            }
+        };
+        out.push(Mirror {
+            pool,
+            sample: *sample,
+        });
+    }
+    out.into_boxed_slice()
 }
 
 /// The policy of a rule's own pool: weir's defaults (round robin, no health checks, one retry

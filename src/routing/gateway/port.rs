@@ -6,6 +6,7 @@
 
 use super::filter::{HeaderEdit, Redirect, Rewrite};
 use super::matching::RequestMatch;
+use super::mirror::Mirror;
 use crate::routing::host::normalize_host;
 use crate::routing::pool::Pool;
 use crate::store::ObjectKey;
@@ -43,6 +44,9 @@ pub struct RouteRule {
     pub index: usize,
     pub filters: RuleFilters,
     pub backends: RuleBackends,
+    /// `RequestMirror` filters whose backend resolved, in the rule's order; empty for most
+    /// rules (a boxed empty slice allocates nothing).
+    pub mirrors: Box<[Mirror]>,
     /// `timeouts.request`: the whole request, retries included, gets this long to its
     /// response headers (504 after); `None`: no such limit.
     pub request_timeout: Option<std::time::Duration>,

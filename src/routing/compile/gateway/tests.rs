@@ -197,7 +197,8 @@ fn refusals_and_unresolved_backends_say_why_and_leave_other_routes_serving() {
             "mirror",
             json!({ "parentRefs": parent(), "hostnames": ["mirror.example"],
                     "rules": [{ "filters": [{ "type": "RequestMirror",
-                                              "requestMirror": { "backendRef": { "name": "web", "port": 80 } } }],
+                                              "requestMirror": { "backendRef": { "name": "web", "port": 80 },
+                                                                "percent": 150 } }],
                                 "backendRefs": [{ "name": "web", "port": 80 }] }] }),
         ))
         .http_route(http_route(
@@ -274,6 +275,192 @@ fn a_reference_grant_lets_a_route_reach_a_service_in_another_namespace() {
     let port = compiled.table.gateway_port(&addr()).expect("the socket");
     let m = port.matches().next().expect("a match");
     assert!(m.rule.backends.pick().is_some());
+}
+
+#[test]
+fn mirrors_get_pools_of_their_own_and_a_bad_one_is_dropped_with_the_route_serving() {
+    let mirror = |backend: serde_json::Value| json!({ "type": "RequestMirror", "requestMirror": { "backendRef": backend } });
+    let route = |name: &str, host: &str, filters: serde_json::Value| {
+        http_route(
+            "apps",
+            name,
+            json!({ "parentRefs": parent(), "hostnames": [host],
+                    "rules": [{ "filters": filters,
+                                "backendRefs": [{ "name": "web", "port": 80 }] }] }),
+        )
+    };
+    let compiled = base()
+        .web(
+            "apps",
+            "shadow",
+            &[endpoint("10.0.1.1", EndpointState::Ready)],
+        )
+        .web(
+            "infra",
+            "elsewhere",
+            &[endpoint("10.0.2.1", EndpointState::Ready)],
+        )
+        .web(
+            "shared",
+            "granted",
+            &[endpoint("10.0.3.1", EndpointState::Ready)],
+        )
+        .reference_grant(reference_grant(
+            "shared",
+            "to-granted",
+            "HTTPRoute",
+            "apps",
+            "Service",
+        ))
+        .http_route(route(
+            "two",
+            "two.example",
+            json!([mirror(json!({ "name": "shadow", "port": 80 })),
+                   { "type": "RequestHeaderModifier",
+                     "requestHeaderModifier": { "set": [{ "name": "x-a", "value": "1" }] } },
+                   mirror(json!({ "name": "web", "port": 80 }))]),
+        ))
+        .http_route(route(
+            "missing",
+            "missing.example",
+            json!([mirror(json!({ "name": "nope", "port": 80 }))]),
+        ))
+        .http_route(route(
+            "kind",
+            "kind.example",
+            json!([mirror(
+                json!({ "group": "example.com", "kind": "Thing", "name": "x" })
+            )]),
+        ))
+        .http_route(route(
+            "cross",
+            "cross.example",
+            json!([
+                mirror(json!({ "name": "elsewhere", "namespace": "infra", "port": 80 })),
+                mirror(json!({ "name": "granted", "namespace": "shared", "port": 80 }))
+            ]),
+        ))
+        .compile();
+    let rule = |host: &str| {
+        let port = compiled.table.gateway_port(&addr()).expect("the socket");
+        let facts = RequestFacts {
+            host,
+            method: &http::Method::GET,
+            path: "/",
+            query: None,
+            headers: &http::HeaderMap::new(),
+        };
+        port.route(&facts).expect("a match").rule.clone()
+    };
+    let names = |host: &str| -> Vec<String> {
+        rule(host)
+            .mirrors
+            .iter()
+            .map(|m| m.pool.name.to_string())
+            .collect()
+    };
+    assert_eq!(
+        names("two.example"),
+        [
+            "apps/httproute/two/rule-0/mirror-0",
+            "apps/httproute/two/rule-0/mirror-1"
+        ]
+    );
+    let pool = compiled
+        .table
+        .pool(&ObjectKey::new("apps", "httproute/two/rule-0/mirror-0"))
+        .expect("the mirror's pool is in the table");
+    let addrs: Vec<String> = pool.ready_endpoints().map(|e| e.addr.to_string()).collect();
+    assert_eq!(addrs, ["10.0.1.1:8080"]);
+    assert!(rule("two.example").filters.request_headers.is_some());
+    assert_eq!(
+        route_conditions(&compiled, "apps", "two")[1],
+        triple("ResolvedRefs", "True", "ResolvedRefs")
+    );
+    for (name, host, reason) in [
+        ("missing", "missing.example", "BackendNotFound"),
+        ("kind", "kind.example", "InvalidKind"),
+        ("cross", "cross.example", "RefNotPermitted"),
+    ] {
+        let conditions = route_conditions(&compiled, "apps", name);
+        assert_eq!(
+            conditions[0],
+            triple("Accepted", "True", "Accepted"),
+            "{name}"
+        );
+        assert_eq!(
+            conditions[1],
+            triple("ResolvedRefs", "False", reason),
+            "{name}"
+        );
+        assert!(
+            rule(host).backends.pick().is_some(),
+            "{name}: the rule serves"
+        );
+    }
+    assert!(names("missing.example").is_empty());
+    assert!(names("kind.example").is_empty());
+    // The granted mirror stays; only the one without a grant is dropped.
+    assert_eq!(
+        names("cross.example"),
+        ["apps/httproute/cross/rule-0/mirror-1"]
+    );
+}
+
+#[test]
+fn a_grpc_route_mirrors_through_the_same_path() {
+    let compiled = base()
+        .web("apps", "shadow", &[endpoint("10.0.1.1", EndpointState::Ready)])
+        .grpc_route(crate::testkit::grpc_route(
+            "apps",
+            "g",
+            json!({ "parentRefs": parent(),
+                    "rules": [{ "filters": [{ "type": "RequestMirror",
+                                              "requestMirror": { "backendRef": { "name": "shadow", "port": 80 } } }],
+                                "backendRefs": [{ "name": "web", "port": 80 }] }] }),
+        ))
+        .compile();
+    let port = compiled.table.gateway_port(&addr()).expect("the socket");
+    let m = port.matches().next().expect("a match");
+    let names: Vec<&str> = m
+        .rule
+        .mirrors
+        .iter()
+        .map(|m| m.pool.name.as_str())
+        .collect();
+    assert_eq!(names, ["apps/grpcroute/g/rule-0/mirror-0"]);
+    assert_eq!(
+        m.rule.mirrors[0].sample,
+        crate::routing::gateway::Sample::ALL
+    );
+}
+
+#[test]
+fn a_rebuild_keeps_a_mirror_pools_endpoints() {
+    let store = || {
+        base()
+            .web("apps", "shadow", &[endpoint("10.0.1.1", EndpointState::Ready)])
+            .http_route(http_route(
+                "apps",
+                "r",
+                json!({ "parentRefs": parent(),
+                        "rules": [{ "filters": [{ "type": "RequestMirror",
+                                                  "requestMirror": { "backendRef": { "name": "shadow", "port": 80 },
+                                                                     "fraction": { "numerator": 1, "denominator": 2 } } }],
+                                    "backendRefs": [{ "name": "web", "port": 80 }] }] }),
+            ))
+    };
+    let key = ObjectKey::new("apps", "httproute/r/rule-0/mirror-0");
+    let store = store().build();
+    let first = crate::routing::compile(&store, None);
+    let second = crate::routing::compile(&store, Some(&first.table));
+    let endpoint = |c: &crate::routing::Compiled| {
+        c.table
+            .pool(&key)
+            .and_then(|p| p.ready_endpoints().next().cloned())
+            .expect("the mirror pool's endpoint")
+    };
+    assert!(Arc::ptr_eq(&endpoint(&first), &endpoint(&second)));
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod grpc;
 mod images;
 mod ips;
 mod launch;
+mod logs;
 mod node;
 mod pods;
 mod probe;
@@ -81,6 +82,13 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// The kubelet's log endpoint (`kubectl logs`), started by `node` in the pods' namespace.
+    KubeletLogs {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        state_dir: PathBuf,
+    },
     /// A stand-in for an image no test talks to: HTTP 200 on each port.
     StandIn {
         #[arg(long)]
@@ -96,6 +104,7 @@ fn main() -> std::process::ExitCode {
         Command::Node(args) => node_main(*args),
         Command::Echo { args } => multi_thread(echo::main(args)),
         Command::StandIn { image, ports } => multi_thread(standin::main(image, ports)),
+        Command::KubeletLogs { listen, state_dir } => multi_thread(logs::main(listen, state_dir)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -178,6 +187,26 @@ fn node_main(args: NodeArgs) -> Result<()> {
             node_ip,
         ));
         tokio::spawn(bind::run(scheduler_client, args.node_name.clone()));
+        // Where the API server proxies `pods/log` to (the Node's kubeletEndpoint port).
+        let logs = process::spawn(&process::Spec {
+            program: shared.settings.self_binary.clone(),
+            args: vec![
+                "kubelet-logs".into(),
+                "--listen".into(),
+                format!("{}:{}", args.node_ip, node::KUBELET_PORT),
+                "--state-dir".into(),
+                args.state_dir.to_string_lossy().into_owned(),
+            ],
+            env: Default::default(),
+            log: args.state_dir.join("kubelet-logs.log"),
+            netns: args.netns.clone(),
+            workdir: args.state_dir.clone(),
+        })?;
+        tokio::spawn(async move {
+            let mut logs = logs;
+            let status = logs.wait().await;
+            tracing::warn!(?status, "the kubelet log endpoint exited");
+        });
         tokio::spawn(pods::run(shared));
         tracing::info!(node = %args.node_name, "running pods");
         signals::terminated().await?;

@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 pub const NODE_CPU: &str = "2";
 pub const NODE_MEMORY_BYTES: u64 = 8 << 30;
 pub const KUBELET_VERSION: &str = "v1.36.3";
+/// The kubelet port the Node advertises; `kubelet-logs` serves `containerLogs` there.
+pub const KUBELET_PORT: u16 = 10250;
 const HEARTBEAT: Duration = Duration::from_secs(10);
 const FIELD_MANAGER: &str = "weir-pod-runner";
 
@@ -62,7 +64,7 @@ pub fn status(name: &str, ip: &str, now: &str) -> Value {
             {"type": "InternalIP", "address": ip},
             {"type": "Hostname", "address": name},
         ],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
         "nodeInfo": {
             "machineID": format!("weir-pod-runner-{name}"),
             "systemUUID": format!("weir-pod-runner-{name}"),
