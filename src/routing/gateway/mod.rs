@@ -10,6 +10,7 @@ mod grpc;
 mod hostname;
 mod listener;
 mod matching;
+mod pod_ports;
 mod port;
 mod precedence;
 mod reference;
@@ -21,6 +22,7 @@ pub use grpc::as_http_route;
 pub use hostname::{HostnameError, Intersection, intersect, listener_order, validate_hostname};
 pub use listener::{ListenerProblem, Protocol, judge_listeners};
 pub use matching::{MatchError, PathMatch, RegexSite, RequestMatch};
+pub use pod_ports::{PodPorts, PortRange, PortRangeError, assign_pod_ports};
 pub use port::{
     GatewayPort, ListenerRef, RequestFacts, RouteRule, RuleBackends, RuleFilters, RuleMatch,
 };
