@@ -110,6 +110,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let scope = Scope {
         namespaces: args.watch_namespaces,
         class: args.controller_class,
+        gateway_services: services.as_ref().map(|c| c.namespace.clone()),
     };
     let lease = LeaseConfig {
         namespace: args.lease_namespace,
