@@ -187,9 +187,12 @@ pub(super) fn compile_gateways(
                 .iter()
                 .filter(|(key, _)| matches!(addresses.get(*key), Some(Ok(_))))
                 .map(|(key, g)| (*key, listener_ports(g)));
-            let pod_ports =
-                rules::assign_pod_ports(wanting, &[&from_services, &from_table], *ports);
-            Some((namespace.as_str(), services, pod_ports, *ports))
+            Some(ServiceMode {
+                namespace,
+                pod_ports: rules::assign_pod_ports(wanting, &[&from_services, &from_table], *ports),
+                services,
+                range: *ports,
+            })
         }
         _ => None,
     };
@@ -199,19 +202,20 @@ pub(super) fn compile_gateways(
             .get(key)
             .cloned()
             .unwrap_or(Ok(DEFAULT_GATEWAY_ADDRESS));
-        let pod_ports = service_mode
-            .as_ref()
-            .map(|(_, _, ports, range)| (ports.get(key).cloned().unwrap_or_default(), *range));
+        let pod_ports = service_mode.as_ref().map(|m| {
+            let given = m.pod_ports.get(key).cloned().unwrap_or_default();
+            (given, m.range)
+        });
         let (mut report, usable) = compile_gateway(
             key,
             gateway,
             address,
-            pod_ports.as_ref().map(|(p, range)| (p, *range)),
+            pod_ports.as_ref().map(|(given, range)| (given, *range)),
             secrets,
             &grants,
             table,
         );
-        if let Some((namespace, services, _, _)) = &service_mode {
+        if let Some(mode) = &service_mode {
             // The Service takes the listener ports whose listeners serve.
             let ports: BTreeMap<u16, u16> = gateway
                 .spec
@@ -226,7 +230,8 @@ pub(super) fn compile_gateways(
                     key.clone(),
                     ServicePlan::new(gateway, class.map(|c| &**c), ports),
                 );
-                service::report_addresses(&mut report, key, namespace, services.get(key).copied());
+                let own = mode.services.get(key).copied();
+                service::report_addresses(&mut report, key, mode.namespace, own);
             }
         }
         statuses.gateways.insert(key.clone(), report);
@@ -236,8 +241,8 @@ pub(super) fn compile_gateways(
             usable,
         });
     }
-    if let Some((_, _, pod_ports, _)) = service_mode {
-        table.gateway_pod_ports = pod_ports;
+    if let Some(mode) = service_mode {
+        table.gateway_pod_ports = mode.pod_ports;
     }
 
     // Per socket: (listener hostname, route hostname, precedence, match).
@@ -388,6 +393,16 @@ pub(super) fn compile_gateways(
         }
     }
     statuses
+}
+
+/// What compile knows in service mode.
+struct ServiceMode<'s> {
+    /// weir's namespace, where the Gateways' Services are.
+    namespace: &'s str,
+    /// Those Services, by Gateway.
+    services: BTreeMap<ObjectKey, &'s crate::store::GatewayService>,
+    pod_ports: rules::PodPorts,
+    range: PortRange,
 }
 
 /// A Gateway's listener ports (those that are TCP ports at all).
