@@ -5,7 +5,8 @@
 //! (type, ports, selector, labels) and its targetPorts serve the route; a parameters ConfigMap
 //! on the GatewayClass makes it ClusterIP and the cluster IP becomes the Gateway's address;
 //! new listeners change the Service's ports without a restart; deleting the Gateway deletes
-//! the Service.
+//! the Service. weir watches `shop` and `infra` only: its Services in its own namespace come
+//! to it by a watcher of their own.
 
 mod common;
 
@@ -184,6 +185,9 @@ async fn gateways_get_services_of_their_own() {
         &cluster.kubeconfig,
         "gateway-service-e2e",
         &[
+            // weir's own namespace is not watched: its Gateway Services are, on their own.
+            "--watch-namespaces",
+            "shop,infra",
             "--lease-namespace",
             "weir",
             "--namespace",

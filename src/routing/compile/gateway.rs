@@ -232,6 +232,9 @@ pub(super) fn compile_gateways(
                 );
                 let own = mode.services.get(key).copied();
                 service::report_addresses(&mut report, key, mode.namespace, own);
+            } else {
+                // No listener serves: no Service, so no address (0.0.0.0 is no one's).
+                report.addresses.clear();
             }
         }
         statuses.gateways.insert(key.clone(), report);

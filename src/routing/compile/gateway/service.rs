@@ -308,7 +308,24 @@ mod tests {
         let compiled = compile_with_options(store.store(), None, &options());
         let report = &compiled.gateway.gateways[&ObjectKey::new("infra", "edge")];
         assert_eq!(report.conditions[0].reason, "UnsupportedAddress");
+        assert!(report.addresses.is_empty());
         assert!(compiled.gateway.services.is_empty());
         assert_eq!(compiled.table.gateway_ports().count(), 0);
+    }
+
+    #[test]
+    fn a_gateway_that_serves_nothing_has_no_service_and_no_address() {
+        let store = StoreBuilder::default()
+            .gateway_class(gateway_class())
+            .gateway(gateway(
+                "infra",
+                "edge",
+                None,
+                json!([{ "name": "tcp", "protocol": "TCP", "port": 5432 }]),
+            ));
+        let compiled = compile_with_options(store.store(), None, &options());
+        let report = &compiled.gateway.gateways[&ObjectKey::new("infra", "edge")];
+        assert!(report.addresses.is_empty(), "{:?}", report.addresses);
+        assert!(compiled.gateway.services.is_empty());
     }
 }
