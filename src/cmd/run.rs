@@ -105,6 +105,20 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         }
         config
     });
+    if services.is_some() {
+        // A pod port weir's own listener holds would never bind for a Gateway: say so now.
+        let range = args.gateway_services.gateway_ports;
+        let own = [
+            ("--http-addr", Some(options.http_addr)),
+            ("--https-addr", options.https_addr),
+            ("--admin-addr", Some(options.admin_addr)),
+        ];
+        for (flag, addr) in own {
+            if let Some(addr) = addr.filter(|a| range.contains(a.port())) {
+                anyhow::bail!("--gateway-ports {range} holds the port of {flag} {addr}");
+            }
+        }
+    }
     let key_file = args.listen.key_file();
     let watched = args.watch_namespaces.clone();
     let scope = Scope {
