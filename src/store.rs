@@ -10,10 +10,14 @@
 pub mod reduce;
 
 use crate::api::LoadBalancerPool;
-use crate::api::gateway::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
+use crate::api::gateway::{
+    GATEWAY_ANNOTATION, GRPCRoute, Gateway, GatewayClass, HTTPRoute, MANAGED_BY, MANAGED_BY_LABEL,
+    ReferenceGrant,
+};
 use crate::certificate::{TLS_CRT, TLS_KEY, TLS_OCSP_STAPLE};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
@@ -59,6 +63,95 @@ impl fmt::Display for ObjectKey {
 pub struct ServicePorts {
     /// `spec.ports`, in order, every protocol.
     pub ports: Box<[NamedPort]>,
+    /// For a Service weir made for a Gateway: what compile needs of it.
+    pub gateway: Option<Box<GatewayService>>,
+}
+
+/// A Service weir made for a Gateway (labelled [`MANAGED_BY_LABEL`] `weir`, annotated with its
+/// Gateway): which pod port each listener port goes to, and the address it was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayService {
+    pub gateway: ObjectKey,
+    /// `port` → numeric `targetPort` (weir writes numbers; others are left out).
+    pub ports: BTreeMap<u16, u16>,
+    /// `spec.type` (`ClusterIP` when unset).
+    pub service_type: Box<str>,
+    /// `spec.clusterIPs` (else `spec.clusterIP`), `None` left out.
+    pub cluster_ips: Box<[IpAddr]>,
+    /// `status.loadBalancer.ingress`, in order.
+    pub ingress: Box<[ServiceIngress]>,
+}
+
+/// One `status.loadBalancer.ingress` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceIngress {
+    Ip(IpAddr),
+    Hostname(Box<str>),
+}
+
+impl GatewayService {
+    /// `Some` for a Service weir made for a Gateway.
+    fn of(service: &Service) -> Option<Self> {
+        let meta = &service.metadata;
+        if meta
+            .labels
+            .as_ref()?
+            .get(MANAGED_BY_LABEL)
+            .map(String::as_str)
+            != Some(MANAGED_BY)
+        {
+            return None;
+        }
+        let (namespace, name) = meta
+            .annotations
+            .as_ref()?
+            .get(GATEWAY_ANNOTATION)?
+            .split_once('/')?;
+        let spec = service.spec.as_ref();
+        let ports = spec
+            .and_then(|s| s.ports.as_deref())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| {
+                let target = match &p.target_port {
+                    Some(IntOrString::Int(t)) => u16::try_from(*t).ok()?,
+                    _ => return None,
+                };
+                Some((u16::try_from(p.port).ok()?, target))
+            })
+            .collect();
+        let ips: Vec<&String> = match spec.and_then(|s| s.cluster_ips.as_ref()) {
+            Some(ips) if !ips.is_empty() => ips.iter().collect(),
+            _ => spec
+                .and_then(|s| s.cluster_ip.as_ref())
+                .into_iter()
+                .collect(),
+        };
+        let ingress = service
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_deref())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|i| match (&i.ip, &i.hostname) {
+                (Some(ip), _) => ip.parse().ok().map(ServiceIngress::Ip),
+                (None, Some(host)) => Some(ServiceIngress::Hostname(host.as_str().into())),
+                (None, None) => None,
+            })
+            .collect();
+        Some(GatewayService {
+            gateway: ObjectKey::new(namespace, name),
+            ports,
+            service_type: spec
+                .and_then(|s| s.type_.as_deref())
+                .unwrap_or("ClusterIP")
+                .into(),
+            // "None" (headless) and anything else that is no address is left out.
+            cluster_ips: ips.iter().filter_map(|ip| ip.parse().ok()).collect(),
+            ingress,
+        })
+    }
 }
 
 /// One port of a [`ServicePorts`].
@@ -83,7 +176,10 @@ impl ServicePorts {
                 port: p.port,
             })
             .collect();
-        ServicePorts { ports }
+        ServicePorts {
+            ports,
+            gateway: GatewayService::of(service).map(Box::new),
+        }
     }
 }
 

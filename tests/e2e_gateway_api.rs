@@ -37,7 +37,14 @@ fn start_weir(kubeconfig: &Path, dir: &Path) -> WeirProcess {
     let run = process::run(
         kubeconfig,
         "gateway-e2e",
-        &["--lease-namespace", "default"],
+        // The Gateway's socket on 127.0.0.1 (without an address range, `weir run` would
+        // expose Gateways by Services: tests/e2e_gateway_service.rs).
+        &[
+            "--lease-namespace",
+            "default",
+            "--gateway-addresses",
+            "127.0.0.1/32",
+        ],
         "weir=debug,info",
         file.into(),
     );

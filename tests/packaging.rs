@@ -252,10 +252,14 @@ fn rbac_is_least_privilege_without_wildcards() {
                 }
                 assert!(rule["nonResourceURLs"].is_null());
                 // weir never writes what it watches, except status (pools' and the Gateway
-                // API's) and events.
+                // API's) and events; and the Services it makes for Gateways, by a Role of
+                // their own in the release namespace (checked below).
                 let verbs = strings(&rule["verbs"]);
                 let writes = verbs.iter().any(|v| !["get", "list", "watch"].contains(v));
-                if writes {
+                let gateway_services = o["kind"] == "Role"
+                    && o["metadata"]["name"] == "weir-gateway-services"
+                    && strings(&rule["resources"]) == ["services"];
+                if writes && !gateway_services {
                     let resources = strings(&rule["resources"]);
                     assert!(
                         resources.iter().all(|r| [
@@ -319,6 +323,31 @@ fn rbac_is_least_privilege_without_wildcards() {
         if strings(&rule["verbs"]).contains(&"update") {
             assert_eq!(strings(&rule["resourceNames"]), ["weir-leader"]);
         }
+    }
+    // Gateway API service mode: the Services weir makes, and the GatewayClass parameters
+    // ConfigMaps it reads, in the release namespace only.
+    for objects in [default_objects(), all_features_objects()] {
+        let role = one(objects, "Role", "weir-gateway-services");
+        assert_eq!(role["metadata"]["namespace"], "weir-system");
+        assert_eq!(
+            role["rules"],
+            serde_json::json!([
+                { "apiGroups": [""], "resources": ["services"],
+                  "verbs": ["get", "list", "watch", "create", "patch", "delete"] },
+                { "apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"] },
+            ])
+        );
+        let binding = one(objects, "RoleBinding", "weir-gateway-services");
+        assert_eq!(binding["roleRef"]["name"], "weir-gateway-services");
+        assert_eq!(binding["subjects"][0]["name"], "weir");
+        let deployment = one(objects, "Deployment", "weir");
+        let args = strings(&deployment["spec"]["template"]["spec"]["containers"][0]["args"]);
+        assert!(
+            args.contains(
+                &"--gateway-service-selector=app.kubernetes.io/name=weir,app.kubernetes.io/instance=weir"
+            ),
+            "{args:?}"
+        );
     }
     // Namespaced mode (watchNamespaces): a Role in each namespace, and cluster-wide only the
     // kinds that have no namespace (GatewayClasses, Namespaces).
@@ -512,6 +541,11 @@ fn every_optional_feature_renders() {
     assert_eq!(monitor["spec"]["endpoints"][0]["honorLabels"], true);
     assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
     let policy = one(objects, "NetworkPolicy", "weir");
+    // The Gateways' pod ports are open as the traffic ports are.
+    assert_eq!(
+        policy["spec"]["ingress"][0]["ports"][2],
+        serde_json::json!({ "port": 20000, "endPort": 29999, "protocol": "TCP" })
+    );
     assert_eq!(
         policy["spec"]["ingress"][1]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
         "monitoring"

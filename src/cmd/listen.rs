@@ -39,7 +39,8 @@ pub struct Listen {
     pub hosts: HostRules,
     /// Gateway API: the addresses to give Gateways that name none in `spec.addresses`, one
     /// each (a CIDR range, e.g. 10.0.64.0/26; they must be this host's to bind). Without it
-    /// such Gateways listen on 127.0.0.1.
+    /// such Gateways listen on 127.0.0.1 (`serve`), or (`run`) each Gateway gets a Service
+    /// of its own that weir makes (see --gateway-ports).
     #[arg(long, value_name = "CIDR")]
     pub gateway_addresses: Option<ipnet::IpNet>,
     #[command(flatten)]

@@ -1,5 +1,6 @@
 //! `weir run`: the ingress controller in a cluster. Watches LoadBalancerPools, Services,
-//! EndpointSlices and TLS Secrets, proxies, and (when leader) writes pool status.
+//! EndpointSlices and TLS Secrets, proxies, and (when leader) writes pool status and keeps
+//! the Services of Gateways.
 
 use super::affinity_key;
 use super::listen::Listen;
@@ -11,7 +12,9 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use tokio::sync::watch;
 use weir::app;
+use weir::controller::gateway_service::{ServiceConfig, ServiceType};
 use weir::controller::lease::LeaseConfig;
+use weir::routing::gateway::{GatewayAddresses, PortRange};
 use weir::source::kube::{Scope, SourceState};
 use weir::store::Store;
 
@@ -35,8 +38,42 @@ pub struct Args {
     #[arg(long, default_value = "15s", value_parser = super::parse_duration)]
     lease_duration: Duration,
     #[command(flatten)]
+    gateway_services: GatewayServices,
+    #[command(flatten)]
     listen: Listen,
 }
+
+/// Gateway API in a cluster: without --gateway-addresses, each Gateway is exposed by a Service
+/// of its own that weir makes in its namespace ("service mode").
+#[derive(clap::Args, Debug)]
+struct GatewayServices {
+    /// weir's own namespace: where the Services of Gateways go, and where a GatewayClass's
+    /// parameters ConfigMap is looked for when it names no namespace.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    namespace: String,
+    /// The pod ports weir binds for Gateway listener ports (one per Gateway and listener port,
+    /// on 0.0.0.0), which each Gateway's Service targets.
+    #[arg(long, value_name = "FIRST-LAST", default_value_t = PortRange::default())]
+    gateway_ports: PortRange,
+    /// The labels of weir's pods, KEY=VALUE[,KEY=VALUE...]: the selector of the Gateways'
+    /// Services (the Helm chart sets it).
+    #[arg(long, value_name = "LABELS", value_delimiter = ',', value_parser = parse_label)]
+    gateway_service_selector: Vec<(String, String)>,
+    /// The type of a Gateway's Service when its GatewayClass's parameters ConfigMap does not
+    /// say (key serviceType): LoadBalancer, ClusterIP or NodePort.
+    #[arg(long, default_value_t = ServiceType::LoadBalancer)]
+    gateway_service_type: ServiceType,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+/// How often the leader looks at what the Gateways' Services should be.
+const SERVICE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How often `weir run` looks at the affinity key file.
 const KEY_FILE_INTERVAL: Duration = Duration::from_secs(5);
@@ -44,12 +81,50 @@ const KEY_FILE_INTERVAL: Duration = Duration::from_secs(5);
 const STATUS_INTERVAL: Duration = Duration::from_millis(500);
 
 pub fn main(args: Args) -> anyhow::Result<()> {
-    let options = args.listen.options()?;
+    let mut options = args.listen.options()?;
+    // In a cluster without --gateway-addresses, Gateways are exposed by Services of their own.
+    let services = args.listen.gateway_addresses.is_none().then(|| {
+        let config = ServiceConfig {
+            namespace: args.gateway_services.namespace.clone(),
+            selector: args
+                .gateway_services
+                .gateway_service_selector
+                .iter()
+                .cloned()
+                .collect(),
+            default_type: args.gateway_services.gateway_service_type,
+        };
+        options.gateway_addresses = GatewayAddresses::Services {
+            ports: args.gateway_services.gateway_ports,
+            namespace: config.namespace.clone(),
+        };
+        if config.selector.is_empty() {
+            tracing::warn!(
+                "no --gateway-service-selector: the Services of Gateways will select no pods"
+            );
+        }
+        config
+    });
+    if services.is_some() {
+        // A pod port weir's own listener holds would never bind for a Gateway: say so now.
+        let range = args.gateway_services.gateway_ports;
+        let own = [
+            ("--http-addr", Some(options.http_addr)),
+            ("--https-addr", options.https_addr),
+            ("--admin-addr", Some(options.admin_addr)),
+        ];
+        for (flag, addr) in own {
+            if let Some(addr) = addr.filter(|a| range.contains(a.port())) {
+                anyhow::bail!("--gateway-ports {range} holds the port of {flag} {addr}");
+            }
+        }
+    }
     let key_file = args.listen.key_file();
     let watched = args.watch_namespaces.clone();
     let scope = Scope {
         namespaces: args.watch_namespaces,
         class: args.controller_class,
+        gateway_services: services.as_ref().map(|c| c.namespace.clone()),
     };
     let lease = LeaseConfig {
         namespace: args.lease_namespace,
@@ -73,7 +148,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             .await
             .context("starting weir")?;
         let leader = Arc::new(AtomicBool::new(false));
-        let tasks = [
+        let mut tasks = vec![
             source,
             tokio::spawn(weir::controller::lease::run(
                 client.clone(),
@@ -81,10 +156,10 @@ pub fn main(args: Args) -> anyhow::Result<()> {
                 leader.clone(),
             )),
             tokio::spawn(weir::controller::status::run(
-                client,
+                client.clone(),
                 watched,
                 running.admin.clone(),
-                leader,
+                leader.clone(),
                 STATUS_INTERVAL,
             )),
             tokio::spawn(weir::source::kube::export_stale(
@@ -92,6 +167,15 @@ pub fn main(args: Args) -> anyhow::Result<()> {
                 running.admin.metrics.source_stale.clone(),
             )),
         ];
+        if let Some(config) = services {
+            tasks.push(tokio::spawn(weir::controller::gateway_service::run(
+                client,
+                config,
+                running.admin.clone(),
+                leader,
+                SERVICE_INTERVAL,
+            )));
+        }
         affinity_key::until_signal(&running, key_file, KEY_FILE_INTERVAL).await;
         for task in tasks {
             task.abort();

@@ -53,7 +53,9 @@ pub(super) fn route<B>(
         let (status, location) = redirect.answer(
             scheme.as_str(),
             &name,
-            socket.port(),
+            // The listener's port, which the client reached (in service mode the socket's is
+            // the pod port behind the Service).
+            port.listener_port,
             req.uri().path(),
             req.uri().query(),
             prefix,

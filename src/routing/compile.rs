@@ -4,7 +4,7 @@ mod gateway;
 
 pub use gateway::{
     DEFAULT_GATEWAY_ADDRESS, GatewayReport, GatewayStatuses, ListenerReport, ObjectReport,
-    ParentReport,
+    ParentReport, ServicePlan,
 };
 
 use super::gateway::GatewayAddresses;

@@ -11,7 +11,8 @@ mod table;
 
 pub use compile::{
     CompileOptions, Compiled, DEFAULT_GATEWAY_ADDRESS, GatewayReport, GatewayStatuses,
-    ListenerReport, ObjectReport, ParentReport, compile, compile_with, compile_with_options,
+    ListenerReport, ObjectReport, ParentReport, ServicePlan, compile, compile_with,
+    compile_with_options,
 };
 pub use host::{normalize_host, normalize_prefix, prefix_matches};
 pub use host_policy::{HostPolicy, HostPolicyError};

@@ -1,6 +1,6 @@
 //! The routing table: immutable once built, swapped whole by the proxy's owner.
 
-use super::gateway::GatewayPort;
+use super::gateway::{GatewayPort, PodPorts};
 use super::host::{normalize_host, prefix_matches};
 use super::pool::Pool;
 use crate::store::ObjectKey;
@@ -43,6 +43,9 @@ pub struct RoutingTable {
     pub(super) wildcard_certificates: HashMap<Box<str>, Arc<CertifiedKey>>,
     /// Gateway API: what each Gateway socket serves, by the address it listens on.
     pub(super) gateway_ports: BTreeMap<SocketAddr, GatewayPort>,
+    /// Service mode: the pod port of each listener port of each Gateway, kept by the next
+    /// compile (until the Gateway's Service holds it).
+    pub(super) gateway_pod_ports: PodPorts,
 }
 
 impl RoutingTable {
@@ -88,6 +91,11 @@ impl RoutingTable {
     /// Every Gateway socket the table wants open, in address order.
     pub fn gateway_ports(&self) -> impl Iterator<Item = &GatewayPort> {
         self.gateway_ports.values()
+    }
+
+    /// Service mode: each Gateway's listener ports and the pod ports they were given.
+    pub fn gateway_pod_ports(&self) -> &PodPorts {
+        &self.gateway_pod_ports
     }
 
     /// Every compiled pool, in key order.

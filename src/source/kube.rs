@@ -40,6 +40,10 @@ pub struct Scope {
     pub namespaces: Vec<String>,
     /// Pools whose `spec.className` differs are ignored (a pool without one is ours).
     pub class: String,
+    /// Gateway API service mode: weir's namespace, whose Services of weir's own (the
+    /// Gateways') are watched even when `namespaces` leaves it out (compile reads their ports
+    /// and addresses).
+    pub gateway_services: Option<String>,
 }
 
 /// How the source is doing, for `/readyz` and the metrics.
@@ -291,6 +295,28 @@ pub async fn run(
             &msg_tx,
         ));
         watchers += 4;
+    }
+    if let Some(own) = &scope.gateway_services
+        && !namespaces
+            .iter()
+            .any(|ns| ns.is_none() || ns.as_ref() == Some(own))
+    {
+        // Only the Gateways' Services: weir serves no pool of its own namespace it was not
+        // told to watch.
+        let ours = watcher::Config::default().labels(&format!(
+            "{}={}",
+            crate::api::gateway::MANAGED_BY_LABEL,
+            crate::api::gateway::MANAGED_BY
+        ));
+        tasks.push(spawn_watch::<Service>(
+            &client,
+            Some(own),
+            ours,
+            &scope,
+            watchers,
+            &msg_tx,
+        ));
+        watchers += 1;
     }
     // The Gateway API's discovery is one more participant: readiness waits for its first
     // answer (and for the watchers it starts then), so a replica with Gateways to serve never

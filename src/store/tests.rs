@@ -240,3 +240,40 @@ fn a_secret_prints_sizes_never_bytes() {
     assert!(!printed.contains("BEGIN"), "{printed}");
     assert!(printed.contains("key_bytes: Some(27)"), "{printed}");
 }
+
+#[test]
+fn a_gateway_service_of_weirs_is_read_and_others_are_not() {
+    use crate::api::gateway::{GATEWAY_ANNOTATION, MANAGED_BY_LABEL};
+    let service = |labels: serde_json::Value, target: serde_json::Value| -> ServicePorts {
+        let s: Service = serde_json::from_value(json!({
+            "metadata": { "name": "weir-gw-edge-1", "namespace": "weir", "labels": labels,
+                          "annotations": { GATEWAY_ANNOTATION: "infra/edge" } },
+            "spec": { "type": "NodePort", "clusterIP": "10.96.0.7", "clusterIPs": ["10.96.0.7", "fd00::7"],
+                      "ports": [{ "name": "p80", "port": 80, "targetPort": target }] },
+            "status": { "loadBalancer": { "ingress": [{ "hostname": "lb.test" }, {}] } },
+        }))
+        .expect("a Service");
+        ServicePorts::from_service(&s)
+    };
+    let ours = service(json!({ MANAGED_BY_LABEL: "weir" }), json!(20000));
+    let gateway = ours.gateway.expect("weir's own");
+    assert_eq!(gateway.gateway, ObjectKey::new("infra", "edge"));
+    assert_eq!(gateway.ports, BTreeMap::from([(80, 20000)]));
+    assert_eq!(&*gateway.service_type, "NodePort");
+    assert_eq!(gateway.cluster_ips.len(), 2, "both families");
+    assert_eq!(
+        &*gateway.ingress,
+        [ServiceIngress::Hostname("lb.test".into())],
+        "an entry with neither is left out"
+    );
+    // A named targetPort is not one weir wrote: no pod port to keep.
+    let named = service(json!({ MANAGED_BY_LABEL: "weir" }), json!("http"));
+    assert!(named.gateway.expect("weir's own").ports.is_empty());
+    // Someone else's Service is only ports.
+    assert!(
+        service(json!({ MANAGED_BY_LABEL: "Helm" }), json!(20000))
+            .gateway
+            .is_none()
+    );
+    assert!(service(json!({}), json!(20000)).gateway.is_none());
+}

@@ -297,6 +297,35 @@ pub fn gateway(namespace: &str, name: &str, address: Option<&str>, listeners: Va
     .expect("a valid Gateway")
 }
 
+/// The Service weir makes for Gateway `gateway` (service mode), in `namespace`: type
+/// `service_type`, each `(port, targetPort)`, cluster IP `cluster_ip`, and
+/// `status.loadBalancer.ingress` (the API's JSON, e.g. `json!([{ "ip": "192.0.2.1" }])`).
+pub fn gateway_service(
+    namespace: &str,
+    gateway: (&str, &str),
+    service_type: &str,
+    service_ports: &[(u16, u16)],
+    cluster_ip: &str,
+    ingress: Value,
+) -> Service {
+    use crate::api::gateway::{GATEWAY_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, service_name};
+    let ports: Vec<Value> = service_ports
+        .iter()
+        .map(|(port, target)| json!({ "name": format!("p{port}"), "port": port, "targetPort": target }))
+        .collect();
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {
+            "name": service_name(gateway.0, gateway.1), "namespace": namespace,
+            "labels": { MANAGED_BY_LABEL: MANAGED_BY },
+            "annotations": { GATEWAY_ANNOTATION: format!("{}/{}", gateway.0, gateway.1) },
+        },
+        "spec": { "type": service_type, "clusterIP": cluster_ip, "clusterIPs": [cluster_ip], "ports": ports },
+        "status": { "loadBalancer": { "ingress": ingress } },
+    }))
+    .expect("a valid Service")
+}
+
 /// One plain-HTTP listener `name` on `port`, taking routes from every namespace.
 pub fn http_listener(name: &str, port: u16, hostname: Option<&str>) -> Value {
     let mut l = json!({ "name": name, "port": port, "protocol": "HTTP",

@@ -31,6 +31,39 @@ pub const GROUP: &str = "gateway.networking.k8s.io";
 /// The `controllerName` of GatewayClasses weir implements.
 pub const CONTROLLER_NAME: &str = "weir.dev/gateway-controller";
 
+/// The Services weir makes for Gateways (service mode) carry this label with value
+/// [`MANAGED_BY`]: how weir finds its own (to read their address, and to delete those whose
+/// Gateway is gone: an ownerReference cannot cross namespaces).
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "weir";
+/// The Gateway a Service of weir's is for, as `NAMESPACE/NAME` (an annotation: a Gateway's
+/// name may be longer than a label value may).
+pub const GATEWAY_ANNOTATION: &str = "gateway.weir.dev/gateway";
+/// Labels naming the Gateway, for people and selectors (GEP-1762 names the first); left out
+/// when a value does not fit in a label.
+pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
+pub const GATEWAY_NAMESPACE_LABEL: &str = "gateway.weir.dev/gateway-namespace";
+
+/// The name of the Service weir makes for Gateway `namespace/name`: `weir-gw-`, the Gateway's
+/// name (dots as dashes, cut to fit), and a hash of `namespace/name`, so Gateways of the same
+/// name in two namespaces, or two long names cut the same, never share one. At most 63
+/// characters, a DNS label as Service names must be.
+pub fn service_name(namespace: &str, name: &str) -> String {
+    let hash = xxhash_rust::xxh3::xxh3_64(format!("{namespace}/{name}").as_bytes());
+    let cut: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(63 - "weir-gw-".len() - "-".len() - 8)
+        .collect();
+    format!("weir-gw-{}-{:08x}", cut.trim_end_matches('-'), hash as u32)
+}
+
 /// A reference from a route to its parent (a Gateway, or a listener of one).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]

@@ -197,3 +197,21 @@ fn an_unknown_filter_type_is_an_error_not_a_default() {
     let parsed: Result<HTTPRouteFilter, _> = serde_saphyr::from_str(yaml);
     assert!(parsed.is_err());
 }
+
+#[test]
+fn service_names_fit_a_dns_label_and_differ_by_namespace() {
+    let short = super::service_name("infra", "edge");
+    assert!(short.starts_with("weir-gw-edge-"), "{short}");
+    assert_eq!(short.len(), "weir-gw-edge-".len() + 8);
+    assert_ne!(short, super::service_name("shop", "edge"));
+    assert_eq!(short, super::service_name("infra", "edge"), "deterministic");
+    let long = super::service_name("infra", &format!("{}.example.com", "a".repeat(240)));
+    assert!(long.len() <= 63, "{long}");
+    assert!(
+        long.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+        "{long}"
+    );
+    let dotted = super::service_name("infra", "edge.v2");
+    assert!(dotted.starts_with("weir-gw-edge-v2-"), "{dotted}");
+}

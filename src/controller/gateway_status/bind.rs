@@ -57,13 +57,25 @@ pub fn with_bind_failures(
     }
     for key in touched {
         if let Some(report) = out.gateways.get_mut(&key) {
-            gateway_programmed(report, failed);
+            // This Gateway's sockets: in service mode every Gateway's address is 0.0.0.0, so
+            // the address alone does not say whose a socket is.
+            let own: BTreeMap<SocketAddr, String> = failed
+                .iter()
+                .filter(|(addr, _)| {
+                    table
+                        .gateway_port(addr)
+                        .is_some_and(|p| p.listeners.iter().any(|l| l.gateway == key))
+                })
+                .map(|(a, w)| (*a, w.clone()))
+                .collect();
+            gateway_programmed(report, &own);
         }
     }
     out
 }
 
-/// Turns the Gateway's `Programmed` False when none of its listeners is programmed.
+/// Turns the Gateway's `Programmed` False when none of its listeners is programmed (`failed`:
+/// its sockets that did not bind).
 fn gateway_programmed(report: &mut GatewayReport, failed: &BTreeMap<SocketAddr, String>) {
     let programmed = report.listeners.iter().any(|l| {
         l.conditions
@@ -75,7 +87,6 @@ fn gateway_programmed(report: &mut GatewayReport, failed: &BTreeMap<SocketAddr, 
     }
     let sockets: Vec<String> = failed
         .iter()
-        .filter(|(addr, _)| Some(addr.ip()) == report.address)
         .map(|(addr, why)| format!("{addr}: {why}"))
         .collect();
     let message = format!(

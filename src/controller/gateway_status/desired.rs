@@ -5,8 +5,8 @@
 
 use crate::api::Condition;
 use crate::api::gateway::{
-    CONTROLLER_NAME, GatewayClassStatus, GatewayStatus, GatewayStatusAddress, ListenerStatus,
-    RouteParentStatus, SUPPORTED_FEATURES, SupportedFeature,
+    CONTROLLER_NAME, GatewayClassStatus, GatewayStatus, ListenerStatus, RouteParentStatus,
+    SUPPORTED_FEATURES, SupportedFeature,
 };
 use crate::routing::{GatewayReport, ObjectReport, ParentReport};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition as MetaCondition, Time};
@@ -64,14 +64,7 @@ pub fn gateway_status(
         })
         .collect();
     GatewayStatus {
-        addresses: report
-            .address
-            .map(|a| GatewayStatusAddress {
-                r#type: Some("IPAddress".to_string()),
-                value: a.to_string(),
-            })
-            .into_iter()
-            .collect(),
+        addresses: report.addresses.clone(),
         conditions: conditions(
             &report.conditions,
             generation,

@@ -7,20 +7,24 @@
 //! outlier detection, affinity, slow start and retries). A backendRef to a Service gets a pool
 //! of its own rule, balanced round robin with weir's defaults.
 
+mod service;
+
+pub use service::ServicePlan;
+
 use super::{Resolved, Reuse, SecretCache, SliceIndex, backend_set, policy};
 use crate::api::gateway::FilterType;
 use crate::api::gateway::{
-    BackendObjectReference, CONTROLLER_NAME, GROUP, Gateway, HTTPBackendRef,
-    HTTPRequestMirrorFilter, HTTPRoute, HTTPRouteFilter, HTTPRouteMatch, HTTPRouteRule,
-    ReferenceGrant, RouteGroupKind, parse_duration,
+    BackendObjectReference, CONTROLLER_NAME, GROUP, Gateway, GatewayStatusAddress,
+    HTTPBackendRef, HTTPRequestMirrorFilter, HTTPRoute, HTTPRouteFilter, HTTPRouteMatch,
+    HTTPRouteRule, ReferenceGrant, RouteGroupKind, parse_duration,
 };
 use crate::api::{
     Algorithm, Backend, Condition, LoadBalancerPoolSpec, Retries, ServicePort, Timeouts,
 };
 use crate::routing::gateway::{
     self as rules, AddressError, GatewayAddresses, GatewayPort, HeaderEdit, Intersection,
-    ListenerRef, Mirror, Protocol, Redirect, RequestMatch, Rewrite, RouteKind, RouteRule,
-    RuleBackends, RuleFilters, RuleKey, RuleMatch, Sample, Side,
+    ListenerRef, Mirror, PortRange, Protocol, Redirect, RequestMatch, Rewrite, RouteKind,
+    RouteRule, RuleBackends, RuleFilters, RuleKey, RuleMatch, Sample, Side,
 };
 use crate::routing::pool::Pool;
 use crate::routing::table::RoutingTable;
@@ -49,6 +53,8 @@ pub struct GatewayStatuses {
     pub http_routes: BTreeMap<ObjectKey, Vec<ParentReport>>,
     /// GRPCRoutes, the same way.
     pub grpc_routes: BTreeMap<ObjectKey, Vec<ParentReport>>,
+    /// Service mode: what the Service of each Gateway that serves should hold.
+    pub services: BTreeMap<ObjectKey, ServicePlan>,
 }
 
 /// Conditions of an object, with the generation they describe.
@@ -64,8 +70,10 @@ pub struct ObjectReport {
 pub struct GatewayReport {
     pub observed_generation: Option<i64>,
     pub conditions: Vec<Condition>,
-    /// The address its listeners are bound to.
+    /// The address its listeners are bound to (`0.0.0.0` in service mode).
     pub address: Option<IpAddr>,
+    /// Its `status.addresses`: `address`, or in service mode its Service's.
+    pub addresses: Vec<GatewayStatusAddress>,
     pub listeners: Vec<ListenerReport>,
 }
 
@@ -167,19 +175,78 @@ pub(super) fn compile_gateways(
         &held,
         default_addresses,
     );
+    // Service mode: a pod port per (Gateway, listener port), kept as the Services (then the
+    // table in service) have it.
+    let service_mode = match default_addresses {
+        GatewayAddresses::Services { ports, namespace } => {
+            let services = service::services(store, namespace);
+            let from_services = service::held_ports(&services);
+            let from_table = previous
+                .map(|t| t.gateway_pod_ports.clone())
+                .unwrap_or_default();
+            let wanting = gateways
+                .iter()
+                .filter(|(key, _)| matches!(addresses.get(*key), Some(Ok(_))))
+                .map(|(key, g)| (*key, listener_ports(g)));
+            Some(ServiceMode {
+                namespace,
+                pod_ports: rules::assign_pod_ports(wanting, &[&from_services, &from_table], *ports),
+                services,
+                range: *ports,
+            })
+        }
+        _ => None,
+    };
     let mut accepted = Vec::new();
     for (key, gateway) in gateways {
         let address = addresses
             .get(key)
             .cloned()
             .unwrap_or(Ok(DEFAULT_GATEWAY_ADDRESS));
-        let (report, usable) = compile_gateway(key, gateway, address, secrets, &grants, table);
+        let pod_ports = service_mode.as_ref().map(|m| {
+            let given = m.pod_ports.get(key).cloned().unwrap_or_default();
+            (given, m.range)
+        });
+        let (mut report, usable) = compile_gateway(
+            key,
+            gateway,
+            address,
+            pod_ports.as_ref().map(|(given, range)| (given, *range)),
+            secrets,
+            &grants,
+            table,
+        );
+        if let Some(mode) = &service_mode {
+            // The Service takes the listener ports whose listeners serve.
+            let ports: BTreeMap<u16, u16> = gateway
+                .spec
+                .listeners
+                .iter()
+                .zip(&usable)
+                .filter_map(|(l, u)| Some((u16::try_from(l.port).ok()?, u.socket?.port())))
+                .collect();
+            if !ports.is_empty() {
+                let class = store.gateway_classes.get(&gateway.spec.gateway_class_name);
+                statuses.services.insert(
+                    key.clone(),
+                    ServicePlan::new(gateway, class.map(|c| &**c), ports),
+                );
+                let own = mode.services.get(key).copied();
+                service::report_addresses(&mut report, key, mode.namespace, own);
+            } else {
+                // No listener serves: no Service, so no address (0.0.0.0 is no one's).
+                report.addresses.clear();
+            }
+        }
         statuses.gateways.insert(key.clone(), report);
         accepted.push(Accepted {
             key: key.clone(),
             gateway,
             usable,
         });
+    }
+    if let Some(mode) = service_mode {
+        table.gateway_pod_ports = mode.pod_ports;
     }
 
     // Per socket: (listener hostname, route hostname, precedence, match).
@@ -332,6 +399,26 @@ pub(super) fn compile_gateways(
     statuses
 }
 
+/// What compile knows in service mode.
+struct ServiceMode<'s> {
+    /// weir's namespace, where the Gateways' Services are.
+    namespace: &'s str,
+    /// Those Services, by Gateway.
+    services: BTreeMap<ObjectKey, &'s crate::store::GatewayService>,
+    pod_ports: rules::PodPorts,
+    range: PortRange,
+}
+
+/// A Gateway's listener ports (those that are TCP ports at all).
+fn listener_ports(gateway: &Gateway) -> std::collections::BTreeSet<u16> {
+    gateway
+        .spec
+        .listeners
+        .iter()
+        .filter_map(|l| u16::try_from(l.port).ok().filter(|p| *p > 0))
+        .collect()
+}
+
 /// A creation time for ordering: oldest first, objects without one (from a file) first too,
 /// then by key.
 fn created(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> i64 {
@@ -345,6 +432,7 @@ fn compile_gateway(
     key: &ObjectKey,
     gateway: &Gateway,
     address: Result<IpAddr, AddressError>,
+    pod_ports: Option<(&BTreeMap<u16, u16>, PortRange)>,
     secrets: &mut SecretCache<'_>,
     grants: &[&ReferenceGrant],
     table: &mut RoutingTable,
@@ -396,6 +484,10 @@ fn compile_gateway(
         }
     };
     report.address = Some(address);
+    report.addresses = vec![GatewayStatusAddress {
+        r#type: Some("IPAddress".to_string()),
+        value: address.to_string(),
+    }];
     let problems = rules::judge_listeners(gateway);
     let mut usable = Vec::new();
     let mut accepted_listeners = 0;
@@ -421,7 +513,22 @@ fn compile_gateway(
             ));
             blocked = true;
         }
-        let addr = port.map(|p| SocketAddr::new(address, p));
+        // In service mode the socket is the pod port the listener port was given.
+        let socket_port = match (port, pod_ports) {
+            (Some(p), Some((given, range))) => {
+                let pod = given.get(&p).copied();
+                if pod.is_none() && accepted.is_none() {
+                    accepted = Some((
+                        "PortUnavailable",
+                        format!("no free pod port for port {p} in --gateway-ports {range}"),
+                    ));
+                    blocked = true;
+                }
+                pod
+            }
+            (port, _) => port,
+        };
+        let addr = socket_port.map(|p| SocketAddr::new(address, p));
         let attachable = !blocked;
         let mut certificate = None;
         if protocol == Protocol::Https && !blocked {
@@ -449,10 +556,9 @@ fn compile_gateway(
         }
         let serving = match (addr, blocked) {
             (Some(addr), false) => {
-                let port = table
-                    .gateway_ports
-                    .entry(addr)
-                    .or_insert_with(|| GatewayPort::new(addr, protocol == Protocol::Https));
+                let port = table.gateway_ports.entry(addr).or_insert_with(|| {
+                    GatewayPort::new(addr, protocol == Protocol::Https, port.unwrap_or_default())
+                });
                 port.listeners.push(ListenerRef {
                     gateway: key.clone(),
                     listener: listener.name.clone(),

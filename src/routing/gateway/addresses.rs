@@ -2,7 +2,11 @@
 //! `spec.addresses` gets it; one that names none gets weir's default: loopback, or the next
 //! free address of a range weir was given (`--gateway-addresses`), so that Gateways on the same
 //! port never share a socket. An address once given stays with its Gateway while it lives.
+//! In a cluster without a range, Gateways are exposed by Services of their own
+//! ([`GatewayAddresses::Services`]): weir binds every address of its pod, on a port of its own
+//! per listener port (`pod_ports`), and the Service holds the Gateway's address.
 
+use super::pod_ports::PortRange;
 use crate::api::gateway::Gateway;
 use crate::store::ObjectKey;
 use ipnet::IpNet;
@@ -17,6 +21,9 @@ pub enum GatewayAddresses {
     Loopback,
     /// One address of this range per Gateway.
     Range(IpNet),
+    /// A Service per Gateway, in weir's `namespace`, that sends each listener port to a pod
+    /// port of `ports`: the Gateway's sockets are `0.0.0.0:<pod port>`.
+    Services { ports: PortRange, namespace: String },
 }
 
 /// Why a Gateway has no address (the message of its `Accepted=False` condition).
@@ -28,6 +35,12 @@ pub enum AddressError {
     UnsupportedType(String),
     #[error("every address of {0} is taken by another Gateway")]
     RangeExhausted(IpNet),
+    /// The Service holds a Gateway's address, and weir asks for none on it.
+    #[error(
+        "spec.addresses is not supported when Gateways are exposed by a Service of their own \
+         (weir run without --gateway-addresses); the Service's address is the Gateway's"
+    )]
+    ServiceMode,
 }
 
 /// The address of each Gateway in `gateways` (oldest first: the older keeps a contested
@@ -55,6 +68,16 @@ pub fn assign<'g>(
             return out;
         }
         GatewayAddresses::Range(range) => *range,
+        GatewayAddresses::Services { .. } => {
+            // A bad address keeps its own error; a good one cannot be honoured here.
+            for asked in out.values_mut().filter(|a| a.is_ok()) {
+                *asked = Err(AddressError::ServiceMode);
+            }
+            for key in wanting {
+                out.insert(key.clone(), Ok(IpAddr::V4(Ipv4Addr::UNSPECIFIED)));
+            }
+            return out;
+        }
     };
     let mut taken: HashSet<IpAddr> = out.values().filter_map(|a| a.clone().ok()).collect();
     // Those that had an address keep it first, then the others take the lowest free ones.
@@ -130,6 +153,22 @@ mod tests {
             next[&later[2].0],
             Err(AddressError::RangeExhausted(_))
         ));
+    }
+
+    #[test]
+    fn in_service_mode_gateways_take_every_address_and_name_none() {
+        let gateways = [gw("a", None), gw("b", Some("192.0.2.7"))];
+        let services = GatewayAddresses::Services {
+            ports: PortRange::default(),
+            namespace: "weir".into(),
+        };
+        let out = assign(
+            gateways.iter().map(|(k, g)| (k, g)),
+            &BTreeMap::new(),
+            &services,
+        );
+        assert_eq!(out[&gateways[0].0], Ok(ip("0.0.0.0")));
+        assert_eq!(out[&gateways[1].0], Err(AddressError::ServiceMode));
     }
 
     #[test]

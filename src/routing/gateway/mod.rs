@@ -11,6 +11,7 @@ mod hostname;
 mod listener;
 mod matching;
 mod mirror;
+mod pod_ports;
 mod port;
 mod precedence;
 mod reference;
@@ -23,6 +24,7 @@ pub use hostname::{HostnameError, Intersection, intersect, listener_order, valid
 pub use listener::{ListenerProblem, Protocol, judge_listeners};
 pub use matching::{MatchError, PathMatch, RegexSite, RequestMatch};
 pub use mirror::{Mirror, MirrorError, Sample};
+pub use pod_ports::{PodPorts, PortRange, PortRangeError, assign_pod_ports};
 pub use port::{
     GatewayPort, ListenerRef, RequestFacts, RouteRule, RuleBackends, RuleFilters, RuleMatch,
 };

@@ -18,8 +18,12 @@ use std::sync::Arc;
 /// One listening socket of the Gateways: plain HTTP or HTTPS, with its rules.
 #[derive(Debug)]
 pub struct GatewayPort {
+    /// The socket: the Gateway's address and the listener port, or in service mode
+    /// `0.0.0.0` and the pod port the listener port was given.
     pub addr: SocketAddr,
     pub tls: bool,
+    /// The listeners' `port`, where clients reach them (redirects name it).
+    pub listener_port: u16,
     /// The listeners served here (one Gateway's; listeners of one port differ by hostname).
     pub listeners: Vec<ListenerRef>,
     /// Each listener's rules, by the listener's hostname: a request belongs to the most
@@ -186,10 +190,11 @@ pub struct RequestFacts<'a> {
 }
 
 impl GatewayPort {
-    pub fn new(addr: SocketAddr, tls: bool) -> Self {
+    pub fn new(addr: SocketAddr, tls: bool, listener_port: u16) -> Self {
         GatewayPort {
             addr,
             tls,
+            listener_port,
             listeners: Vec::new(),
             rules: ByHost::default(),
             certificates: HostCertificates::default(),

@@ -198,6 +198,7 @@ mod tests {
         let scope = Scope {
             namespaces: vec![],
             class: "weir".into(),
+            gateway_services: None,
         };
         assert!(class(CONTROLLER_NAME).wanted(&scope));
         assert!(!class("example.com/other").wanted(&scope));
