@@ -14,9 +14,9 @@ pub use service::ServicePlan;
 use super::{Resolved, Reuse, SecretCache, SliceIndex, backend_set, policy};
 use crate::api::gateway::FilterType;
 use crate::api::gateway::{
-    BackendObjectReference, CONTROLLER_NAME, GROUP, Gateway, GatewayStatusAddress,
-    HTTPBackendRef, HTTPRequestMirrorFilter, HTTPRoute, HTTPRouteFilter, HTTPRouteMatch,
-    HTTPRouteRule, ReferenceGrant, RouteGroupKind, parse_duration,
+    BackendObjectReference, CONTROLLER_NAME, GROUP, Gateway, GatewayStatusAddress, HTTPBackendRef,
+    HTTPRequestMirrorFilter, HTTPRoute, HTTPRouteFilter, HTTPRouteMatch, HTTPRouteRule,
+    ReferenceGrant, RouteGroupKind, parse_duration,
 };
 use crate::api::{
     Algorithm, Backend, Condition, LoadBalancerPoolSpec, Retries, ServicePort, Timeouts,
