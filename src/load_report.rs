@@ -93,10 +93,21 @@ pub enum ReportError {
 /// The report in `headers` (a response's headers or trailers), if the pod sent one:
 /// `endpoint-load-metrics-bin` first, as gRPC prefers it, then `endpoint-load-metrics`.
 pub fn from_headers(headers: &HeaderMap) -> Option<Result<LoadReport, ReportError>> {
+    if !has_report(headers) {
+        return None;
+    }
     if let Some(v) = headers.get(HEADER_BIN) {
         return Some(parse_bin(v.as_bytes()));
     }
     headers.get(HEADER).map(|v| parse(v.as_bytes()))
+}
+
+/// Whether `headers` may hold a report. Every answer is asked, and most have none: a look at
+/// the few names an answer has is cheaper than hashing the two report names to look them up.
+fn has_report(headers: &HeaderMap) -> bool {
+    headers
+        .keys()
+        .any(|k| k.as_str().starts_with(HEADER.as_str()))
 }
 
 /// Takes the report headers out of `headers`; whether there were any.
