@@ -135,6 +135,7 @@ fn wrong_types() -> Vec<Case> {
             .with("spec.hashOn", json!({ "header": "x-user" }))
     };
     let ewma = |c: Case| c.with("spec.algorithm", json!("PeakEwma"));
+    let by_load = |c: Case| c.with("spec.algorithm", json!("WeightedByLoad"));
     vec![
         wrong("spec", json!("a pool")),
         wrong("spec", json!([1, 2])),
@@ -181,6 +182,16 @@ fn wrong_types() -> Vec<Case> {
         ewma(wrong("spec.peakEwma.decaySeconds", json!("10s"))),
         wrong("spec.slowStart", json!(30)),
         wrong("spec.slowStart.windowSeconds", json!("30s")),
+        by_load(wrong("spec.weightedByLoad", json!(10))),
+        by_load(wrong("spec.weightedByLoad.blackoutSeconds", json!("10s"))),
+        by_load(wrong("spec.weightedByLoad.expirySeconds", json!(-1))),
+        by_load(wrong("spec.weightedByLoad.updatePeriodMillis", json!(1.5))),
+        by_load(wrong(
+            "spec.weightedByLoad.errorPenaltyPercent",
+            json!("100%"),
+        )),
+        wrong("spec.loadReports", json!(true)),
+        wrong("spec.loadReports.keep", json!("yes")),
         wrong("spec.healthCheck", json!("/healthz")),
         wrong("spec.healthCheck.http", json!("/healthz")),
         wrong("spec.healthCheck.http.path", json!(5)),
@@ -238,6 +249,7 @@ fn out_of_range() -> Vec<Case> {
     };
     let cookie = |c: Case| hash(c).with("spec.hashOn", json!({ "cookie": "sid" }));
     let ewma = |c: Case| c.with("spec.algorithm", json!("PeakEwma"));
+    let by_load = |c: Case| c.with("spec.algorithm", json!("WeightedByLoad"));
     let route = json!({ "host": "shop.test", "pathPrefix": "/" });
     let backend = json!({ "service": "web", "port": "http" });
     vec![
@@ -287,6 +299,13 @@ fn out_of_range() -> Vec<Case> {
         ewma(out("spec.peakEwma.decaySeconds", json!(601))),
         out("spec.slowStart.windowSeconds", json!(0)),
         out("spec.slowStart.windowSeconds", json!(3601)),
+        by_load(out("spec.weightedByLoad.blackoutSeconds", json!(601))),
+        by_load(out("spec.weightedByLoad.expirySeconds", json!(0))),
+        by_load(out("spec.weightedByLoad.expirySeconds", json!(3601))),
+        by_load(out("spec.weightedByLoad.updatePeriodMillis", json!(99))),
+        by_load(out("spec.weightedByLoad.updatePeriodMillis", json!(60_001))),
+        by_load(out("spec.weightedByLoad.errorPenaltyPercent", json!(1001))),
+        out("spec.weightedByLoad", json!({})).naming("spec.weightedByLoad"),
         out("spec.slowStart", json!({})).naming("spec.slowStart"),
         out("spec.healthCheck.tcp", json!({})).naming("spec.healthCheck"),
         out("spec.healthCheck.http", remove()).naming("spec.healthCheck"),
