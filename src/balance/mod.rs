@@ -66,6 +66,31 @@ pub trait Balance: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// The first endpoint `next` offers that `pick.accept` takes, in at most `tries` offers; then
+/// any accepted endpoint. A warming endpoint takes its turn with probability equal to its
+/// slow-start factor, so its share follows the ramp. The turn-taking algorithms (RoundRobin,
+/// WeightedByLoad) differ only in where `next` comes from.
+fn take_turn(
+    endpoints: &[Arc<Endpoint>],
+    pick: &Pick<'_>,
+    slow_start: Option<SlowStart>,
+    tries: usize,
+    mut next: impl FnMut() -> Option<usize>,
+) -> Option<usize> {
+    for _ in 0..tries {
+        let i = next()?;
+        let Some(e) = endpoints.get(i) else { continue };
+        if !(pick.accept)(e) {
+            continue;
+        }
+        let f = slow_start::factor(slow_start, e, pick.now);
+        if f >= 1.0 || fastrand::f64() < f {
+            return Some(i);
+        }
+    }
+    scan_from_random(endpoints, pick)
+}
+
 /// Any accepted endpoint, scanning from a random place: the fallback when sampling keeps
 /// hitting refused endpoints.
 fn scan_from_random(endpoints: &[Arc<Endpoint>], pick: &Pick<'_>) -> Option<usize> {

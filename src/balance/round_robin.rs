@@ -1,6 +1,5 @@
 //! Round robin over endpoints, skipping those the caller does not accept.
 
-use super::slow_start::factor;
 use super::{Balance, Pick, SlowStart, WeightedSequence};
 use crate::endpoint::Endpoint;
 use std::sync::Arc;
@@ -24,21 +23,11 @@ impl RoundRobin {
 impl Balance for RoundRobin {
     fn pick(&self, endpoints: &[Arc<Endpoint>], pick: &Pick<'_>) -> Option<usize> {
         let sequence = self.sequence.as_ref()?;
-        // A warming endpoint takes its turn with probability equal to its slow-start factor,
-        // so its share follows the ramp. Bounded: after a few rounds, any accepted one will do.
+        // Bounded: after a few rounds, any accepted one will do.
         let tries = sequence.period().saturating_mul(4).max(16);
-        for _ in 0..tries {
-            let i = sequence.next();
-            let Some(e) = endpoints.get(i) else { continue };
-            if !(pick.accept)(e) {
-                continue;
-            }
-            let f = factor(self.slow_start, e, pick.now);
-            if f >= 1.0 || fastrand::f64() < f {
-                return Some(i);
-            }
-        }
-        super::scan_from_random(endpoints, pick)
+        super::take_turn(endpoints, pick, self.slow_start, tries, || {
+            Some(sequence.next())
+        })
     }
 }
 

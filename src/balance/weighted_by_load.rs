@@ -7,7 +7,6 @@
 //! first, or their reports expired) take the mean; with fewer than two weighted endpoints the
 //! schedule is plain round robin.
 
-use super::slow_start::factor;
 use super::{Balance, LoadSchedule, Pick, SlowStart};
 use crate::endpoint::{Endpoint, LoadSnapshot};
 use std::sync::Arc;
@@ -94,21 +93,10 @@ impl WeightedByLoad {
 
 impl Balance for WeightedByLoad {
     fn pick(&self, endpoints: &[Arc<Endpoint>], pick: &Pick<'_>) -> Option<usize> {
-        // As round robin does: a warming endpoint takes its turn with probability equal to
-        // its slow-start factor; bounded, then any accepted endpoint will do.
         let tries = endpoints.len().saturating_mul(4).max(16);
-        for _ in 0..tries {
-            let i = self.schedule.next()?;
-            let Some(e) = endpoints.get(i) else { continue };
-            if !(pick.accept)(e) {
-                continue;
-            }
-            let f = factor(self.slow_start, e, pick.now);
-            if f >= 1.0 || fastrand::f64() < f {
-                return Some(i);
-            }
-        }
-        super::scan_from_random(endpoints, pick)
+        super::take_turn(endpoints, pick, self.slow_start, tries, || {
+            self.schedule.next()
+        })
     }
 
     fn needs_refresh(&self) -> bool {
