@@ -51,6 +51,8 @@ pub struct Options {
     pub host_policy: HostPolicy,
     /// Where Gateways that name no address listen.
     pub gateway_addresses: GatewayAddresses,
+    /// Which Kubernetes Ingresses are weir's.
+    pub ingress_class: crate::api::ingress::IngressClassChoice,
 }
 
 impl Default for Options {
@@ -69,6 +71,7 @@ impl Default for Options {
             forwarding: Default::default(),
             host_policy: HostPolicy::open(),
             gateway_addresses: GatewayAddresses::default(),
+            ingress_class: Default::default(),
         }
     }
 }
@@ -221,6 +224,7 @@ pub async fn start(
                     CompileOptions {
                         host_policy: options.host_policy.clone(),
                         gateway_addresses: options.gateway_addresses.clone(),
+                        ingress_class: options.ingress_class.clone(),
                     },
                     GatewaySockets::new(
                         table,
@@ -374,6 +378,10 @@ impl Follower {
         self.sockets.sync().await;
         self.gateway = compiled.gateway;
         self.publish_gateway_statuses();
+        log_ingress_warnings(&self.admin.ingress_reports.load(), &compiled.ingresses);
+        self.admin
+            .ingress_reports
+            .store(Arc::new(compiled.ingresses));
         tracing::info!(
             pools,
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -428,6 +436,21 @@ impl Follower {
             .collect();
         log_status_changes(&self.admin.statuses.load(), &live);
         self.admin.statuses.store(Arc::new(live));
+    }
+}
+
+/// Logs each Ingress warning that is new since the last compile (once, not at every rebuild).
+fn log_ingress_warnings(
+    before: &BTreeMap<ObjectKey, crate::routing::IngressReport>,
+    now: &BTreeMap<ObjectKey, crate::routing::IngressReport>,
+) {
+    for (key, report) in now {
+        let old = before.get(key);
+        for w in &report.warnings {
+            if old.is_none_or(|o| !o.warnings.contains(w)) {
+                tracing::warn!(ingress = %key, reason = w.reason.as_str(), "{}", w.message);
+            }
+        }
     }
 }
 

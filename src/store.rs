@@ -17,6 +17,7 @@ use crate::api::gateway::{
 use crate::certificate::{TLS_CRT, TLS_KEY, TLS_OCSP_STAPLE};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -379,6 +380,10 @@ pub struct Store {
     /// Namespaces' labels, for listeners that take routes `from: Selector`. A namespace not
     /// here has no labels (the file source lists only the Namespaces the file holds).
     pub namespace_labels: BTreeMap<String, Arc<BTreeMap<String, String>>>,
+    /// Kubernetes Ingress (#18): every Ingress (compile picks weir's by class), and the
+    /// IngressClasses of weir's controller, by name.
+    pub ingresses: BTreeMap<ObjectKey, Arc<Ingress>>,
+    pub ingress_classes: BTreeMap<String, Arc<IngressClass>>,
 }
 
 impl Store {
@@ -393,6 +398,8 @@ impl Store {
             + self.grpc_routes.len()
             + self.reference_grants.len()
             + self.namespace_labels.len()
+            + self.ingresses.len()
+            + self.ingress_classes.len()
     }
 
     pub fn is_empty(&self) -> bool {

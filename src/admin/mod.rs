@@ -46,6 +46,9 @@ pub struct ProcessState {
     /// What the Gateway API step says of GatewayClasses, Gateways and HTTPRoutes, with the
     /// Gateway sockets that would not bind folded in: the leader writes it as their status.
     pub gateway_statuses: ArcSwap<GatewayStatuses>,
+    /// What compile says of each Ingress of weir's class (its hosts and warnings): the
+    /// leader writes its status and a Warning event per warning.
+    pub ingress_reports: ArcSwap<BTreeMap<ObjectKey, crate::routing::IngressReport>>,
     /// The routing table in service, for `/pools`.
     pub table: Arc<ArcSwap<RoutingTable>>,
     /// Each pool's recent answers, for the dashboard's charts.

@@ -5,6 +5,7 @@ mod affinity;
 mod condition;
 pub mod gateway;
 mod health;
+pub mod ingress;
 mod tls;
 mod validate;
 

@@ -1,8 +1,10 @@
 //! `weir check`: parse and compile a file offline, as weir would, and print the conditions of
-//! each pool, GatewayClass, Gateway (and its listeners) and HTTPRoute (per parent).
+//! each pool, GatewayClass, Gateway (and its listeners) and HTTPRoute (per parent), and what
+//! each Ingress asks that weir does not do as written.
 
 use std::path::PathBuf;
 use weir::api::{Condition, ConditionType};
+use weir::routing::IngressWarningReason;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -11,6 +13,9 @@ pub struct Args {
     file: PathBuf,
     #[command(flatten)]
     hosts: super::listen::HostRules,
+    /// The IngressClass weir serves, as `weir serve --ingress-class`.
+    #[arg(long, default_value = weir::api::ingress::DEFAULT_INGRESS_CLASS)]
+    ingress_class: String,
 }
 
 /// Fails when a pool would not be accepted or its references do not resolve, and when a
@@ -18,7 +23,16 @@ pub struct Args {
 pub fn main(args: Args) -> anyhow::Result<()> {
     let path = &args.file;
     let store = weir::source::file::load(path)?;
-    let compiled = weir::routing::compile_with(&store, None, &args.hosts.policy()?);
+    let options = weir::routing::CompileOptions {
+        host_policy: args.hosts.policy()?,
+        // As `weir serve` takes the file: its Ingresses without a class are weir's.
+        ingress_class: weir::api::ingress::IngressClassChoice {
+            name: args.ingress_class.clone(),
+            unclassed: true,
+        },
+        ..Default::default()
+    };
+    let compiled = weir::routing::compile_with_options(&store, None, &options);
     let mut bad = 0;
     for (key, status) in &compiled.statuses {
         println!("{key}  hosts: {}", status.hosts.as_deref().unwrap_or("-"));
@@ -59,9 +73,26 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             bad += print_conditions("    ", &parent.conditions);
         }
     }
-    if compiled.statuses.is_empty() && gateway.gateways.is_empty() {
+    let mut annotation_warnings = 0;
+    for (key, report) in &compiled.ingresses {
+        println!("Ingress {key}  hosts: {}", report.hosts.join(","));
+        for w in &report.warnings {
+            println!("  warning {}: {}", w.reason.as_str(), w.message);
+            match w.reason {
+                IngressWarningReason::Annotation(_) => annotation_warnings += 1,
+                _ => bad += 1,
+            }
+        }
+    }
+    if annotation_warnings > 0 {
         println!(
-            "no LoadBalancerPool or Gateway of weir's in {}",
+            "{annotation_warnings} annotation(s) not carried out as written (the rest serves)"
+        );
+    }
+    if compiled.statuses.is_empty() && gateway.gateways.is_empty() && compiled.ingresses.is_empty()
+    {
+        println!(
+            "no LoadBalancerPool, Gateway or Ingress of weir's in {}",
             path.display()
         );
     }

@@ -43,6 +43,11 @@ pub struct Listen {
     /// of its own that weir makes (see --gateway-ports).
     #[arg(long, value_name = "CIDR")]
     pub gateway_addresses: Option<ipnet::IpNet>,
+    /// Kubernetes Ingress: the IngressClass weir serves (its controller is
+    /// weir.dev/ingress-controller). Ingresses naming no class are served too when that class
+    /// is the cluster's default (`serve`: always, the file being weir's alone).
+    #[arg(long, default_value = weir::api::ingress::DEFAULT_INGRESS_CLASS)]
+    pub ingress_class: String,
     #[command(flatten)]
     pub clients: Clients,
     #[command(flatten)]
@@ -211,6 +216,10 @@ impl Listen {
             gateway_addresses: match self.gateway_addresses {
                 Some(range) => weir::routing::gateway::GatewayAddresses::Range(range),
                 None => Default::default(),
+            },
+            ingress_class: weir::api::ingress::IngressClassChoice {
+                name: self.ingress_class.clone(),
+                unclassed: false,
             },
         })
     }

@@ -25,7 +25,9 @@ pub struct Args {
 }
 
 pub fn main(args: Args) -> anyhow::Result<()> {
-    let options = args.listen.options()?;
+    let mut options = args.listen.options()?;
+    // The file is weir's alone: its Ingresses without a class are weir's.
+    options.ingress_class.unclassed = true;
     let key_file = args.listen.key_file();
     runtime::build(args.listen.process.workers)?.block_on(async move {
         let running = start(&args.config, options, args.reload_interval).await?;

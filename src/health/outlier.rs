@@ -96,6 +96,7 @@ mod tests {
             retries: Retries::default(),
             session_affinity: None,
             keep_load_reports: false,
+            max_request_body: None,
         };
         Pool::new(ObjectKey::new("ns", "p"), policy, vec![backend])
     }

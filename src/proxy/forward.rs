@@ -113,8 +113,24 @@ impl Proxy {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
-        let body = match RequestBody::from_client(body, content_length, timeout).await {
-            Ok(b) => b,
+        let too_large = || {
+            local(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is larger than this route takes\n",
+            )
+        };
+        let body = match (pool.policy.max_request_body, content_length) {
+            (Some(max), Some(n)) if n > max => return Err(too_large()),
+            (Some(max), None) => RequestBody::from_client_within(body, max, timeout)
+                .await
+                .map(|b| b.ok_or(())),
+            _ => RequestBody::from_client(body, content_length, timeout)
+                .await
+                .map(Ok),
+        };
+        let body = match body {
+            Ok(Ok(b)) => b,
+            Ok(Err(())) => return Err(too_large()),
             Err(why) => return Err(local(StatusCode::REQUEST_TIMEOUT, format!("{why}\n"))),
         };
         Ok(Prepared {

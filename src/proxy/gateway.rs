@@ -1,12 +1,13 @@
 //! Gateway API routing of one request: the socket's rules pick a rule, whose filters redirect
 //! it or edit it, and whose backends pick the pool it goes to.
 
-use super::{Scheme, local};
+use super::{Scheme, ingress, local};
 use crate::proxy::ProxyBody;
+use crate::routing::gateway::GatewayPort;
 use crate::routing::gateway::{RequestFacts, RouteRule};
 use crate::routing::{Pool, RoutingTable, normalize_host};
 use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// Where a request goes: a pool, and the rule that chose it (whose response filters apply).
@@ -23,17 +24,31 @@ pub(super) fn route<B>(
     socket: SocketAddr,
     scheme: Scheme,
     host: &str,
+    client: IpAddr,
     req: &mut Request<B>,
 ) -> Result<Routed, Box<Response<ProxyBody>>> {
-    let not_found = || {
-        Box::new(local(
-            StatusCode::NOT_FOUND,
-            "no route for this host and path\n",
-        ))
-    };
-    let Some(port) = table.gateway_port(&socket) else {
-        return Err(not_found());
-    };
+    match table.gateway_port(&socket) {
+        Some(port) => route_on(port, scheme, host, client, req),
+        None => Err(not_found()),
+    }
+}
+
+fn not_found() -> Box<Response<ProxyBody>> {
+    Box::new(local(
+        StatusCode::NOT_FOUND,
+        "no route for this host and path\n",
+    ))
+}
+
+/// Routes `req` by the rules of `port` (a Gateway socket's, or the Ingresses' on weir's own
+/// listeners).
+pub(super) fn route_on<B>(
+    port: &GatewayPort,
+    scheme: Scheme,
+    host: &str,
+    client: IpAddr,
+    req: &mut Request<B>,
+) -> Result<Routed, Box<Response<ProxyBody>>> {
     let facts = RequestFacts {
         host,
         method: req.method(),
@@ -45,6 +60,9 @@ pub(super) fn route<B>(
         return Err(not_found());
     };
     let rule = found.rule.clone();
+    if let Some(ingress) = &rule.ingress {
+        return ingress::route(ingress, &rule, scheme, host, client, req);
+    }
     // Borrowed from the table, which outlives this call: no copy per request.
     let prefix = found.matcher.prefix();
     let filters = &rule.filters;

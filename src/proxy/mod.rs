@@ -10,6 +10,7 @@ mod forward;
 mod forwarding;
 mod gateway;
 pub mod headers;
+mod ingress;
 mod limits;
 mod listener;
 mod load_reports;
@@ -130,17 +131,31 @@ impl Proxy {
                 "one Host header, naming a host, is required\n",
             ))
         } else if let Some(socket) = conn.gateway {
-            gateway::route(&self.table.load(), socket, conn.scheme, &host, &mut req).map_err(|b| *b)
+            gateway::route(
+                &self.table.load(),
+                socket,
+                conn.scheme,
+                &host,
+                client,
+                &mut req,
+            )
+            .map_err(|b| *b)
         } else {
-            match self.table.load().route(&host, req.uri().path()) {
+            let table = self.table.load();
+            match table.route(&host, req.uri().path()) {
                 Some(pool) => Ok(Routed {
                     pool: pool.clone(),
                     rule: None,
                 }),
-                None => Err(local(
-                    StatusCode::NOT_FOUND,
-                    "no route for this host and path\n",
-                )),
+                // What no pool's route takes, weir's Ingresses may.
+                None => match table.ingress_rules() {
+                    Some(rules) => gateway::route_on(rules, conn.scheme, &host, client, &mut req)
+                        .map_err(|b| *b),
+                    None => Err(local(
+                        StatusCode::NOT_FOUND,
+                        "no route for this host and path\n",
+                    )),
+                },
             }
         };
         let mut summary = Summary {

@@ -28,6 +28,9 @@ pub const REPLAY_BUFFER: u64 = 64 * 1024;
 /// memory per request whatever the mirrors do).
 pub const MIRROR_BODY_LIMIT: u64 = 1024 * 1024;
 
+/// The largest body-size limit a body of unknown length is read ahead for.
+pub const MAX_COUNTED_BODY: u64 = 8 * 1024 * 1024;
+
 /// Frames queued for one mirror before it counts as not keeping up.
 const MIRROR_QUEUE_FRAMES: usize = 64;
 
@@ -119,6 +122,31 @@ impl RequestBody {
             _ => Ok(RequestBody::Stream(Arc::new(Mutex::new(Some(
                 ClientStream::Plain(body),
             ))))),
+        }
+    }
+
+    /// A body of unknown length read in full when it must stay within `max` bytes (an
+    /// Ingress's `proxy-body-size`, as nginx buffers and counts it); `Ok(None)`: it is longer.
+    /// Limits above [`MAX_COUNTED_BODY`] are not read ahead (memory per request stays bounded):
+    /// such a body streams as it comes, unchecked.
+    pub async fn from_client_within(
+        body: Incoming,
+        max: u64,
+        limit: Duration,
+    ) -> Result<Option<RequestBody>, &'static str> {
+        if body.is_end_stream() {
+            return Ok(Some(RequestBody::Empty));
+        }
+        if max > MAX_COUNTED_BODY {
+            return RequestBody::from_client(body, None, limit).await.map(Some);
+        }
+        let limited =
+            http_body_util::Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX));
+        match tokio::time::timeout(limit, limited.collect()).await {
+            Ok(Ok(collected)) => Ok(Some(RequestBody::Buffered(collected.to_bytes()))),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Ok(None),
+            Ok(Err(_)) => Err("the request body broke off"),
+            Err(_) => Err("the request body did not arrive in time"),
         }
     }
 

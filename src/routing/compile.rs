@@ -1,11 +1,13 @@
 //! `compile`: the object store in, a routing table and one status per pool out. Pure.
 
 mod gateway;
+mod ingress;
 
 pub use gateway::{
     DEFAULT_GATEWAY_ADDRESS, GatewayReport, GatewayStatuses, ListenerReport, ObjectReport,
     ParentReport, ServicePlan,
 };
+pub use ingress::{DEFAULT_BODY_SIZE, IngressReport, IngressWarning, IngressWarningReason};
 
 use super::gateway::GatewayAddresses;
 use super::host::normalize_prefix;
@@ -34,6 +36,8 @@ pub struct Compiled {
     pub statuses: BTreeMap<ObjectKey, LoadBalancerPoolStatus>,
     /// What the Gateway API step says of each GatewayClass, Gateway and HTTPRoute of weir's.
     pub gateway: GatewayStatuses,
+    /// What the Ingress step says of each Ingress of weir's class.
+    pub ingresses: BTreeMap<ObjectKey, IngressReport>,
 }
 
 /// Builds the routing table and every pool's status from the store.
@@ -52,6 +56,8 @@ pub struct CompileOptions {
     pub host_policy: HostPolicy,
     /// Where Gateways that name no address listen.
     pub gateway_addresses: GatewayAddresses,
+    /// Which Ingresses are weir's.
+    pub ingress_class: crate::api::ingress::IngressClassChoice,
 }
 
 /// [`compile`], with a policy that says which namespace may claim which hosts: a route the
@@ -67,6 +73,7 @@ pub fn compile_with(
         &CompileOptions {
             host_policy: host_policy.clone(),
             gateway_addresses: GatewayAddresses::default(),
+            ingress_class: crate::api::ingress::IngressClassChoice::default(),
         },
     )
 }
@@ -129,6 +136,14 @@ pub fn compile_with_options(
         &mut secrets,
         previous,
         &options.gateway_addresses,
+        &mut compiled.table,
+    );
+    compiled.ingresses = ingress::compile_ingresses(
+        store,
+        &options.ingress_class,
+        &slices,
+        &mut secrets,
+        previous,
         &mut compiled.table,
     );
     compiled
@@ -452,6 +467,7 @@ fn policy(spec: &LoadBalancerPoolSpec) -> Policy {
         retries: spec.retries.clone(),
         session_affinity: spec.session_affinity.clone(),
         keep_load_reports: spec.load_reports.is_some_and(|r| r.keep),
+        max_request_body: None,
     }
 }
 

@@ -75,6 +75,8 @@ pub struct Policy {
     pub session_affinity: Option<SessionAffinity>,
     /// Pass pods' load reports on to clients instead of removing them.
     pub keep_load_reports: bool,
+    /// Larger request bodies get 413 (an Ingress's `proxy-body-size`); `None`: no limit.
+    pub max_request_body: Option<u64>,
 }
 
 impl Pool {

@@ -46,6 +46,9 @@ pub struct RoutingTable {
     /// Service mode: the pod port of each listener port of each Gateway, kept by the next
     /// compile (until the Gateway's Service holds it).
     pub(super) gateway_pod_ports: PodPorts,
+    /// Kubernetes Ingress: the rules of weir's Ingresses, for weir's own listeners (a request
+    /// no LoadBalancerPool route takes); `None` when weir serves no Ingress.
+    pub(super) ingress: Option<GatewayPort>,
 }
 
 impl RoutingTable {
@@ -96,6 +99,11 @@ impl RoutingTable {
     /// Service mode: each Gateway's listener ports and the pod ports they were given.
     pub fn gateway_pod_ports(&self) -> &PodPorts {
         &self.gateway_pod_ports
+    }
+
+    /// The rules of weir's Ingresses, tried on weir's own listeners after the pools' routes.
+    pub fn ingress_rules(&self) -> Option<&GatewayPort> {
+        self.ingress.as_ref()
     }
 
     /// Every compiled pool, in key order.

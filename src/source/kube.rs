@@ -10,6 +10,7 @@
 
 mod gateway_api;
 mod gateway_kinds;
+mod ingress_kinds;
 
 use crate::api::LoadBalancerPool;
 use crate::store::{ObjectKey, ServicePorts, Slice, Store, TlsSecret, reduce};
@@ -294,8 +295,27 @@ pub async fn run(
             watchers + 3,
             &msg_tx,
         ));
-        watchers += 4;
+        tasks.push(spawn_watch::<k8s_openapi::api::networking::v1::Ingress>(
+            &client,
+            ns,
+            watcher::Config::default(),
+            &scope,
+            watchers + 4,
+            &msg_tx,
+        ));
+        watchers += 5;
     }
+    tasks.push(
+        spawn_watch::<k8s_openapi::api::networking::v1::IngressClass>(
+            &client,
+            None,
+            watcher::Config::default(),
+            &scope,
+            watchers,
+            &msg_tx,
+        ),
+    );
+    watchers += 1;
     if let Some(own) = &scope.gateway_services
         && !namespaces
             .iter()

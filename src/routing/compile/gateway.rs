@@ -848,6 +848,7 @@ fn compile_route(
             backends,
             mirrors,
             request_timeout: timeouts.request,
+            ingress: None,
         });
         let default_match = [HTTPRouteMatch::default()];
         let matches: &[HTTPRouteMatch] = if rule.matches.is_empty() {
@@ -1256,7 +1257,7 @@ fn compile_mirrors(
 
 /// The policy of a rule's own pool: weir's defaults (round robin, no health checks, one retry
 /// of a connection that failed before the request was sent).
-fn service_pool_spec() -> LoadBalancerPoolSpec {
+pub(super) fn service_pool_spec() -> LoadBalancerPoolSpec {
     LoadBalancerPoolSpec {
         class_name: None,
         routes: Vec::new(),

@@ -54,6 +54,9 @@ pub struct RouteRule {
     /// `timeouts.request`: the whole request, retries included, gets this long to its
     /// response headers (504 after); `None`: no such limit.
     pub request_timeout: Option<std::time::Duration>,
+    /// A rule compiled from a Kubernetes Ingress: what its annotations add (`None` for
+    /// Gateway API rules).
+    pub ingress: Option<Box<crate::routing::ingress::IngressRule>>,
 }
 
 /// A rule's filters, compiled. A redirect answers at once; the others edit what passes.

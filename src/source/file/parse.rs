@@ -6,6 +6,7 @@ use crate::api::{LoadBalancerPool, validate_spec};
 use crate::store::{ObjectKey, ServicePorts, Slice, Store, TlsSecret, reduce};
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -108,6 +109,8 @@ fn add_object(
             | ("gateway.networking.k8s.io/v1", "GRPCRoute")
             | ("gateway.networking.k8s.io/v1", "ReferenceGrant")
             | ("gateway.networking.k8s.io/v1beta1", "ReferenceGrant")
+            | ("networking.k8s.io/v1", "Ingress")
+            | ("networking.k8s.io/v1", "IngressClass")
     );
     if !known {
         tracing::warn!(
@@ -163,6 +166,17 @@ fn add_object(
             let mut route: GRPCRoute = decode(&here, object)?;
             route.metadata.namespace = Some(key.namespace.clone());
             store.grpc_routes.insert(key, Arc::new(route));
+        }
+        "Ingress" => {
+            let mut ingress: Ingress = decode(&here, object)?;
+            ingress.metadata.namespace = Some(key.namespace.clone());
+            ingress.status = None;
+            store.ingresses.insert(key, Arc::new(ingress));
+        }
+        "IngressClass" => {
+            let mut class: IngressClass = decode(&here, object)?;
+            class.metadata.namespace = None;
+            store.ingress_classes.insert(key.name, Arc::new(class));
         }
         "ReferenceGrant" => {
             // v1beta1 (still the standard channel's stored version) has the same schema as v1.

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Drops `managedFields` and the last-applied annotation.
-fn slim(meta: &mut ObjectMeta) {
+pub(super) fn slim(meta: &mut ObjectMeta) {
     meta.managed_fields = None;
     // Bumped by every status write (weir's own included); kept, it would make each of those
     // a change to the store and a rebuild. Nothing reads it from the store.
