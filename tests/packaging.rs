@@ -706,6 +706,7 @@ fn install_yaml_is_fresh() {
         ("Role", "weir-leader-election"),
         ("RoleBinding", "weir-leader-election"),
         ("PodDisruptionBudget", "weir"),
+        ("IngressClass", "weir"),
     ] {
         one(&objects, k, name);
     }

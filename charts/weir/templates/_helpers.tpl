@@ -102,6 +102,13 @@ app.kubernetes.io/part-of: weir
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["gateways/status", "httproutes/status", "grpcroutes/status"]
   verbs: ["get", "update", "patch"]
+# Kubernetes Ingress: the Ingresses of weir's class, and their status.loadBalancer (Lease holder).
+- apiGroups: ["networking.k8s.io"]
+  resources: ["ingresses"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["ingresses/status"]
+  verbs: ["get", "update", "patch"]
 {{- end -}}
 
 {{/* The rules on cluster-wide kinds: in the ClusterRole, or a ClusterRole of their own with
@@ -117,5 +124,9 @@ watchNamespaces (they have no namespace to put a Role in). */}}
 # Namespaces, for their labels: listeners may take routes from namespaces by label selector.
 - apiGroups: [""]
   resources: ["namespaces"]
+  verbs: ["get", "list", "watch"]
+# IngressClasses: which class is weir's, and whether it is the default.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["ingressclasses"]
   verbs: ["get", "list", "watch"]
 {{- end -}}
