@@ -31,7 +31,6 @@ use crate::store::{ObjectKey, Store};
 use http::{HeaderName, HeaderValue, StatusCode};
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressSpec};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 /// What compile says of one Ingress of weir's.
@@ -127,7 +126,7 @@ pub(super) fn compile_ingresses(
     if ours.is_empty() {
         return reports;
     }
-    let mut port = GatewayPort::new(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)), false, 0);
+    let mut port = GatewayPort::for_ingresses();
     // Canaries first: the main rules take them in as they are built.
     let mut canaries: HashMap<PathKey, (ObjectKey, Canary)> = HashMap::new();
     let mut parsed = Vec::new();

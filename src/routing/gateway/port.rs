@@ -31,6 +31,9 @@ pub struct GatewayPort {
     /// (listener isolation).
     rules: ByHost<ListenerRules>,
     certificates: HostCertificates,
+    /// A `*.` wildcard takes one label only (`*.a.test` takes `x.a.test`, not `x.y.a.test`),
+    /// as Kubernetes Ingress has it; Gateway API's take any number.
+    one_label_wildcards: bool,
 }
 
 /// A listener of a Gateway, by the Gateway's key and the listener's name.
@@ -152,6 +155,17 @@ impl<T> ByHost<T> {
         self.any.as_ref()
     }
 
+    /// As [`ByHost::find`], where a wildcard takes one label only.
+    fn find_one_label(&self, host: &str) -> Option<&T> {
+        if let Some(v) = self.exact.get(host) {
+            return Some(v);
+        }
+        let parent = host.split_once('.').map(|(_, p)| p);
+        parent
+            .and_then(|p| self.wildcard.get(p))
+            .or(self.any.as_ref())
+    }
+
     /// The value of `pattern` (`None`: any host), made with `make` when it has none yet.
     fn entry(&mut self, pattern: Option<&str>, make: impl FnOnce() -> T) -> &mut T {
         match pattern {
@@ -201,6 +215,15 @@ impl GatewayPort {
             listeners: Vec::new(),
             rules: ByHost::default(),
             certificates: HostCertificates::default(),
+            one_label_wildcards: false,
+        }
+    }
+
+    /// The rule set of weir's Ingresses, for weir's own listeners: wildcards of one label.
+    pub fn for_ingresses() -> Self {
+        GatewayPort {
+            one_label_wildcards: true,
+            ..GatewayPort::new(SocketAddr::from(([0, 0, 0, 0], 0)), false, 0)
         }
     }
 
@@ -210,7 +233,11 @@ impl GatewayPort {
     /// step falls through to a less specific one, as the spec has it.
     pub fn route(&self, request: &RequestFacts<'_>) -> Option<&RuleMatch> {
         let host = normalize_host(request.host);
-        let rules = self.rules.find(&host)?.find(&host)?;
+        let rules = if self.one_label_wildcards {
+            self.rules.find_one_label(&host)?.find_one_label(&host)?
+        } else {
+            self.rules.find(&host)?.find(&host)?
+        };
         rules.iter().find(|m| {
             m.matcher
                 .matches(request.method, request.path, request.query, request.headers)
