@@ -572,3 +572,47 @@ async fn a_backend_that_does_not_resolve_answers_503_and_says_why() {
     assert!(reported[0].1.contains("test/missing"), "{reported:?}");
     weir.running.shutdown().await;
 }
+
+/// A pod that speaks HTTP/2 without TLS only (as gRPC servers do), and answers with the
+/// version it was asked in.
+async fn h2c_pod() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let addr = listener.local_addr().expect("an address");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(
+                |req: http::Request<hyper::body::Incoming>| async move {
+                    let answer = format!("{:?}", req.version());
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(
+                        answer,
+                    ))))
+                },
+            );
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn backend_protocol_grpc_talks_h2c_to_the_pods() {
+    let pod = h2c_pod().await;
+    let config = Config::default().service("grpc", &[pod]).document(ingress(
+        "grpc",
+        Some("weir"),
+        &[("backend-protocol", "GRPC")],
+        json!({ "rules": [rule("grpc.test", &[("/", "Prefix", "grpc")])] }),
+    ));
+    let weir = Weir::start(&config).await;
+    // An HTTP/1.1 client; weir speaks HTTP/2 to the pod, which knows no other.
+    assert_eq!(
+        get(&weir, "/helloworld.Greeter/SayHello", "grpc.test").await,
+        ok("HTTP/2.0")
+    );
+    weir.running.shutdown().await;
+}
