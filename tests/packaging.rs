@@ -1146,3 +1146,36 @@ fn gateway_api_examples_pass_weir_check() {
         }
     }
 }
+
+#[test]
+fn the_ingress_example_passes_weir_check_with_the_warning_it_shows() {
+    let path = root().join("manifests/examples/ingress/ingress-nginx.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["check", "-f"])
+        .arg(&path)
+        .output()
+        .expect("weir check runs");
+    let report = ok(
+        "weir check -f manifests/examples/ingress/ingress-nginx.yaml",
+        out,
+    );
+    for ingress in [
+        "shop/shop",
+        "shop/shop-canary",
+        "shop/static",
+        "shop/moved",
+        "shop/admin",
+    ] {
+        assert!(
+            report.contains(&format!("Ingress {ingress} ")),
+            "{ingress}: {report}"
+        );
+    }
+    let warnings: Vec<&str> = report.lines().filter(|l| l.contains("warning ")).collect();
+    assert_eq!(warnings.len(), 1, "{report}");
+    assert!(warnings[0].contains("UnsupportedAnnotation: nginx.ingress.kubernetes.io/enable-cors"));
+    assert!(
+        report.contains("1 annotation(s) not carried out as written"),
+        "{report}"
+    );
+}
