@@ -576,13 +576,11 @@ impl<'a> Parser<'a> {
                     header: Some(h.replace('_', "-")),
                     ..HashOn::default()
                 })
-            } else if let Some(c) = v.strip_prefix("$cookie_") {
-                Some(HashOn {
+            } else {
+                v.strip_prefix("$cookie_").map(|c| HashOn {
                     cookie: Some(c.to_string()),
                     ..HashOn::default()
                 })
-            } else {
-                None
             };
             match on {
                 Some(on)

@@ -165,11 +165,13 @@ fn redirects_need_absolute_urls() {
 }
 
 fn ingress(class: Option<&str>, legacy: Option<&str>) -> Ingress {
-    let mut i = Ingress::default();
-    i.spec = Some(k8s_openapi::api::networking::v1::IngressSpec {
-        ingress_class_name: class.map(str::to_string),
-        ..Default::default()
-    });
+    let mut i = Ingress {
+        spec: Some(k8s_openapi::api::networking::v1::IngressSpec {
+            ingress_class_name: class.map(str::to_string),
+            ..Default::default()
+        }),
+        ..Ingress::default()
+    };
     if let Some(l) = legacy {
         i.metadata.annotations =
             Some([(LEGACY_CLASS_ANNOTATION.to_string(), l.to_string())].into());
@@ -178,12 +180,14 @@ fn ingress(class: Option<&str>, legacy: Option<&str>) -> Ingress {
 }
 
 fn class(controller: &str, default: bool) -> std::sync::Arc<IngressClass> {
-    let mut c = IngressClass::default();
+    let mut c = IngressClass {
+        spec: Some(k8s_openapi::api::networking::v1::IngressClassSpec {
+            controller: Some(controller.into()),
+            parameters: None,
+        }),
+        ..IngressClass::default()
+    };
     c.metadata.name = Some("weir".into());
-    c.spec = Some(k8s_openapi::api::networking::v1::IngressClassSpec {
-        controller: Some(controller.into()),
-        parameters: None,
-    });
     if default {
         c.metadata.annotations =
             Some([(DEFAULT_CLASS_ANNOTATION.to_string(), "true".to_string())].into());
