@@ -251,8 +251,8 @@ fn rbac_is_least_privilege_without_wildcards() {
                     );
                 }
                 assert!(rule["nonResourceURLs"].is_null());
-                // weir never writes what it watches, except status (pools' and the Gateway
-                // API's) and events; and the Services it makes for Gateways, by a Role of
+                // weir never writes what it watches, except status (pools', the Gateway
+                // API's and Ingresses') and events; and the Services it makes for Gateways, by a Role of
                 // their own in the release namespace (checked below).
                 let verbs = strings(&rule["verbs"]);
                 let writes = verbs.iter().any(|v| !["get", "list", "watch"].contains(v));
@@ -268,6 +268,7 @@ fn rbac_is_least_privilege_without_wildcards() {
                             "gateways/status",
                             "httproutes/status",
                             "grpcroutes/status",
+                            "ingresses/status",
                             "events",
                             "leases"
                         ]
@@ -293,6 +294,13 @@ fn rbac_is_least_privilege_without_wildcards() {
         }
     }
     assert!(grants("loadbalancerpools/status", "patch"));
+    // Kubernetes Ingress: read the Ingresses and classes, write the Ingresses' status.
+    for resource in ["ingresses", "ingressclasses"] {
+        for verb in ["get", "list", "watch"] {
+            assert!(grants(resource, verb), "{verb} {resource}");
+        }
+    }
+    assert!(grants("ingresses/status", "patch"));
     // The Gateway API: read what weir serves, write the status of what it implements.
     for resource in GATEWAY_API_READS {
         for verb in ["get", "list", "watch"] {
