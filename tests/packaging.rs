@@ -214,7 +214,12 @@ const GATEWAY_API_STATUS: [&str; 4] = [
     "grpcroutes/status",
 ];
 /// The kinds without a namespace: cluster-wide grants even with watchNamespaces.
-const CLUSTER_WIDE: [&str; 3] = ["gatewayclasses", "gatewayclasses/status", "namespaces"];
+const CLUSTER_WIDE: [&str; 4] = [
+    "gatewayclasses",
+    "gatewayclasses/status",
+    "ingressclasses",
+    "namespaces",
+];
 
 /// Every resource a role's rules name, sorted.
 fn resources_of(role: &Value) -> Vec<&str> {
@@ -1039,11 +1044,19 @@ fn helm_install_and_kubectl_apply_against_the_test_cluster() {
     ));
     assert!(can(scoped_sa, "default", &["watch", "namespaces"]));
 
+    // The IngressClass, cluster-wide: made by the release above, so the next one is told not to.
+    let ingress_class = server.json(&["get", "ingressclass", "weir"]);
+    assert_eq!(
+        ingress_class["spec"]["controller"],
+        weir::api::ingress::INGRESS_CONTROLLER
+    );
     // weir's GatewayClass, when asked for (the CRDs are installed above).
     install(
         "gw",
         "weir-gw",
         &[
+            "--set",
+            "ingress.ingressClass.create=false",
             "--set",
             "gatewayAPI.gatewayClass.create=true",
             "--set",
