@@ -53,7 +53,7 @@ impl Kind for GatewayClass {
     }
 }
 
-/// A namespaced Gateway API kind with a status, kept whole but for the status (weir's own to
+/// A namespaced kind with a status (the Gateway API's, Ingress), kept whole but for the status (weir's own to
 /// write, never read back) and what [`slim`] drops.
 macro_rules! namespaced_kind_without_status {
     ($kind:ty, $field:ident) => {
@@ -74,6 +74,9 @@ macro_rules! namespaced_kind_without_status {
         }
     };
 }
+
+// Ingress (`ingress_kinds.rs`) is kept the same way.
+pub(super) use namespaced_kind_without_status;
 
 namespaced_kind_without_status!(Gateway, gateways);
 namespaced_kind_without_status!(HTTPRoute, http_routes);

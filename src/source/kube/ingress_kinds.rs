@@ -1,7 +1,7 @@
 //! Kubernetes Ingress and IngressClass as the watchers hand them to the store: whole, but for
 //! what [`slim`] drops and the status (weir's to write, never read back).
 
-use super::gateway_kinds::slim;
+use super::gateway_kinds::{namespaced_kind_without_status, slim};
 use super::{Kind, Scope, namespaced_api};
 use crate::api::ingress::INGRESS_CONTROLLER;
 use crate::store::{ObjectKey, Store};
@@ -10,21 +10,7 @@ use kube::{Api, Client};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-impl Kind for Ingress {
-    type Stored = Self;
-    type Key = ObjectKey;
-    fn map(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<Self>> {
-        &mut store.ingresses
-    }
-    fn api(client: Client, namespace: Option<&str>) -> Api<Self> {
-        namespaced_api(client, namespace)
-    }
-    fn stored(mut self) -> Self {
-        slim(&mut self.metadata);
-        self.status = None;
-        self
-    }
-}
+namespaced_kind_without_status!(Ingress, ingresses);
 
 impl Kind for IngressClass {
     type Stored = Self;
