@@ -306,7 +306,7 @@ impl Scene {
     }
 }
 
-fn header<'a>(headers: &'a http::HeaderMap, name: http::header::HeaderName) -> &'a str {
+fn header(headers: &http::HeaderMap, name: http::header::HeaderName) -> &str {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())

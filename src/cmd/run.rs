@@ -41,8 +41,9 @@ pub struct Args {
     /// A leader that stops renewing is replaced after this long.
     #[arg(long, default_value = "15s", value_parser = super::parse_duration)]
     lease_duration: Duration,
+    /// Boxed: `Run` is already the largest command's arguments.
     #[command(flatten)]
-    publish: PublishFlags,
+    publish: Box<PublishFlags>,
     #[command(flatten)]
     gateway_services: GatewayServices,
     #[command(flatten)]
@@ -141,7 +142,11 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             }
         }
     }
-    let publish = Publish::from_flags(args.publish.publish_address, args.publish.publish_service);
+    let PublishFlags {
+        publish_address,
+        publish_service,
+    } = *args.publish;
+    let publish = Publish::from_flags(publish_address, publish_service);
     let key_file = args.listen.key_file();
     let watched = args.watch_namespaces.clone();
     let scope = Scope {

@@ -58,10 +58,9 @@ fn a_service_publishes_its_balancer_else_external_ips_else_cluster_ip() {
         ..Default::default()
     };
     assert_eq!(service_addresses(&service), [lb(Some("10.96.0.10"), None)]);
-    service
-        .spec
-        .as_mut()
-        .map(|s| s.external_ips = Some(vec!["198.51.100.1".into(), "198.51.100.2".into()]));
+    if let Some(spec) = service.spec.as_mut() {
+        spec.external_ips = Some(vec!["198.51.100.1".into(), "198.51.100.2".into()]);
+    }
     assert_eq!(
         service_addresses(&service),
         [
