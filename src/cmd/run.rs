@@ -1,6 +1,7 @@
 //! `weir run`: the ingress controller in a cluster. Watches LoadBalancerPools, Services,
-//! EndpointSlices and TLS Secrets, proxies, and (when leader) writes pool status and keeps
-//! the Services of Gateways.
+//! EndpointSlices and TLS Secrets, proxies, and (when leader) writes pool status and Ingress
+//! status (the --publish-address / --publish-service addresses), and keeps the Services of
+//! Gateways.
 
 use super::affinity_key;
 use super::listen::Listen;
@@ -13,10 +14,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 use weir::app;
 use weir::controller::gateway_service::{ServiceConfig, ServiceType};
+use weir::controller::ingress_status::{
+    Publish, PublishAddress, parse_publish_address, parse_publish_service,
+};
 use weir::controller::lease::LeaseConfig;
 use weir::routing::gateway::{GatewayAddresses, PortRange};
 use weir::source::kube::{Scope, SourceState};
-use weir::store::Store;
+use weir::store::{ObjectKey, Store};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -37,10 +41,27 @@ pub struct Args {
     /// A leader that stops renewing is replaced after this long.
     #[arg(long, default_value = "15s", value_parser = super::parse_duration)]
     lease_duration: Duration,
+    /// Boxed: `Run` is already the largest command's arguments.
+    #[command(flatten)]
+    publish: Box<PublishFlags>,
     #[command(flatten)]
     gateway_services: GatewayServices,
     #[command(flatten)]
     listen: Listen,
+}
+
+/// The addresses the leader writes to the status of weir's Ingresses (as ingress-nginx's
+/// flags of the same names); neither flag: no Ingress status is written.
+#[derive(clap::Args, Debug)]
+struct PublishFlags {
+    /// The addresses weir is reached at, IP addresses or DNS names, comma-separated; they win
+    /// over --publish-service.
+    #[arg(long, value_name = "ADDR", value_delimiter = ',', value_parser = parse_publish_address)]
+    publish_address: Vec<PublishAddress>,
+    /// The Service in front of weir, NAMESPACE/NAME: its load balancer's addresses, else its
+    /// external IPs, else its cluster IP (the Helm chart sets it).
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_publish_service)]
+    publish_service: Option<ObjectKey>,
 }
 
 /// Gateway API in a cluster: without --gateway-addresses, each Gateway is exposed by a Service
@@ -79,6 +100,8 @@ const SERVICE_INTERVAL: Duration = Duration::from_millis(500);
 const KEY_FILE_INTERVAL: Duration = Duration::from_secs(5);
 /// How often the leader writes pool status.
 const STATUS_INTERVAL: Duration = Duration::from_millis(500);
+/// How often the leader looks at what each Ingress's status and events should be.
+const INGRESS_STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
 pub fn main(args: Args) -> anyhow::Result<()> {
     let mut options = args.listen.options()?;
@@ -119,6 +142,11 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             }
         }
     }
+    let PublishFlags {
+        publish_address,
+        publish_service,
+    } = *args.publish;
+    let publish = Publish::from_flags(publish_address, publish_service);
     let key_file = args.listen.key_file();
     let watched = args.watch_namespaces.clone();
     let scope = Scope {
@@ -161,6 +189,13 @@ pub fn main(args: Args) -> anyhow::Result<()> {
                 running.admin.clone(),
                 leader.clone(),
                 STATUS_INTERVAL,
+            )),
+            tokio::spawn(weir::controller::ingress_status::run(
+                client.clone(),
+                publish,
+                running.admin.clone(),
+                leader.clone(),
+                INGRESS_STATUS_INTERVAL,
             )),
             tokio::spawn(weir::source::kube::export_stale(
                 source_state,

@@ -3,5 +3,6 @@
 
 pub mod gateway_service;
 pub mod gateway_status;
+pub mod ingress_status;
 pub mod lease;
 pub mod status;
