@@ -16,8 +16,7 @@
 use crate::api::gateway::PathMatchType;
 use crate::api::ingress::{BackendProtocol, CanaryRules, IngressAnnotations, parse_annotations};
 use crate::api::{
-    AffinityCookie, Algorithm, LoadBalancerPoolSpec, Retries, SameSite, ServicePort,
-    SessionAffinity, Timeouts,
+    AffinityCookie, LoadBalancerPoolSpec, Retries, SameSite, ServicePort, SessionAffinity, Timeouts,
 };
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressSpec};
 use serde_json::{Value, json};
@@ -641,7 +640,7 @@ fn pool_spec(a: &IngressAnnotations, service: &str, port: ServicePort) -> LoadBa
             port,
             weight: 1,
         }],
-        algorithm: a.algorithm.unwrap_or(Algorithm::default()),
+        algorithm: a.algorithm.unwrap_or_default(),
         hash_on: a.hash_on.clone(),
         peak_ewma: None,
         weighted_by_load: None,

@@ -145,6 +145,9 @@ async fn send(
     )
 }
 
+/// Host, target and headers of one request.
+type Request<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+
 #[tokio::test]
 async fn migrated_ingresses_answer_as_the_ingresses_do() {
     let (a, b, c) = (
@@ -191,7 +194,7 @@ async fn migrated_ingresses_answer_as_the_ingresses_do() {
     )
     .await;
 
-    let requests: &[(&str, &str, &[(&str, &str)])] = &[
+    let requests: &[Request<'_>] = &[
         ("shop.test", "/cart", &[]),
         ("shop.test", "/cart/more", &[]),
         ("shop.test", "/api", &[]),
