@@ -17,6 +17,7 @@ pub mod fd_limit;
 pub mod health;
 pub mod load_report;
 pub mod metrics;
+pub mod migrate;
 pub mod proxy;
 pub mod routing;
 pub mod source;

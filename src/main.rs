@@ -43,6 +43,9 @@ enum Command {
     Check(cmd::check::Args),
     /// Show every pool of a running weir and the state of its endpoints (from its admin port).
     Inspect(cmd::inspect::Args),
+    /// Print Gateway API objects (Gateway, HTTPRoutes, LoadBalancerPools) for weir's Ingresses,
+    /// from a file or the cluster, with a comment for each annotation not carried over.
+    Migrate(cmd::migrate::Args),
 }
 
 /// A user's error (a bad file, a port in use) is one message with its causes, and exit code 1:
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Command::Crd => cmd::crd::main(),
         Command::Check(args) => cmd::check::main(args),
         Command::Inspect(args) => cmd::inspect::main(args),
+        Command::Migrate(args) => cmd::migrate::main(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

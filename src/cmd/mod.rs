@@ -6,6 +6,7 @@ pub mod crd;
 pub mod demo;
 pub mod inspect;
 pub mod logging;
+pub mod migrate;
 pub mod run;
 pub mod serve;
 
