@@ -616,3 +616,65 @@ async fn backend_protocol_grpc_talks_h2c_to_the_pods() {
     );
     weir.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn websockets_pass_through_an_ingress_rule() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let pod = listener.local_addr().expect("an address");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_text() && ws.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let config = Config::default().service("chat", &[pod]).document(ingress(
+        "chat",
+        Some("weir"),
+        // The common socket.io-style setup: a long read timeout and sticky sessions.
+        &[("proxy-read-timeout", "3600"), ("affinity", "cookie")],
+        json!({ "rules": [rule("chat.test", &[("/socket", "Prefix", "chat")])] }),
+    ));
+    let weir = Weir::start(&config).await;
+    let stream = TcpStream::connect(weir.running.http_addr)
+        .await
+        .expect("connects");
+    let request = http::Request::get("ws://chat.test/socket/room-1")
+        .header("host", "chat.test")
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header(
+            "sec-websocket-key",
+            tokio_tungstenite::tungstenite::handshake::client::generate_key(),
+        )
+        .body(())
+        .expect("a request");
+    let (mut ws, response) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .expect("a WebSocket handshake through the Ingress rule");
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    for i in 0..5 {
+        let text = format!("message {i}");
+        ws.send(Message::text(text.clone())).await.expect("sent");
+        let echo = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("an echo in time")
+            .expect("a message")
+            .expect("no error");
+        assert_eq!(echo.into_text().expect("text").as_str(), text);
+    }
+    ws.close(None).await.expect("closed");
+    weir.running.shutdown().await;
+}
