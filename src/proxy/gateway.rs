@@ -33,6 +33,16 @@ pub(super) fn route<B>(
     }
 }
 
+/// A request whose target is rewritten to origin form keeps the host it was routed on: the pod
+/// reads it from `Host`, which an HTTP/2 or absolute-form request may not carry.
+pub(super) fn keep_host<B>(req: &mut Request<B>, host: &str) {
+    if !req.headers().contains_key(header::HOST)
+        && let Ok(h) = HeaderValue::from_str(host)
+    {
+        req.headers_mut().insert(header::HOST, h);
+    }
+}
+
 fn not_found() -> Box<Response<ProxyBody>> {
     Box::new(local(
         StatusCode::NOT_FOUND,
@@ -93,13 +103,7 @@ pub(super) fn route_on<B>(
             Some(h) => {
                 req.headers_mut().insert(header::HOST, h);
             }
-            None => {
-                if !req.headers().contains_key(header::HOST)
-                    && let Ok(h) = HeaderValue::from_str(host)
-                {
-                    req.headers_mut().insert(header::HOST, h);
-                }
-            }
+            None => keep_host(req, host),
         }
     }
     match rule.backends.pick() {

@@ -2,7 +2,7 @@
 //! before a pod is asked (source ranges 403, the https redirect, fixed redirects, `app-root`),
 //! the canary's choice, and `rewrite-target`.
 
-use super::gateway::Routed;
+use super::gateway::{Routed, keep_host};
 use super::{ProxyBody, Scheme, local};
 use crate::routing::gateway::RouteRule;
 use crate::routing::ingress::IngressRule;
@@ -66,12 +66,7 @@ pub(super) fn route<B>(
         && let Some(target) = rewrite.apply(req.uri().path(), req.uri().query())
         && let Ok(uri) = Uri::try_from(target)
     {
-        // Origin form: the pod reads the host from `Host`.
-        if !req.headers().contains_key(header::HOST)
-            && let Ok(h) = HeaderValue::from_str(host)
-        {
-            req.headers_mut().insert(header::HOST, h);
-        }
+        keep_host(req, host);
         *req.uri_mut() = uri;
     }
     Ok(Routed {
